@@ -1,0 +1,15 @@
+"""RealNVP image density estimation in TensorFlow 2, Keras 3 and TFP.
+
+Dinh, Sohl-Dickstein and Bengio, "Density estimation using Real NVP", ICLR 2017.
+"""
+
+from realnvp_tf.config import RealNVPConfig
+from realnvp_tf.flow import bits_per_dim
+from realnvp_tf.flow import build_realnvp
+from realnvp_tf.flow import to_images
+from realnvp_tf.flow import weight_scale_variables
+
+__all__ = [
+    "RealNVPConfig", "bits_per_dim", "build_realnvp", "to_images",
+    "weight_scale_variables",
+]

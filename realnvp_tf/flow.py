@@ -1,0 +1,67 @@
+"""The RealNVP model as a `tfp.distributions.TransformedDistribution`."""
+
+import math
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from realnvp_tf import bijectors
+from realnvp_tf.config import RealNVPConfig
+
+tfd = tfp.distributions
+
+
+def build_realnvp(config: RealNVPConfig, validate_args=False):
+  """Builds RealNVP: a standard Normal over image-shaped z, pushed through the flow.
+
+  All variables are created here (call it inside `strategy.scope()` to distribute
+  them), and they are all reachable from the returned distribution: its
+  `trainable_variables` and `variables` list them, and a `tf.train.Checkpoint` or a
+  SavedModel that holds the distribution holds them.
+
+  `log_prob(x)` is the density of dequantized pixel intensities x in [0, K); pass
+  `bijector_kwargs={"training": True}` for batch normalisation on batch statistics
+  (training mode), which also updates the moving averages. Inference mode is the
+  default.
+
+  Args:
+    config: a `RealNVPConfig`.
+    validate_args: check at run time that images passed to `log_prob` lie in [0, K].
+
+  Returns:
+    A `tfd.TransformedDistribution` with event shape `config.image_shape`.
+  """
+  if not isinstance(config, RealNVPConfig):
+    raise TypeError(f"config must be a RealNVPConfig; got {type(config).__name__}.")
+  base = tfd.Sample(tfd.Normal(0.0, 1.0), sample_shape=config.image_shape,
+                    name="standard_normal")
+  return tfd.TransformedDistribution(
+      base, bijectors.RealNVPBijector(config, validate_args=validate_args),
+      validate_args=validate_args, name="RealNVP")
+
+
+def bits_per_dim(log_prob, image_shape):
+  """Negative log-likelihood in bits per dimension: -log_prob / (D ln 2), D = H W C.
+
+  With `log_prob` the density of dequantized pixels in [0, K) (this flow's
+  convention), this is the figure the literature reports.
+  """
+  num_dims = math.prod(int(d) for d in image_shape)
+  return -tf.convert_to_tensor(log_prob) / (num_dims * math.log(2.0))
+
+
+def to_images(values, num_levels):
+  """Pixel-space values (e.g. samples) to images: clip into [0, K - 1], floor, uint8.
+
+  The flow's support is slightly wider than [0, K) (see `LogitTransform`), so samples
+  are clipped. Needs `num_levels <= 256`.
+  """
+  if not 2 <= num_levels <= 256:
+    raise ValueError(f"to_images needs 2 <= num_levels <= 256; got {num_levels}.")
+  values = tf.convert_to_tensor(values, tf.float32)
+  return tf.cast(tf.floor(tf.clip_by_value(values, 0.0, num_levels - 1.0)), tf.uint8)
+
+
+def weight_scale_variables(flow):
+  """The variables the paper penalises with L2: weight-norm gains and tanh scales."""
+  return [v for layer in flow.bijector.couplings for v in layer.weight_scale_variables]
