@@ -59,12 +59,12 @@ def perturb_variables(module, seed=0, scale=0.1):
   """Moves every variable off its initial value, so no layer is an identity.
 
   Trainable variables get Gaussian noise; batch-norm moving means get noise and
-  moving variances a random factor in [0.5, 2].
+  moving variances a random factor in [0.8, 1.25].
   """
   rng = np.random.default_rng(seed)
   for variable in module.variables:
     shape = variable.shape.as_list()
     if "moving_variance" in variable.name:
-      variable.assign(variable * rng.uniform(0.5, 2.0, shape).astype(np.float32))
+      variable.assign(variable * rng.uniform(0.8, 1.25, shape).astype(np.float32))
     else:
       variable.assign_add(rng.normal(0.0, scale, shape).astype(np.float32))
