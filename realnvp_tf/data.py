@@ -355,14 +355,16 @@ def _element_seed(seed: int, stream: int, *indices) -> tf.Tensor:
 
 
 def _dequantize(image: tf.Tensor, seed: tf.Tensor, num_levels: int) -> tf.Tensor:
-    """x + u, u ~ U[0, 1), kept strictly below K.
+    """x + u, u ~ U[0, 1), with floor(x + u) == x exactly (so always in [0, K)).
 
-    In float32, 255 + u rounds up to 256.0 for u > 1 - 2**-17; the clip keeps such
-    values at the largest float32 below K so the result is always in [0, K).
+    In float32, x + u rounds up to x + 1 when u is within half an ulp of x + 1 of 1
+    (for x = 255: u > 1 - 2**-17, a few times per MNIST epoch); such values are moved
+    to the largest float32 below x + 1.
     """
+    del num_levels  # [0, K) follows from floor(x + u) == x <= K - 1
     x = tf.cast(image, tf.float32)
-    x += tf.random.stateless_uniform(tf.shape(x), seed=seed, dtype=tf.float32)
-    return tf.minimum(x, np.nextafter(np.float32(num_levels), np.float32(0)))
+    u = tf.random.stateless_uniform(tf.shape(x), seed=seed, dtype=tf.float32)
+    return tf.minimum(x + u, tf.math.nextafter(x + 1.0, x))
 
 
 def _random_flip_batch(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
