@@ -34,6 +34,7 @@ __all__ = [
     "DATASET_NAMES",
     "DataUnavailableError",
     "DatasetInfo",
+    "add_noise",
     "get_dataset_info",
     "make_dataset",
     "make_distributed_dataset",
@@ -363,8 +364,14 @@ def _dequantize(image: tf.Tensor, seed: tf.Tensor, num_levels: int) -> tf.Tensor
     """
     del num_levels  # [0, K) follows from floor(x + u) == x <= K - 1
     x = tf.cast(image, tf.float32)
-    u = tf.random.stateless_uniform(tf.shape(x), seed=seed, dtype=tf.float32)
-    return tf.minimum(x + u, tf.math.nextafter(x + 1.0, x))
+    return add_noise(x, tf.random.stateless_uniform(tf.shape(x), seed=seed,
+                                                     dtype=tf.float32))
+
+
+def add_noise(pixels: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
+    """``pixels + noise`` for integer-valued float32 pixels and noise in [0, 1), kept
+    below ``pixels + 1`` in float32, so that ``floor`` gives back the pixels."""
+    return tf.minimum(pixels + noise, tf.math.nextafter(pixels + 1.0, pixels))
 
 
 def _random_flip_batch(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:

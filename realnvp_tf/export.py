@@ -1,0 +1,92 @@
+"""SavedModel export: the trained flow, servable by TensorFlow alone."""
+
+import tensorflow as tf
+
+from realnvp_tf import data
+from realnvp_tf import flow as flow_lib
+
+
+class RealNVPServing(tf.Module):
+  """The functions a user of a trained RealNVP needs, with fixed input signatures.
+
+  Everything runs in inference mode (batch norm on its moving averages). Pixel values
+  are dequantized intensities in [0, K); images are uint8 in 0..K-1.
+  """
+
+  def __init__(self, flow):
+    super().__init__(name="realnvp_serving")
+    config = flow.bijector.config
+    self._flow = flow
+    self._variables = list(flow.variables)
+    self.num_levels = tf.constant(config.num_levels, tf.int32)
+    self.image_shape = tf.constant(config.image_shape, tf.int32)
+    height, width, channels = config.image_shape
+    self._num_levels = config.num_levels
+    self._image_shape = config.image_shape
+    pixels = tf.TensorSpec([None, height, width, channels], tf.float32, name="images")
+    uint8_images = tf.TensorSpec([None, height, width, channels], tf.uint8,
+                                 name="images")
+    latents = tf.TensorSpec([None, height, width, channels], tf.float32, name="z")
+    seed = tf.TensorSpec([2], tf.int32, name="seed")
+    self.log_prob = tf.function(self._log_prob, input_signature=[pixels])
+    self.bits_per_dim = tf.function(self._bits_per_dim,
+                                    input_signature=[uint8_images, seed])
+    self.sample = tf.function(self._sample, input_signature=[
+        tf.TensorSpec([], tf.int32, name="num_samples"),
+        tf.TensorSpec([], tf.float32, name="temperature"), seed])
+    self.encode = tf.function(self._encode, input_signature=[pixels])
+    self.decode = tf.function(self._decode, input_signature=[latents])
+
+  def _check_pixels(self, images):
+    message = (f"images must be dequantized pixel values in [0, {self._num_levels}) "
+               f"with shape [batch, {', '.join(map(str, self._image_shape))}]")
+    return [tf.debugging.assert_greater_equal(images, 0.0, message=message),
+            tf.debugging.assert_less(images, float(self._num_levels), message=message)]
+
+  def _log_prob(self, images):
+    with tf.control_dependencies(self._check_pixels(images)):
+      return {"log_prob": self._flow.log_prob(tf.identity(images))}
+
+  def _bits_per_dim(self, images, seed):
+    checks = []
+    if self._num_levels < 256:
+      checks.append(tf.debugging.assert_less(
+          images, tf.constant(self._num_levels, tf.uint8),
+          message=f"images must hold integer pixels in [0, {self._num_levels})"))
+    with tf.control_dependencies(checks):
+      noise = tf.random.stateless_uniform(tf.shape(images), seed)
+      values = data.add_noise(tf.cast(images, tf.float32), noise)
+    log_prob = self._flow.log_prob(values)
+    return {"bits_per_dim": flow_lib.bits_per_dim(log_prob, self._image_shape)}
+
+  def _decode_values(self, z):
+    values = self._flow.bijector.forward(z)
+    return {"values": values, "images": flow_lib.to_images(values, self._num_levels)}
+
+  def _sample(self, num_samples, temperature, seed):
+    z = temperature * tf.random.stateless_normal(
+        tf.concat([[num_samples], self._image_shape], 0), seed)
+    return self._decode_values(z)
+
+  def _encode(self, images):
+    with tf.control_dependencies(self._check_pixels(images)):
+      return {"z": self._flow.bijector.inverse(tf.identity(images))}
+
+  def _decode(self, z):
+    return self._decode_values(z)
+
+
+def export_saved_model(flow, export_dir):
+  """Writes `flow` as a SavedModel with signatures log_prob, bits_per_dim, sample,
+  encode and decode (`serving_default` = log_prob). Returns `export_dir`."""
+  module = RealNVPServing(flow)
+  signatures = {
+      "serving_default": module.log_prob,
+      "log_prob": module.log_prob,
+      "bits_per_dim": module.bits_per_dim,
+      "sample": module.sample,
+      "encode": module.encode,
+      "decode": module.decode,
+  }
+  tf.saved_model.save(module, export_dir, signatures=signatures)
+  return export_dir

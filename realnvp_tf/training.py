@@ -1,0 +1,421 @@
+"""Training: the custom distributed loop, checkpoints, TensorBoard, export.
+
+Everything `train.py` does lives here, so a notebook can train without the command line:
+
+    trainer = training.Trainer(model_config, training.TrainConfig(dataset="digits"),
+                               model_dir="/tmp/run")
+    metrics = trainer.fit()
+
+The loop is a `tf.function` step under a `tf.distribute` strategy (MirroredStrategy on
+one host, MultiWorkerMirroredStrategy when `TF_CONFIG` names a cluster); the
+per-replica loss is scaled by the global batch, gradients are summed over replicas,
+clipped by their global norm and applied with Adam, as in the paper.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import signal
+import tempfile
+import time
+from typing import Optional
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from realnvp_tf import data
+from realnvp_tf import evaluation
+from realnvp_tf import export
+from realnvp_tf import flow as flow_lib
+from realnvp_tf.config import RealNVPConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Optimisation and bookkeeping settings (paper defaults).
+
+  Attributes:
+    dataset: one of `data.DATASET_NAMES`.
+    batch_size: global batch size, split evenly over the replicas.
+    train_steps: optimizer steps in all (a resumed run continues up to this).
+    learning_rate: Adam's learning rate.
+    warmup_steps: linear learning-rate warm-up from 0 (0: none).
+    l2_coeff: L2 penalty on the weight-norm gains and tanh scales.
+    clip_norm: gradients are clipped to this global norm.
+    ema_decay: Polyak averaging of the weights (0: off); when on, the averages are
+      used for evaluation and export.
+    checkpoint_every: steps between checkpoints.
+    eval_every: steps between evaluations on `eval_images` test images (0: only the
+      final evaluation on the full test split).
+    eval_images: test images of the periodic evaluations.
+    eval_batch_size: batch size of evaluation.
+    log_every: steps between TensorBoard scalars.
+    max_nonfinite_steps: consecutive non-finite steps (skipped) before training stops.
+    num_samples: samples in the TensorBoard image grid.
+    seed: seed of data order, dequantization noise and sampling.
+    data_dir, manual_dir: see `data.make_dataset`.
+    export: write a SavedModel to `model_dir/export` at the end.
+  """
+
+  dataset: str = "mnist"
+  batch_size: int = 64
+  train_steps: int = 100_000
+  learning_rate: float = 1e-3
+  warmup_steps: int = 0
+  l2_coeff: float = 5e-5
+  clip_norm: float = 100.0
+  ema_decay: float = 0.0
+  checkpoint_every: int = 1000
+  eval_every: int = 5000
+  eval_images: int = 2000
+  eval_batch_size: int = 256
+  log_every: int = 100
+  max_nonfinite_steps: int = 10
+  num_samples: int = 36
+  seed: int = 0
+  data_dir: Optional[str] = None
+  manual_dir: Optional[str] = None
+  export: bool = True
+
+  def __post_init__(self):
+    data.get_dataset_info(self.dataset)  # unknown names fail here, with the list
+    for name in ("batch_size", "train_steps", "checkpoint_every", "eval_images",
+                 "eval_batch_size", "log_every", "max_nonfinite_steps", "num_samples"):
+      if getattr(self, name) <= 0:
+        raise ValueError(f"{name} must be positive; got {getattr(self, name)}.")
+    for name in ("warmup_steps", "eval_every", "l2_coeff"):
+      if getattr(self, name) < 0:
+        raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}.")
+    if self.learning_rate <= 0 or self.clip_norm <= 0:
+      raise ValueError("learning_rate and clip_norm must be positive.")
+    if not 0.0 <= self.ema_decay < 1.0:
+      raise ValueError(f"ema_decay must be in [0, 1); got {self.ema_decay}.")
+
+
+class NonFiniteLossError(RuntimeError):
+  """Too many consecutive steps with a non-finite loss or gradient."""
+
+
+def make_strategy():
+  """MultiWorkerMirroredStrategy when TF_CONFIG names a cluster, else MirroredStrategy.
+
+  MirroredStrategy uses the local GPUs, or the CPU when there are none.
+  """
+  cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+  if sum(len(tasks) for tasks in cluster.values()) > 1:
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  gpus = tf.config.list_logical_devices("GPU")
+  return tf.distribute.MirroredStrategy(
+      [d.name for d in gpus] if gpus else ["/cpu:0"])
+
+
+def check_batch_size(batch_size, strategy):
+  replicas = strategy.num_replicas_in_sync
+  if batch_size % replicas:
+    raise ValueError(
+        f"batch_size {batch_size} is not divisible by the {replicas} replicas; use a "
+        f"multiple of {replicas}.")
+
+
+class _WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
+  """Linear warm-up to a constant learning rate."""
+
+  def __init__(self, learning_rate, warmup_steps):
+    self.learning_rate = learning_rate
+    self.warmup_steps = warmup_steps
+
+  def __call__(self, step):
+    if not self.warmup_steps:
+      return tf.constant(self.learning_rate, tf.float32)
+    ramp = tf.cast(step + 1, tf.float32) / float(self.warmup_steps)
+    return self.learning_rate * tf.minimum(1.0, ramp)
+
+  def get_config(self):
+    return {"learning_rate": self.learning_rate, "warmup_steps": self.warmup_steps}
+
+
+class Trainer:
+  """Owns the model, optimizer, EMA, checkpoints and logs of one training run."""
+
+  def __init__(self, model_config: RealNVPConfig, train_config: TrainConfig,
+               model_dir: str, strategy=None):
+    info = data.get_dataset_info(train_config.dataset)
+    if tuple(model_config.image_shape) != tuple(info.image_shape) or (
+        model_config.num_levels != info.num_levels):
+      raise ValueError(
+          f"Dataset {info.name} has images of shape {info.image_shape} with "
+          f"{info.num_levels} levels, but the model config says "
+          f"{model_config.image_shape} with {model_config.num_levels}.")
+    self.model_config = model_config
+    self.config = train_config
+    self.info = info
+    self.strategy = strategy or make_strategy()
+    check_batch_size(train_config.batch_size, self.strategy)
+    self.model_dir = model_dir
+    self._is_chief = _is_chief(self.strategy)
+    self._write_dir = model_dir if self._is_chief else tempfile.mkdtemp(
+        prefix="realnvp_worker_")
+
+    with self.strategy.scope():
+      self.flow = flow_lib.build_realnvp(model_config)
+      self.variables = list(self.flow.trainable_variables)
+      self._statistics = list(self.flow.non_trainable_variables)
+      self._l2_variables = flow_lib.weight_scale_variables(self.flow)
+      self.optimizer = keras.optimizers.Adam(
+          _WarmupSchedule(train_config.learning_rate, train_config.warmup_steps))
+      self.optimizer.build(self.variables)
+      self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+      self.nonfinite_streak = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                          name="nonfinite_streak")
+      self.nonfinite_total = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                         name="nonfinite_total")
+      self.ema = None
+      if train_config.ema_decay:
+        self.ema = [tf.Variable(v, trainable=False, name=v.name.split(":")[0] + "_ema")
+                    for v in self.variables]
+
+    checkpointed = dict(flow=self.flow, optimizer=self.optimizer, step=self.step,
+                        nonfinite_total=self.nonfinite_total)
+    if self.ema is not None:
+      checkpointed["ema"] = self.ema
+    self.checkpoint = tf.train.Checkpoint(**checkpointed)
+    self.manager = tf.train.CheckpointManager(
+        self.checkpoint, os.path.join(self._write_dir, "checkpoints"), max_to_keep=3)
+    self._train_step = tf.function(self._distributed_step)
+    self._stop_signal = None
+
+  # -- the step -----------------------------------------------------------------------
+
+  def _replica_step(self, images):
+    context = tf.distribute.get_replica_context()
+    per_dim = 1.0 / (self.model_config.num_dims * math.log(2.0))
+    # The training-mode pass updates the batch-norm moving averages; a skipped step
+    # puts them back.
+    statistics = [tf.identity(v) for v in self._statistics]
+    with tf.GradientTape() as tape:
+      log_prob = self.flow.log_prob(images, bijector_kwargs={"training": True})
+      # This replica's share of the global batch mean: summed over replicas below.
+      bits = -tf.reduce_sum(log_prob) * per_dim / self.config.batch_size
+      l2 = tf.add_n([tf.reduce_sum(tf.square(v)) for v in self._l2_variables])
+      loss = bits + self.config.l2_coeff * l2 / context.num_replicas_in_sync
+    gradients = tape.gradient(loss, self.variables)
+    # Summed here, not by the optimizer, so that clipping sees the global gradient.
+    gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+    bits = context.all_reduce(tf.distribute.ReduceOp.SUM, bits)
+    gradients, grad_norm = tf.clip_by_global_norm(gradients, self.config.clip_norm)
+    finite = tf.logical_and(tf.math.is_finite(grad_norm), tf.math.is_finite(bits))
+    context.merge_call(self._apply_if_finite, args=(gradients, statistics, finite))
+    return bits, grad_norm, finite
+
+  def _apply_if_finite(self, strategy, gradients, statistics, finite):
+    # Runs in cross-replica context, where a tf.cond may hold the updates (in replica
+    # context it may not hold a synchronisation point). The gradients are already
+    # summed over replicas, so Keras's own all-reduce is bypassed.
+    finite = strategy.experimental_local_results(finite)[0]
+
+    def apply():
+      # What Keras's optimizer does after its own all-reduce: one Adam update per
+      # variable, on each replica's copy.
+      learning_rate = self.optimizer.learning_rate
+      for gradient, variable in zip(gradients, self.variables):
+        strategy.extended.update(
+            variable, lambda var, grad, lr: self.optimizer.update_step(grad, var, lr),
+            args=(gradient, learning_rate), group=False)
+      self.optimizer.iterations.assign_add(1)
+      if self.ema is not None:
+        decay = self.config.ema_decay
+        for average, variable in zip(self.ema, self.variables):
+          average.assign(decay * average + (1.0 - decay) * variable)
+      self.nonfinite_streak.assign(0)
+      return tf.constant(True)
+
+    def skip():
+      for variable, value in zip(self._statistics, statistics):
+        strategy.extended.update(variable, lambda var, val: var.assign(val),
+                                 args=(value,), group=False)
+      self.nonfinite_streak.assign_add(1)
+      self.nonfinite_total.assign_add(1)
+      return tf.constant(False)
+
+    tf.cond(finite, apply, skip)
+    self.step.assign_add(1)
+
+  def _distributed_step(self, iterator):
+    bits, grad_norm, finite = self.strategy.run(self._replica_step, args=(next(iterator),))
+    local = self.strategy.experimental_local_results
+    return local(bits)[0], local(grad_norm)[0], local(finite)[0]
+
+  # -- the loop -----------------------------------------------------------------------
+
+  def restore(self):
+    """Restores the latest checkpoint of model_dir, if any; returns its step."""
+    latest = tf.train.latest_checkpoint(os.path.join(self.model_dir, "checkpoints"))
+    if latest:
+      self.checkpoint.restore(latest).assert_existing_objects_matched()
+      logging.info("Resumed from %s at step %d.", latest, int(self.step.numpy()))
+    return int(self.step.numpy())
+
+  def train_dataset(self, start_step):
+    """The training stream from `start_step` on.
+
+    The data position is kept by epoch: a run that resumes at step s starts epoch
+    s // steps_per_epoch afresh, with that epoch's own shuffle and noise seed.
+    """
+    steps_per_epoch = max(1, self.info.num_train // self.config.batch_size)
+    epoch = start_step // steps_per_epoch
+    return data.make_distributed_dataset(
+        self.strategy, self.config.dataset, "train",
+        global_batch_size=self.config.batch_size, training=True,
+        data_dir=self.config.data_dir, manual_dir=self.config.manual_dir,
+        seed=self.config.seed * 1_000_003 + epoch)
+
+  def eval_dataset(self, max_images=None):
+    ds = data.make_dataset(
+        self.config.dataset, "test", batch_size=self.config.eval_batch_size,
+        training=False, data_dir=self.config.data_dir,
+        manual_dir=self.config.manual_dir, seed=self.config.seed)
+    if max_images:
+      ds = ds.unbatch().take(max_images).batch(self.config.eval_batch_size)
+    return ds
+
+  def fit(self, progress=True):
+    """Trains up to `train_steps`, then evaluates on the full test split and exports.
+
+    Returns the final metrics (also written to `model_dir/metrics.json`).
+    """
+    cfg = self.config
+    start = self.restore()
+    writer = tf.summary.create_file_writer(os.path.join(self._write_dir, "train"))
+    eval_writer = tf.summary.create_file_writer(os.path.join(self._write_dir, "test"))
+    bar = keras.utils.Progbar(cfg.train_steps, stateful_metrics=[
+        "bits/dim", "images/s"], verbose=1 if (progress and self._is_chief) else 0)
+    bar.update(start)
+    previous_handlers = self._install_signal_handlers()
+    last_bits = float("nan")
+    try:
+      iterator = iter(self.train_dataset(start))
+      tick, tick_step = time.perf_counter(), start
+      step = start
+      while step < cfg.train_steps:
+        bits, grad_norm, finite = self._train_step(iterator)
+        step = int(self.step.numpy())
+        if bool(finite):
+          last_bits = float(bits)
+        elif int(self.nonfinite_streak.numpy()) >= cfg.max_nonfinite_steps:
+          raise NonFiniteLossError(
+              f"{int(self.nonfinite_streak.numpy())} consecutive steps had a non-finite loss "
+              f"or gradient (last at step {step}); stopped. The last checkpoint in "
+              f"{self.manager.directory} holds the last good weights. Lower "
+              f"--learning_rate or add --warmup_steps.")
+        else:
+          logging.warning("Step %d: non-finite loss or gradient; update skipped.", step)
+        if step % cfg.log_every == 0 or step == cfg.train_steps:
+          now = time.perf_counter()
+          images_per_s = (step - tick_step) * cfg.batch_size / max(now - tick, 1e-9)
+          tick, tick_step = now, step
+          with writer.as_default(step=step):
+            tf.summary.scalar("bits_per_dim", bits)
+            tf.summary.scalar("grad_norm", grad_norm)
+            tf.summary.scalar("learning_rate",
+                              self.optimizer.learning_rate)
+            tf.summary.scalar("images_per_second", images_per_s)
+            tf.summary.scalar("nonfinite_steps", self.nonfinite_total)
+          bar.update(step, [("bits/dim", last_bits), ("images/s", images_per_s)])
+        if step % cfg.checkpoint_every == 0:
+          self.manager.save(checkpoint_number=step)
+        if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.train_steps:
+          self._evaluate_and_log(eval_writer, step, cfg.eval_images)
+        if self._stop_signal is not None:
+          self.manager.save(checkpoint_number=step)
+          logging.warning("Signal %d: checkpoint saved at step %d; stopping.",
+                          self._stop_signal, step)
+          return None
+      if self.manager.latest_checkpoint != os.path.join(
+          self.manager.directory, f"ckpt-{step}"):
+        self.manager.save(checkpoint_number=step)
+      result = self._evaluate_and_log(eval_writer, step, None)
+      result.update(step=step, train_bits_per_dim=last_bits,
+                    nonfinite_steps=int(self.nonfinite_total.numpy()),
+                    dataset=cfg.dataset, model_config=dataclasses.asdict(self.model_config))
+      if self._is_chief:
+        with tf.io.gfile.GFile(os.path.join(self.model_dir, "metrics.json"), "w") as f:
+          json.dump(result, f, indent=2)
+      if cfg.export:
+        with self.averaged_weights():
+          export.export_saved_model(self.flow, os.path.join(self._write_dir, "export"))
+      return result
+    finally:
+      _restore_signal_handlers(previous_handlers)
+      writer.close()
+      eval_writer.close()
+      if not self._is_chief:
+        shutil.rmtree(self._write_dir, ignore_errors=True)
+
+  def _evaluate_and_log(self, writer, step, max_images):
+    with self.averaged_weights():
+      result = evaluation.evaluate_bits_per_dim(
+          self.flow.log_prob, self.eval_dataset(max_images), self.info.image_shape)
+      samples = self.flow.sample(self.config.num_samples, seed=[self.config.seed, step])
+    grid = evaluation.image_grid(flow_lib.to_images(samples, self.info.num_levels),
+                                 self.info.num_levels)
+    with writer.as_default(step=step):
+      tf.summary.scalar("bits_per_dim", result["bits_per_dim"])
+      tf.summary.image("samples", grid[None])
+    logging.info("Step %d: test bits/dim %.4f +- %.4f on %d images.", step,
+                 result["bits_per_dim"], result["bits_per_dim_stderr"],
+                 result["num_images"])
+    return {k: v for k, v in result.items() if k != "per_image"}
+
+  def averaged_weights(self):
+    """Context manager: the EMA weights in place of the raw ones (if EMA is on)."""
+    return _SwappedWeights(self.variables, self.ema)
+
+  def _install_signal_handlers(self):
+    def handler(signum, frame):
+      del frame
+      self._stop_signal = signum
+
+    previous = {}
+    try:
+      for signum in (signal.SIGTERM, signal.SIGINT):
+        previous[signum] = signal.signal(signum, handler)
+    except ValueError:  # not the main thread: leave signals alone
+      pass
+    return previous
+
+
+class _SwappedWeights:
+
+  def __init__(self, variables, averages):
+    self._variables, self._averages = variables, averages
+    self._saved = None
+
+  def __enter__(self):
+    if self._averages is not None:
+      self._saved = [v.numpy() for v in self._variables]
+      for variable, average in zip(self._variables, self._averages):
+        variable.assign(average)
+
+  def __exit__(self, *exc):
+    if self._saved is not None:
+      for variable, value in zip(self._variables, self._saved):
+        variable.assign(value)
+    return False
+
+
+def _restore_signal_handlers(previous):
+  for signum, handler in previous.items():
+    signal.signal(signum, handler)
+
+
+def _is_chief(strategy):
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or not resolver.cluster_spec().as_dict():
+    return True
+  task_type, task_id = resolver.task_type, resolver.task_id
+  return task_type is None or task_type == "chief" or (
+      task_type == "worker" and task_id == 0)
