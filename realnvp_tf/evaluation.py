@@ -1,6 +1,9 @@
 """Evaluation: test negative log-likelihood in bits/dim, and sample grids."""
 
+import dataclasses
+import json
 import math
+import os
 
 import numpy as np
 import tensorflow as tf
@@ -67,3 +70,133 @@ def image_grid(images, num_levels, columns=None):
     grid[1 + row * (height + 1):1 + row * (height + 1) + height,
          1 + col * (width + 1):1 + col * (width + 1) + width] = image
   return grid
+
+
+class LoadedModel:
+  """A trained model from a SavedModel or from a training directory's checkpoint.
+
+  Both expose the SavedModel's functions (`log_prob`, `bits_per_dim`, `sample`,
+  `encode`, `decode`) through `self.serving`, and the model's `metadata` dict.
+  """
+
+  def __init__(self, serving, metadata, source):
+    self.serving = serving
+    self.metadata = metadata
+    self.source = source
+    model = metadata["model"]
+    self.image_shape = tuple(model["image_shape"])
+    self.num_levels = int(model["num_levels"])
+    self.dataset = metadata.get("dataset")
+
+  def log_prob(self, images):
+    return self.serving.log_prob(images)["log_prob"]
+
+
+def load_saved_model(path):
+  """Loads an export of `export.export_saved_model`."""
+  if not tf.io.gfile.isdir(path):
+    raise ValueError(f"--saved_model={path}: no such directory.")
+  if not (tf.io.gfile.exists(os.path.join(path, "saved_model.pb")) or
+          tf.io.gfile.exists(os.path.join(path, "saved_model.pbtxt"))):
+    raise ValueError(f"--saved_model={path} is not a SavedModel (no saved_model.pb); "
+                     f"pass the export/ directory that train.py wrote.")
+  serving = tf.saved_model.load(path)
+  if not hasattr(serving, "metadata"):
+    raise ValueError(f"--saved_model={path} is a SavedModel, but not one exported by "
+                     f"realnvp_tf (it has no metadata).")
+  return LoadedModel(serving, json.loads(serving.metadata.numpy()), path)
+
+
+def load_checkpoint(model_dir):
+  """Rebuilds the model of a train.py directory from its latest checkpoint.
+
+  The EMA weights are used when the run trained with them, as the export does.
+  """
+  from realnvp_tf import export  # pylint: disable=g-import-not-at-top
+  from realnvp_tf import flow as flow_lib  # pylint: disable=g-import-not-at-top
+  from realnvp_tf import training  # pylint: disable=g-import-not-at-top
+
+  model_config, train_config = training.read_run_config(model_dir)
+  latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+  if latest is None:
+    raise ValueError(f"--model_dir={model_dir} has no checkpoint in checkpoints/.")
+  flow = flow_lib.build_realnvp(model_config)
+  variables = list(flow.trainable_variables)
+  step = tf.Variable(0, dtype=tf.int64)
+  parts = dict(flow=flow, step=step)
+  ema = None
+  if train_config.ema_decay:
+    ema = [tf.Variable(tf.zeros_like(v)) for v in variables]
+    parts["ema"] = ema
+  tf.train.Checkpoint(**parts).restore(latest).expect_partial().assert_existing_objects_matched()
+  if ema is not None:
+    for variable, average in zip(variables, ema):
+      variable.assign(average)
+  metadata = {"dataset": train_config.dataset, "step": int(step.numpy()),
+              "model": dataclasses.asdict(model_config)}
+  return LoadedModel(export.RealNVPServing(flow, metadata), metadata, latest)
+
+
+def sample_grid(model, num_samples, temperature, seed):
+  """A uint8 grid image of `num_samples` samples at `temperature`."""
+  out = model.serving.sample(tf.constant(num_samples, tf.int32),
+                             tf.constant(temperature, tf.float32),
+                             tf.constant(seed, tf.int32))
+  return image_grid(out["images"].numpy(), model.num_levels)
+
+
+def manifold_grid(model, images, size=8):
+  """The paper's figure of the latent manifold (its equation 19).
+
+  With z1..z4 the latents of four images, decodes
+    z = cos(a) (cos(b) z1 + sin(b) z2) + sin(a) (cos(b) z3 + sin(b) z4)
+  over a `size` x `size` grid of angles a, b in [0, pi/2].
+  """
+  z = model.serving.encode(tf.convert_to_tensor(images[:4], tf.float32))["z"]
+  angles = np.linspace(0.0, np.pi / 2, size)
+  a, b = np.meshgrid(angles, angles, indexing="ij")
+  a, b = a.reshape(-1, 1, 1, 1), b.reshape(-1, 1, 1, 1)
+  z1, z2, z3, z4 = (z[i].numpy()[None] for i in range(4))
+  latents = (np.cos(a) * (np.cos(b) * z1 + np.sin(b) * z2) +
+             np.sin(a) * (np.cos(b) * z3 + np.sin(b) * z4)).astype(np.float32)
+  decoded = model.serving.decode(tf.constant(latents))["images"].numpy()
+  return image_grid(decoded, model.num_levels, columns=size)
+
+
+def write_png(path, image):
+  tf.io.gfile.makedirs(os.path.dirname(os.path.abspath(path)))
+  tf.io.write_file(path, tf.io.encode_png(image))
+
+
+def run(saved_model=None, model_dir=None, dataset=None, split="test", data_dir=None,
+        manual_dir=None, batch_size=256, num_dequant_samples=1, seed=0,
+        temperatures=(), num_samples=64, manifold=False, output_dir="."):
+  """What eval.py does: returns the metrics dict and writes the requested PNGs."""
+  if bool(saved_model) == bool(model_dir):
+    raise ValueError("Pass exactly one of saved_model and model_dir.")
+  model = load_saved_model(saved_model) if saved_model else load_checkpoint(model_dir)
+  dataset = dataset or model.dataset
+  if dataset is None:
+    raise ValueError("The model does not record its dataset; pass --dataset.")
+  info = data.get_dataset_info(dataset)
+  if tuple(info.image_shape) != model.image_shape or info.num_levels != model.num_levels:
+    raise ValueError(
+        f"--dataset={dataset} has {info.image_shape} images with {info.num_levels} "
+        f"levels; the model was built for {model.image_shape} with {model.num_levels}.")
+  images = data.make_dataset(dataset, split, batch_size=batch_size, training=False,
+                             data_dir=data_dir, manual_dir=manual_dir, seed=seed)
+  result = evaluate_bits_per_dim(model.log_prob, images, model.image_shape,
+                                 num_dequant_samples=num_dequant_samples, seed=seed)
+  metrics = {k: v for k, v in result.items() if k != "per_image"}
+  metrics.update(dataset=dataset, split=split, model=model.source,
+                 num_dequant_samples=num_dequant_samples, seed=seed)
+  for temperature in temperatures:
+    path = os.path.join(output_dir, f"samples_t{temperature:g}.png")
+    write_png(path, sample_grid(model, num_samples, temperature, [seed, 0]))
+    metrics.setdefault("sample_grids", []).append(path)
+  if manifold:
+    first = next(iter(images))
+    path = os.path.join(output_dir, "manifold.png")
+    write_png(path, manifold_grid(model, first.numpy()))
+    metrics["manifold"] = path
+  return metrics

@@ -1,5 +1,8 @@
 """SavedModel export: the trained flow, servable by TensorFlow alone."""
 
+import dataclasses
+import json
+
 import tensorflow as tf
 
 from realnvp_tf import data
@@ -13,13 +16,14 @@ class RealNVPServing(tf.Module):
   are dequantized intensities in [0, K); images are uint8 in 0..K-1.
   """
 
-  def __init__(self, flow):
+  def __init__(self, flow, metadata=None):
     super().__init__(name="realnvp_serving")
     config = flow.bijector.config
     self._flow = flow
     self._variables = list(flow.variables)
-    self.num_levels = tf.constant(config.num_levels, tf.int32)
-    self.image_shape = tf.constant(config.image_shape, tf.int32)
+    metadata = dict(metadata or {}, model=dataclasses.asdict(config))
+    # JSON of the model config (and e.g. the dataset): json.loads(m.metadata.numpy()).
+    self.metadata = tf.Variable(json.dumps(metadata), trainable=False, name="metadata")
     height, width, channels = config.image_shape
     self._num_levels = config.num_levels
     self._image_shape = config.image_shape
@@ -76,10 +80,14 @@ class RealNVPServing(tf.Module):
     return self._decode_values(z)
 
 
-def export_saved_model(flow, export_dir):
+def export_saved_model(flow, export_dir, metadata=None):
   """Writes `flow` as a SavedModel with signatures log_prob, bits_per_dim, sample,
-  encode and decode (`serving_default` = log_prob). Returns `export_dir`."""
-  module = RealNVPServing(flow)
+  encode and decode (`serving_default` = log_prob). Returns `export_dir`.
+
+  `metadata` (a JSON-able dict, e.g. the dataset name) is stored with the model
+  config in the SavedModel's `metadata` variable.
+  """
+  module = RealNVPServing(flow, metadata)
   signatures = {
       "serving_default": module.log_prob,
       "log_prob": module.log_prob,

@@ -289,6 +289,8 @@ class Trainer:
     """
     cfg = self.config
     start = self.restore()
+    if self._is_chief:
+      write_run_config(self.model_dir, self.model_config, cfg)
     writer = tf.summary.create_file_writer(os.path.join(self._write_dir, "train"))
     eval_writer = tf.summary.create_file_writer(os.path.join(self._write_dir, "test"))
     bar = keras.utils.Progbar(cfg.train_steps, stateful_metrics=[
@@ -346,7 +348,8 @@ class Trainer:
           json.dump(result, f, indent=2)
       if cfg.export:
         with self.averaged_weights():
-          export.export_saved_model(self.flow, os.path.join(self._write_dir, "export"))
+          export.export_saved_model(self.flow, os.path.join(self._write_dir, "export"),
+                                    metadata={"dataset": cfg.dataset, "step": step})
       return result
     finally:
       _restore_signal_handlers(previous_handlers)
@@ -386,6 +389,25 @@ class Trainer:
     except ValueError:  # not the main thread: leave signals alone
       pass
     return previous
+
+
+def write_run_config(model_dir, model_config, train_config):
+  """model_dir/config.json: what eval.py needs to rebuild the model from checkpoints."""
+  tf.io.gfile.makedirs(model_dir)
+  with tf.io.gfile.GFile(os.path.join(model_dir, "config.json"), "w") as f:
+    json.dump({"model": dataclasses.asdict(model_config),
+               "train": dataclasses.asdict(train_config)}, f, indent=2)
+
+
+def read_run_config(model_dir):
+  """The (RealNVPConfig, TrainConfig) that `write_run_config` wrote."""
+  path = os.path.join(model_dir, "config.json")
+  if not tf.io.gfile.exists(path):
+    raise ValueError(f"{model_dir} is not a training directory of train.py: "
+                     f"{path} is missing.")
+  with tf.io.gfile.GFile(path) as f:
+    values = json.load(f)
+  return RealNVPConfig(**values["model"]), TrainConfig(**values["train"])
 
 
 class _SwappedWeights:

@@ -311,7 +311,7 @@ def test_multi_worker_mirrored_strategy(tmp_path):
   assert sorted(first.files) == sorted(second.files) and len(first.files) > 10
   for name in first.files:
     np.testing.assert_array_equal(first[name], second[name])
-  assert sorted(os.listdir(model_dir)) == ["checkpoints", "export", "metrics.json",
+  assert sorted(os.listdir(model_dir)) == ["checkpoints", "config.json", "export", "metrics.json",
                                            "test", "train"]
   assert _checkpoint_step(str(model_dir)) == 6
   leftovers = glob.glob(os.path.join(os.environ.get("TMPDIR", "/tmp"),

@@ -1,0 +1,186 @@
+"""SavedModel export and eval.py."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import realnvp_tf
+from realnvp_tf import export
+from flow_checks import perturb_variables, relative_error
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHAPE = (8, 8, 1)
+
+
+def _env():
+  return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+  config = realnvp_tf.RealNVPConfig(image_shape=SHAPE, num_levels=17, num_scales=2,
+                                    num_res_blocks=1, num_filters=4)
+  flow = realnvp_tf.build_realnvp(config)
+  perturb_variables(flow, seed=3)
+  path = str(tmp_path_factory.mktemp("export") / "model")
+  export.export_saved_model(flow, path, metadata={"dataset": "digits"})
+  return flow, path
+
+
+def _pixels(n, seed):
+  integers = tf.random.stateless_uniform((n,) + SHAPE, [seed, 0], 0, 17, tf.int32)
+  return tf.cast(integers, tf.float32) + tf.random.stateless_uniform(
+      (n,) + SHAPE, [seed, 1], 0.0, 0.999)
+
+
+def test_fresh_tensorflow_only_process_serves_the_export(exported, tmp_path):
+  flow, path = exported
+  x = _pixels(5, 1).numpy()
+  np.save(tmp_path / "x.npy", x)
+  script = textwrap.dedent(f"""
+      import sys
+      import numpy as np
+      import tensorflow as tf
+      m = tf.saved_model.load({path!r})
+      x = np.load({str(tmp_path / 'x.npy')!r})
+      out = dict(
+          log_prob=m.log_prob(x)["log_prob"].numpy(),
+          bits=m.bits_per_dim(np.floor(x).astype(np.uint8), [4, 5])["bits_per_dim"].numpy(),
+          sample_a=m.sample(3, 0.8, [1, 2])["values"].numpy(),
+          sample_b=m.sample(3, 0.8, [1, 2])["values"].numpy(),
+          sample_images=m.sample(3, 0.8, [1, 2])["images"].numpy(),
+          roundtrip=m.decode(m.encode(x)["z"])["values"].numpy(),
+          serving_default=m.signatures["serving_default"](images=tf.constant(x))["log_prob"].numpy())
+      np.savez({str(tmp_path / 'out.npz')!r}, **out)
+      loaded = sorted(name for name in sys.modules
+                      if name.split(".")[0] in ("realnvp_tf", "tensorflow_probability"))
+      assert not loaded, loaded
+  """)
+  result = subprocess.run([sys.executable, "-c", script], env=dict(_env(), PYTHONPATH=""),
+                          capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
+  assert result.returncode == 0, result.stderr[-3000:]
+  out = np.load(tmp_path / "out.npz")
+  expected = flow.log_prob(tf.constant(x)).numpy()
+  assert relative_error(out["log_prob"], expected) < 1e-4
+  assert relative_error(out["serving_default"], expected) < 1e-4
+  np.testing.assert_array_equal(out["sample_a"], out["sample_b"])
+  assert out["sample_images"].dtype == np.uint8 and out["sample_images"].max() <= 16
+  np.testing.assert_allclose(out["roundtrip"], x, rtol=1e-3, atol=1e-3)
+  assert np.all(np.isfinite(out["bits"])) and out["bits"].shape == (5,)
+
+
+def test_saved_model_cli_lists_and_runs_signatures(exported, tmp_path):
+  _, path = exported
+  show = subprocess.run(["saved_model_cli", "show", "--dir", path, "--all"],
+                        env=_env(), capture_output=True, text=True, timeout=300)
+  assert show.returncode == 0, show.stderr[-2000:]
+  for name in ("serving_default", "log_prob", "bits_per_dim", "sample", "encode",
+               "decode"):
+    assert f"signature_def['{name}']" in show.stdout
+  assert "shape: (-1, 8, 8, 1)" in show.stdout
+  images = tmp_path / "images.npy"
+  np.save(images, np.full((2, 8, 8, 1), 3.5, np.float32))
+  run = subprocess.run(
+      ["saved_model_cli", "run", "--dir", path, "--tag_set", "serve",
+       "--signature_def", "log_prob", "--inputs", f"images={images}",
+       "--outdir", str(tmp_path / "out")],
+      env=_env(), capture_output=True, text=True, timeout=300)
+  assert run.returncode == 0, run.stderr[-2000:]
+  log_prob = np.load(tmp_path / "out" / "log_prob.npy")
+  assert log_prob.shape == (2,) and np.all(np.isfinite(log_prob))
+
+
+def test_bad_inputs_name_the_expected_input(exported):
+  _, path = exported
+  model = tf.saved_model.load(path)
+  with pytest.raises((ValueError, TypeError), match=r"images.*8, 8, 1|8, 8, 1.*images"):
+    model.log_prob(tf.zeros([2, 8, 8, 3]))
+  with pytest.raises((ValueError, TypeError), match="8, 8, 1"):
+    model.log_prob(tf.zeros([8, 8, 1]))
+  with pytest.raises((ValueError, TypeError), match="float32"):
+    model.log_prob(tf.zeros([2, 8, 8, 1], tf.int32))
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"\[0, 17\)"):
+    model.log_prob(tf.fill([1, 8, 8, 1], 17.5))
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"\[0, 17\)"):
+    model.encode(tf.fill([1, 8, 8, 1], -0.5))
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"\[0, 17\)"):
+    model.bits_per_dim(tf.fill([1, 8, 8, 1], tf.constant(20, tf.uint8)), [0, 0])
+
+
+def _own_lines(stderr):
+  """stderr without the C++ runtime's start-up lines (CUDA probing, absl init)."""
+  noise = ("I0000", "W0000", "E0000", "WARNING: All log messages before absl")
+  return [line for line in stderr.strip().splitlines() if not line.startswith(noise)]
+
+
+def _eval(*flags):
+  return subprocess.run([sys.executable, os.path.join(REPO, "eval.py"), *flags],
+                        env=_env(), capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("make_dir,message", [
+    (lambda p: str(p / "missing"), "no such directory"),
+    (lambda p: str(p), "is not a SavedModel"),
+])
+def test_eval_py_rejects_bad_saved_model_dirs(tmp_path, make_dir, message):
+  result = _eval(f"--saved_model={make_dir(tmp_path)}")
+  assert result.returncode == 1
+  assert message in result.stderr
+  assert len(_own_lines(result.stderr)) == 1, result.stderr
+
+
+def test_eval_py_rejects_bad_model_dir(tmp_path):
+  result = _eval(f"--model_dir={tmp_path}")
+  assert result.returncode == 1 and "config.json is missing" in result.stderr
+  assert len(_own_lines(result.stderr)) == 1, result.stderr
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+  model_dir = str(tmp_path_factory.mktemp("run"))
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO, "train.py"),
+       f"--flagfile={os.path.join(REPO, 'configs', 'smoke.cfg')}",
+       f"--model_dir={model_dir}", "--train_steps=20", "--ema_decay=0.9"],
+      env=_env(), capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return model_dir
+
+
+def test_eval_py_saved_model_and_checkpoint_agree_and_repeat(trained_run, tmp_path):
+  outputs = []
+  for i, source in enumerate([f"--saved_model={trained_run}/export",
+                              f"--saved_model={trained_run}/export",
+                              f"--model_dir={trained_run}"]):
+    out = tmp_path / f"eval_{i}.json"
+    result = _eval(source, f"--output={out}", "--temperatures=1.0,0.7", "--manifold")
+    assert result.returncode == 0, result.stderr[-3000:]
+    outputs.append(json.loads(out.read_text()))
+  saved_a, saved_b, checkpoint = outputs
+  assert saved_a["num_images"] == 297 and saved_a["split"] == "test"
+  assert saved_a["bits_per_dim"] == saved_b["bits_per_dim"]  # to the last digit
+  assert abs(saved_a["bits_per_dim"] - checkpoint["bits_per_dim"]) < 1e-4
+  metrics = json.loads(open(os.path.join(trained_run, "metrics.json")).read())
+  assert abs(metrics["bits_per_dim"] - saved_a["bits_per_dim"]) < 1e-4
+  for name in ("samples_t1.png", "samples_t0.7.png", "manifold.png"):
+    image = tf.io.decode_png(tf.io.read_file(str(tmp_path / name)))
+    assert image.shape[0] > 8 and image.shape[2] == 1
+
+
+def test_importance_weighted_bound_is_not_above_single_sample(trained_run, tmp_path):
+  result = _eval(f"--saved_model={trained_run}/export", "--num_dequant_samples=8",
+                 f"--output={tmp_path / 's8.json'}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  single = _eval(f"--saved_model={trained_run}/export", f"--output={tmp_path / 's1.json'}")
+  assert single.returncode == 0, single.stderr[-3000:]
+  s8 = json.loads((tmp_path / "s8.json").read_text())
+  s1 = json.loads((tmp_path / "s1.json").read_text())
+  assert s8["num_dequant_samples"] == 8
+  # log mean_s p >= mean_s log p (Jensen); S = 1 is one draw of the latter.
+  assert s8["bits_per_dim"] <= s1["bits_per_dim"] + 3 * s1["bits_per_dim_stderr"]
