@@ -317,3 +317,24 @@ def test_multi_worker_mirrored_strategy(tmp_path):
   leftovers = glob.glob(os.path.join(os.environ.get("TMPDIR", "/tmp"),
                                      "realnvp_worker_*"))
   assert not [d for d in leftovers if os.path.getmtime(d) > time.time() - 600]
+
+
+def test_every_config_file_parses_into_valid_configs():
+  script = (
+      "import glob, sys\n"
+      "from absl import flags\n"
+      "sys.argv = ['train.py']\n"
+      "import train\n"
+      "from realnvp_tf import cli, training\n"
+      "for path in sorted(glob.glob('configs/*.cfg')):\n"
+      "  flags.FLAGS.unparse_flags()\n"
+      "  flags.FLAGS(['train.py', '--flagfile=' + path, '--model_dir=/tmp/unused'])\n"
+      "  model = cli.model_config_from_flags()\n"
+      "  train_config = cli.train_config_from_flags(training.TrainConfig)\n"
+      "  print(path, model.image_shape, model.num_scales, train_config.dataset)\n")
+  result = subprocess.run([sys.executable, "-c", script], env=_env(), cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr[-3000:]
+  printed = result.stdout.strip().splitlines()
+  assert len(printed) == len(glob.glob(os.path.join(REPO, "configs", "*.cfg"))) >= 10
+  assert any("cifar10.cfg (32, 32, 3) 2 cifar10" in line for line in printed)
