@@ -1,0 +1,137 @@
+"""Helpers shared by the benchmark scripts: machine description, memory, configs.
+
+The scripts are run as `python bench/NAME.py` from anywhere; importing this module puts
+the repository root on `sys.path`, so `realnvp_tf` imports without being installed.
+"""
+
+import dataclasses
+import math
+import os
+import platform
+import resource
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+  sys.path.insert(0, REPO)
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# The benchmark configs of issue 6. "bench": the config the PyTorch reference was
+# measured on; "cifar10": the paper's CIFAR-10 model.
+CONFIGS = {
+    "bench": dict(dataset="mnist", image_shape=(28, 28, 1), num_scales=2,
+                  num_res_blocks=4, num_filters=32),
+    "cifar10": dict(dataset="cifar10", image_shape=(32, 32, 3), num_scales=2,
+                    num_res_blocks=8, num_filters=64),
+}
+
+# Names a config field for reduced-precision s/t networks may get; the first one that
+# RealNVPConfig has is used.
+PRECISION_FIELDS = ("compute_dtype", "mixed_precision")
+
+
+def precision_field(config_class):
+  """The name of `config_class`'s precision field, or None if it has none."""
+  names = {f.name for f in dataclasses.fields(config_class)}
+  for name in PRECISION_FIELDS:
+    if name in names:
+      return name
+  return None
+
+
+def precision_overrides(config_class, precision):
+  """Config keyword arguments for `precision` ("float32" or "bfloat16").
+
+  Raises:
+    SystemExit: bfloat16 was asked for and the config has no precision field.
+  """
+  field = precision_field(config_class)
+  if precision == "float32":
+    return {}
+  if field is None:
+    raise SystemExit(
+        f"error: --mixed_precision={precision} is not implemented yet: "
+        f"{config_class.__name__} has none of the fields {', '.join(PRECISION_FIELDS)}.")
+  default = next(f.default for f in dataclasses.fields(config_class) if f.name == field)
+  return {field: True if isinstance(default, bool) else precision}
+
+
+def peak_rss_mb():
+  """Peak resident set size of this process so far (ru_maxrss), in MB (2**20 bytes).
+
+  Linux reports ru_maxrss in KiB. It covers everything the process ever held at once:
+  the Python interpreter, the TensorFlow runtime and its kernels, every model, optimizer
+  slot, traced graph and buffer allocated so far (not child processes).
+  """
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def current_rss_mb():
+  """Resident set size now (VmRSS), in MB, or NaN where /proc is unavailable."""
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("VmRSS:"):
+          return int(line.split()[1]) / 1024.0
+  except OSError:
+    pass
+  return float("nan")
+
+
+def _cpu_model_and_flags():
+  model, flags = None, set()
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and model is None:
+          model = value.strip()
+        elif key == "flags" and not flags:
+          flags = set(value.split())
+  except OSError:
+    pass
+  return model or platform.processor() or "unknown", flags
+
+
+def machine_info():
+  """nproc, CPU model, a few ISA flags, load average and library versions."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow_probability as tfp  # pylint: disable=g-import-not-at-top
+  import keras  # pylint: disable=g-import-not-at-top
+
+  model, flags = _cpu_model_and_flags()
+  try:
+    usable = len(os.sched_getaffinity(0))
+  except AttributeError:
+    usable = os.cpu_count()
+  try:
+    load = [round(x, 2) for x in os.getloadavg()]
+  except OSError:
+    load = None
+  return {
+      "nproc": usable,
+      "cpu_count": os.cpu_count(),
+      "cpu_model": model,
+      "cpu_flags": sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_bf16",
+                                   "avx512_vnni", "fma"}),
+      "load_average_at_start": load,
+      "python": platform.python_version(),
+      "tensorflow": tf.__version__,
+      "tensorflow_probability": tfp.__version__,
+      "keras": keras.__version__,
+      "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+      "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+  }
+
+
+def clean_json(value, digits=5):
+  """`value` with floats rounded and non-finite ones (not JSON) replaced by None."""
+  if isinstance(value, dict):
+    return {k: clean_json(v, digits) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [clean_json(v, digits) for v in value]
+  if isinstance(value, float):
+    return round(value, digits) if math.isfinite(value) else None
+  return value

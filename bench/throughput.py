@@ -1,0 +1,268 @@
+"""Throughput, memory and FLOP utilisation of RealNVP training, evaluation and sampling.
+
+Builds the bench config of issue 6 (28x28x1, 2 scales, 4 residual blocks, 32 filters,
+batch 64) or, with --config=cifar10, the paper's CIFAR-10 model (32x32x3, 2 scales,
+8 blocks, 64 filters), and times on random images in [0, 256) (no data needed):
+
+- training: the library's own step, `training.Trainer._train_step` (forward in training
+  mode, log-det, L2, backward, all-reduce, global-norm clipping, Adam, non-finite
+  check) under a one-device MirroredStrategy, fed from a distributed tf.data iterator;
+  the loss is fetched after every step, as `Trainer.fit` does;
+- evaluation: `tf.function(flow.log_prob)` on --eval_batch_size images, inference
+  mode (batch-norm moving averages), no gradients;
+- sampling: `tf.function(lambda: flow.sample(n))`, n = --sample_batch_size;
+- a 3x3 convolution 64->64 on [64, 14, 14, 64], forward + backward (input and filter
+  gradients), in a tf.function: what this machine's convolutions reach in this process.
+
+Every figure is the median over --repeats timings, each the mean over --steps calls,
+after --warmup calls (the first traces). FLOPs are analytic, convolutions only: for
+every conv of every coupling's s/t network, 2 * H * W * k * k * Cin * Cout per image
+at the resolution the code runs it (checkerboard couplings at full resolution, on
+the masked image and the mask); training ~ 3x forward. Utilisation = achieved training
+GFLOP/s / the convolution's GFLOP/s.
+
+Prints one JSON line. Usage:
+
+  python bench/throughput.py                      # bench config, full timing
+  python bench/throughput.py --config=cifar10
+  python bench/throughput.py --quick              # smoke: 2 warm-up, 1 repeat of 2
+  python bench/throughput.py --mixed_precision=bfloat16
+"""
+
+import dataclasses
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402  (puts the repository on sys.path)
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_enum("config", "bench", list(benchlib.CONFIGS),
+                  "bench: 28x28x1, 2 scales, 4 blocks, 32 filters (issue 6); "
+                  "cifar10: 32x32x3, 2 scales, 8 blocks, 64 filters (the paper's).")
+flags.DEFINE_enum("mixed_precision", "float32", ["float32", "bfloat16"],
+                  "Precision of the s/t networks; passed to the config's precision "
+                  "field (an error while the config has none).")
+flags.DEFINE_integer("batch_size", 64, "Training batch size.")
+flags.DEFINE_integer("eval_batch_size", 256, "Evaluation (log_prob) batch size.")
+flags.DEFINE_integer("sample_batch_size", 256, "Samples per sampling call.")
+flags.DEFINE_integer("warmup", 3, "Untimed calls before timing (the first traces).")
+flags.DEFINE_integer("repeats", 5, "Timings per figure; the median is reported.")
+flags.DEFINE_integer("steps", 3, "Calls per timing (each timing is their mean).")
+flags.DEFINE_integer("conv_steps", 30, "Calls per timing of the reference convolution.")
+flags.DEFINE_bool("quick", False, "CI smoke: 2 warm-up calls, 1 timing of 2 calls "
+                  "(overrides --warmup, --repeats, --steps, --conv_steps).")
+flags.DEFINE_integer("seed", 0, "Seed of the random images.")
+
+# The reference convolution: what DESIGN.md section 6 measured (~400 GFLOP/s).
+CONV_INPUT = (64, 14, 14, 64)
+CONV_FILTERS = 64
+CONV_KERNEL = 3
+
+
+def conv_flops(conv, height, width):
+  """2 * H * W * k * k * Cin * Cout of one WeightNormConv2D at H x W (per image)."""
+  k_h, k_w, c_in, c_out = (int(d) for d in conv.direction.shape)
+  return 2 * height * width * k_h * k_w * c_in * c_out
+
+
+def forward_flops(flow):
+  """Analytic conv FLOPs per image of one pass (every coupling's net once).
+
+  Returns (total, by mask type, number of couplings).
+  """
+  total, by_mask = 0, {}
+  couplings = flow.bijector.couplings
+  for coupling in couplings:
+    height, width = (int(d) for d in coupling.parameters["event_shape"][:2])
+    net = coupling.net
+    convs = [net.conv_in]
+    convs += [conv for block in net.blocks for conv in (block.conv_in, block.conv_out)]
+    convs.append(net.conv_out)
+    flops = sum(conv_flops(conv, height, width) for conv in convs)
+    total += flops
+    by_mask[coupling.mask_type] = by_mask.get(coupling.mask_type, 0) + flops
+  return total, by_mask, len(couplings)
+
+
+def timed(fn, warmup, repeats, steps, after_first=None):
+  """(median seconds per call, all timings, seconds of the first call).
+
+  `after_first()` runs once after the first (tracing) call, untimed.
+  """
+  start = time.perf_counter()
+  fn()
+  first = time.perf_counter() - start
+  if after_first is not None:
+    after_first()
+  for _ in range(warmup - 1):
+    fn()
+  timings = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    for _ in range(steps):
+      fn()
+    timings.append((time.perf_counter() - start) / steps)
+  return statistics.median(timings), timings, first
+
+
+def conv_benchmark(tf, dtype, warmup, repeats, steps):
+  """GFLOP/s of a 3x3 conv forward + backward (input and filter gradients)."""
+  batch, height, width, channels = CONV_INPUT
+  x = tf.cast(tf.random.stateless_normal(CONV_INPUT, [1, 2]), dtype)
+  kernel = tf.Variable(tf.cast(tf.random.stateless_normal(
+      (CONV_KERNEL, CONV_KERNEL, channels, CONV_FILTERS), [3, 4], stddev=0.05), dtype))
+  upstream = tf.cast(tf.random.stateless_normal(
+      (batch, height, width, CONV_FILTERS), [5, 6]), dtype)
+
+  @tf.function
+  def step():
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
+    dx, dk = tape.gradient(y, [x, kernel], output_gradients=upstream)
+    return tf.reduce_sum(tf.cast(dx[0, 0, 0], tf.float32)) + tf.reduce_sum(
+        tf.cast(dk[0, 0, 0], tf.float32))
+
+  seconds, _, _ = timed(lambda: step().numpy(), warmup, repeats, steps)
+  flops = 3 * 2 * batch * height * width * CONV_KERNEL ** 2 * channels * CONV_FILTERS
+  return flops / seconds / 1e9
+
+
+def main(argv):
+  del argv
+  t_start = time.perf_counter()
+  # Before anything heavy: fail at once on a precision the library lacks.
+  from realnvp_tf.config import RealNVPConfig  # pylint: disable=g-import-not-at-top
+  overrides = benchlib.precision_overrides(RealNVPConfig, FLAGS.mixed_precision)
+
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import realnvp_tf  # pylint: disable=g-import-not-at-top
+  from realnvp_tf import training  # pylint: disable=g-import-not-at-top
+
+  tf.get_logger().setLevel("ERROR")
+  if FLAGS.quick:
+    warmup, repeats, steps, conv_steps = 2, 1, 2, 2
+  else:
+    warmup, repeats, steps, conv_steps = (FLAGS.warmup, FLAGS.repeats, FLAGS.steps,
+                                          FLAGS.conv_steps)
+  if min(warmup, repeats, steps, conv_steps) < 1:
+    raise app.UsageError("--warmup, --repeats, --steps and --conv_steps must be >= 1.")
+
+  spec = dict(benchlib.CONFIGS[FLAGS.config])
+  dataset = spec.pop("dataset")
+  model_config = RealNVPConfig(**spec, **overrides)
+  result = {"benchmark": "throughput", "config": FLAGS.config,
+            "mixed_precision": FLAGS.mixed_precision,
+            "precision_field": benchlib.precision_field(RealNVPConfig),
+            "model_config": dataclasses.asdict(model_config),
+            "batch_size": FLAGS.batch_size, "eval_batch_size": FLAGS.eval_batch_size,
+            "sample_batch_size": FLAGS.sample_batch_size, "warmup": warmup,
+            "repeats": repeats, "steps": steps, "quick": FLAGS.quick,
+            "machine": benchlib.machine_info()}
+  rss = {"after_import": benchlib.peak_rss_mb()}
+
+  # The reference convolution first: small, and the machine's ceiling.
+  conv_rate = conv_benchmark(tf, tf.float32, warmup, repeats, conv_steps)
+  result["conv_gflops_per_s"] = conv_rate
+  if FLAGS.mixed_precision == "bfloat16":
+    result["conv_gflops_per_s_bfloat16"] = conv_benchmark(
+        tf, tf.bfloat16, warmup, repeats, conv_steps)
+  rss["after_conv"] = benchlib.peak_rss_mb()
+
+  shape = model_config.image_shape
+  levels = float(model_config.num_levels)
+  with tempfile.TemporaryDirectory(prefix="realnvp_bench_") as model_dir:
+    # Training: the library's own distributed step.
+    trainer = training.Trainer(
+        model_config,
+        training.TrainConfig(dataset=dataset, batch_size=FLAGS.batch_size,
+                             export=False, seed=FLAGS.seed),
+        model_dir=model_dir, strategy=tf.distribute.MirroredStrategy(["/cpu:0"]))
+    images = tf.random.stateless_uniform((FLAGS.batch_size,) + shape,
+                                         [FLAGS.seed, 0], 0.0, levels)
+    iterator = iter(trainer.strategy.experimental_distribute_dataset(
+        tf.data.Dataset.from_tensors(images).repeat()))
+
+    def train_call():
+      bits, _, finite = trainer._train_step(iterator)  # pylint: disable=protected-access
+      return float(bits), bool(finite)
+
+    train_s, train_all, train_first = timed(
+        train_call, warmup, repeats, steps,
+        after_first=lambda: rss.update(after_first_train_step=benchlib.peak_rss_mb()))
+    last_bits, last_finite = train_call()
+    rss["after_train"] = benchlib.peak_rss_mb()
+
+  # Evaluation and sampling on a flow built outside any strategy, as eval.py does.
+  flow = realnvp_tf.build_realnvp(model_config)
+  eval_images = tf.random.stateless_uniform((FLAGS.eval_batch_size,) + shape,
+                                            [FLAGS.seed, 1], 0.0, levels)
+  log_prob = tf.function(flow.log_prob)
+  eval_s, eval_all, eval_first = timed(
+      lambda: log_prob(eval_images).numpy(), warmup, repeats, steps,
+      after_first=lambda: rss.update(after_first_eval=benchlib.peak_rss_mb()))
+  eval_finite = bool(np.all(np.isfinite(log_prob(eval_images).numpy())))
+  rss["after_eval"] = benchlib.peak_rss_mb()
+
+  sample = tf.function(lambda: flow.sample(FLAGS.sample_batch_size, seed=FLAGS.seed))
+  sample_s, sample_all, sample_first = timed(
+      lambda: sample().numpy(), warmup, repeats, steps,
+      after_first=lambda: rss.update(after_first_sample=benchlib.peak_rss_mb()))
+  sample_finite = bool(np.all(np.isfinite(sample().numpy())))
+  rss["after_sample"] = benchlib.peak_rss_mb()
+
+  fwd_flops, by_mask, num_couplings = forward_flops(flow)
+  train_rate = FLAGS.batch_size / train_s
+  eval_rate = FLAGS.eval_batch_size / eval_s
+  sample_rate = FLAGS.sample_batch_size / sample_s
+  train_gflops = 3 * fwd_flops * train_rate / 1e9
+  reference = result.get("conv_gflops_per_s_bfloat16", conv_rate)
+  count = lambda variables: int(sum(np.prod(v.shape) for v in variables))
+  result.update({
+      "parameters": count(flow.trainable_variables),
+      "non_trainable_parameters": count(flow.non_trainable_variables),
+      "couplings": num_couplings,
+      "forward_gflop_per_image": fwd_flops / 1e9,
+      "forward_gflop_per_image_by_mask": {k: v / 1e9 for k, v in by_mask.items()},
+      "training_gflop_per_image": 3 * fwd_flops / 1e9,
+      "train_images_per_s": train_rate,
+      "train_images_per_s_all": [FLAGS.batch_size / t for t in train_all],
+      "eval_images_per_s": eval_rate,
+      "eval_images_per_s_all": [FLAGS.eval_batch_size / t for t in eval_all],
+      "sample_images_per_s": sample_rate,
+      "sample_images_per_s_all": [FLAGS.sample_batch_size / t for t in sample_all],
+      "train_gflops_per_s": train_gflops,
+      "eval_gflops_per_s": fwd_flops * eval_rate / 1e9,
+      "sample_gflops_per_s": fwd_flops * sample_rate / 1e9,
+      "utilisation_train": train_gflops / reference,
+      "utilisation_reference": ("conv_gflops_per_s_bfloat16"
+                                if "conv_gflops_per_s_bfloat16" in result
+                                else "conv_gflops_per_s"),
+      "first_call_s": {"train": train_first, "eval": eval_first,
+                       "sample": sample_first},
+      "train_bits_per_dim_last": last_bits,
+      "finite": {"train": last_finite, "eval": eval_finite, "sample": sample_finite},
+      "peak_rss_mb": benchlib.peak_rss_mb(),
+      "peak_rss_mb_by_phase": rss,
+      "rss_mb_now": benchlib.current_rss_mb(),
+      "peak_rss_note": ("ru_maxrss of this one process: TF runtime, the training "
+                        "model with optimizer state, the evaluation/sampling model, "
+                        "the reference conv and all traced graphs; "
+                        "peak_rss_mb_by_phase shows which phase set it"),
+      "total_s": time.perf_counter() - t_start,
+  })
+  print(json.dumps(benchlib.clean_json(result), allow_nan=False), flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)
