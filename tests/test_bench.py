@@ -1,0 +1,94 @@
+"""Smoke tests of the benchmark scripts (bench/): they run and print complete JSON.
+
+Each script runs as a subprocess for a few steps, as CI should run benchmarks: the
+figures must exist and be finite, but no time or rate is ever asserted (CI machines
+are shared and noisy). No real data is needed: throughput.py uses random images and
+budget.py trains on the embedded digits set.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from realnvp_tf.config import RealNVPConfig
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(REPO, "bench")
+sys.path.insert(0, BENCH)
+import benchlib  # noqa: E402
+
+
+def _run(script, *flags, timeout=600):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+  return subprocess.run([sys.executable, os.path.join(BENCH, script), *flags],
+                        env=env, capture_output=True, text=True, timeout=timeout,
+                        cwd=REPO)
+
+
+def _json_line(result):
+  assert result.returncode == 0, result.stderr[-3000:]
+  lines = [line for line in result.stdout.splitlines() if line.strip()]
+  assert len(lines) == 1, result.stdout
+  return json.loads(lines[0])
+
+
+def _assert_finite(values, keys):
+  for key in keys:
+    assert key in values, f"missing {key!r} in {sorted(values)}"
+    value = values[key]
+    assert isinstance(value, (int, float)) and not isinstance(value, bool), (key, value)
+    assert math.isfinite(value), (key, value)
+
+
+def test_throughput_quick_prints_every_figure():
+  out = _json_line(_run("throughput.py", "--quick"))
+  _assert_finite(out, [
+      "parameters", "forward_gflop_per_image", "training_gflop_per_image",
+      "train_images_per_s", "eval_images_per_s", "sample_images_per_s",
+      "train_gflops_per_s", "conv_gflops_per_s", "utilisation_train", "peak_rss_mb",
+      "train_bits_per_dim_last"])
+  assert out["config"] == "bench" and out["quick"]
+  assert out["model_config"]["image_shape"] == [28, 28, 1]
+  assert out["parameters"] > 0 and out["forward_gflop_per_image"] > 0
+  assert all(out["finite"].values()), out["finite"]
+  machine = out["machine"]
+  assert machine["nproc"] >= 1 and machine["cpu_model"] and machine["tensorflow"]
+  # The analytic count matches a hand count of the bench config (convs only).
+  assert out["forward_gflop_per_image"] == pytest.approx(1.1719, abs=1e-3)
+
+
+def test_throughput_bfloat16_is_clear_about_support():
+  has_field = benchlib.precision_field(RealNVPConfig) is not None
+  result = _run("throughput.py", "--quick", "--mixed_precision=bfloat16")
+  if has_field:
+    out = _json_line(result)
+    assert out["mixed_precision"] == "bfloat16"
+    _assert_finite(out, ["train_images_per_s", "eval_images_per_s",
+                         "sample_images_per_s", "conv_gflops_per_s_bfloat16"])
+  else:
+    assert result.returncode != 0
+    assert not result.stdout.strip()
+    assert "bfloat16 is not implemented yet" in result.stderr
+
+
+def test_budget_tiny_run_on_digits_prints_every_figure():
+  out = _json_line(_run(
+      "budget.py", "--dataset=digits", "--minutes=0.5", "--max_steps=4",
+      "--num_res_blocks=1", "--num_filters=8", "--train_eval_images=256",
+      "--warmup_steps=2", "--ema_decay=0.9"))
+  _assert_finite(out, [
+      "test_bits_per_dim", "test_bits_per_dim_stderr", "train_batch_bits_per_dim",
+      "train_eval_bits_per_dim", "steps", "train_seconds", "eval_seconds"])
+  assert out["dataset"] == "digits" and out["test_images"] == 297
+  assert 1 <= out["steps"] <= 4
+  assert out["train_batch_count"] >= 1
+  settings = out["settings"]
+  assert settings["warmup_steps"] == 2 and settings["ema_decay"] == 0.9
+  assert "EMA" in settings["evaluation"]
+  fields = {f.name for f in dataclasses.fields(RealNVPConfig)}
+  assert set(out["model_config"]) == fields
