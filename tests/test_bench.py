@@ -50,7 +50,8 @@ def test_throughput_quick_prints_every_figure():
   _assert_finite(out, [
       "parameters", "forward_gflop_per_image", "training_gflop_per_image",
       "train_images_per_s", "eval_images_per_s", "sample_images_per_s",
-      "train_gflops_per_s", "conv_gflops_per_s", "utilisation_train", "peak_rss_mb",
+      "train_gflops_per_s", "conv_gflops_per_s", "conv_gflops_per_s_at_end",
+      "conv_gflops_per_s_best", "utilisation_train", "peak_rss_mb",
       "train_bits_per_dim_last"])
   assert out["config"] == "bench" and out["quick"]
   assert out["model_config"]["image_shape"] == [28, 28, 1]
