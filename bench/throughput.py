@@ -20,8 +20,10 @@ Every figure is the median over --repeats timings, each the mean over --steps ca
 after --warmup calls (the first traces). FLOPs are analytic, convolutions only: for
 every conv of every coupling's s/t network, 2 * H * W * k * k * Cin * Cout per image
 at the resolution the code runs it (checkerboard couplings at full resolution, on
-the masked image and the mask); training ~ 3x forward. Utilisation = achieved training
-GFLOP/s / the convolution's GFLOP/s (its median at the start; also against its best).
+the masked image and the mask); training ~ 3x forward. As a check, the Conv2D ops of
+the traced log_prob graph are counted too (TF's per-op flops statistics), with the
+graph's total over all ops. Utilisation = achieved training GFLOP/s / the
+convolution's GFLOP/s (its median at the start; also against its best).
 
 Prints one JSON line. Usage:
 
@@ -93,6 +95,31 @@ def forward_flops(flow):
     total += flops
     by_mask[coupling.mask_type] = by_mask.get(coupling.mask_type, 0) + flops
   return total, by_mask, len(couplings)
+
+
+def graph_forward_flops(tf, flow, shape):
+  """FLOPs per image of the traced `log_prob` graph, from TF's per-op flops statistics.
+
+  A check of `forward_flops` that follows whatever the code runs: counts the Conv2D ops
+  of the graph traced at batch 1 (and, separately, every op with registered
+  statistics). Returns (conv flops, all flops), or (None, None) if unavailable.
+  """
+  try:
+    from tensorflow.python.framework import ops  # pylint: disable=g-import-not-at-top
+    graph = tf.function(flow.log_prob).get_concrete_function(
+        tf.TensorSpec((1,) + tuple(shape), tf.float32)).graph
+    conv_total = all_total = 0
+    for op in graph.get_operations():
+      try:
+        value = ops.get_stats_for_node_def(graph, op.node_def, "flops").value or 0
+      except (ValueError, KeyError):
+        continue
+      all_total += value
+      if op.type.startswith("Conv"):
+        conv_total += value
+    return conv_total, all_total
+  except Exception:  # pylint: disable=broad-except
+    return None, None
 
 
 def timed(fn, warmup, repeats, steps, after_first=None):
@@ -232,6 +259,7 @@ def main(argv):
   conv_end, conv_end_best = conv_benchmark(tf, conv_dtype, warmup, repeats, conv_steps)
 
   fwd_flops, by_mask, num_couplings = forward_flops(flow)
+  graph_conv_flops, graph_all_flops = graph_forward_flops(tf, flow, shape)
   train_rate = FLAGS.batch_size / train_s
   eval_rate = FLAGS.eval_batch_size / eval_s
   sample_rate = FLAGS.sample_batch_size / sample_s
@@ -244,6 +272,10 @@ def main(argv):
       "couplings": num_couplings,
       "forward_gflop_per_image": fwd_flops / 1e9,
       "forward_gflop_per_image_by_mask": {k: v / 1e9 for k, v in by_mask.items()},
+      "forward_gflop_per_image_graph_convs": (
+          graph_conv_flops / 1e9 if graph_conv_flops is not None else None),
+      "forward_gflop_per_image_graph_all_ops": (
+          graph_all_flops / 1e9 if graph_all_flops is not None else None),
       "training_gflop_per_image": 3 * fwd_flops / 1e9,
       "train_images_per_s": train_rate,
       "train_images_per_s_all": [FLAGS.batch_size / t for t in train_all],
