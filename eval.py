@@ -37,6 +37,9 @@ flags.DEFINE_list("temperatures", [], "Write a sample grid PNG per temperature, 
                   "e.g. 1.0,0.7.")
 flags.DEFINE_integer("num_samples", 64, "Samples per grid.", lower_bound=1)
 flags.DEFINE_bool("manifold", False, "Write the paper's latent manifold figure.")
+flags.DEFINE_enum("mixed_precision", None, ["float32", "bfloat16"],
+                  "With --model_dir: evaluate in this precision instead of the one "
+                  "trained with (a SavedModel keeps the precision it was exported with).")
 flags.register_multi_flags_validator(
     ["saved_model", "model_dir"], lambda v: bool(v["saved_model"]) != bool(v["model_dir"]),
     message="pass exactly one of --saved_model and --model_dir")
@@ -52,6 +55,7 @@ def main(argv):
         batch_size=FLAGS.batch_size, num_dequant_samples=FLAGS.num_dequant_samples,
         seed=FLAGS.seed, temperatures=[float(t) for t in FLAGS.temperatures],
         num_samples=FLAGS.num_samples, manifold=FLAGS.manifold,
+        compute_dtype=FLAGS.mixed_precision,
         output_dir=FLAGS.output_dir or (os.path.dirname(os.path.abspath(FLAGS.output))
                                         if FLAGS.output else os.getcwd()))
   except (ValueError, data.DataUnavailableError) as e:

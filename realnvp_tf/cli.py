@@ -5,6 +5,7 @@ import dataclasses
 from absl import flags
 
 from realnvp_tf import data
+from realnvp_tf.config import COMPUTE_DTYPES
 from realnvp_tf.config import RealNVPConfig
 
 FLAGS = flags.FLAGS
@@ -32,6 +33,13 @@ def define_model_flags():
                      "Momentum of the batch-norm moving averages.")
   flags.DEFINE_float("logit_alpha", _MODEL_DEFAULTS.logit_alpha,
                      "alpha of the logit preprocessing.")
+  define_precision_flag(_MODEL_DEFAULTS.compute_dtype)
+
+
+def define_precision_flag(default):
+  flags.DEFINE_enum("mixed_precision", default, list(COMPUTE_DTYPES),
+                    "bfloat16: run the s/t networks in bfloat16 (the flow's "
+                    "arithmetic, log-dets and loss stay float32).")
 
 
 def register_model_validators():
@@ -63,7 +71,8 @@ def model_config_from_flags():
       image_shape=info.image_shape, num_levels=info.num_levels,
       num_scales=FLAGS.num_scales, num_res_blocks=FLAGS.num_res_blocks,
       num_filters=FLAGS.num_filters, use_batch_norm=FLAGS.use_batch_norm,
-      batch_norm_momentum=FLAGS.batch_norm_momentum, logit_alpha=FLAGS.logit_alpha)
+      batch_norm_momentum=FLAGS.batch_norm_momentum, logit_alpha=FLAGS.logit_alpha,
+      compute_dtype=FLAGS.mixed_precision)
 
 
 def train_config_from_flags(config_class):

@@ -107,16 +107,19 @@ def load_saved_model(path):
   return LoadedModel(serving, json.loads(serving.metadata.numpy()), path)
 
 
-def load_checkpoint(model_dir):
+def load_checkpoint(model_dir, compute_dtype=None):
   """Rebuilds the model of a train.py directory from its latest checkpoint.
 
   The EMA weights are used when the run trained with them, as the export does.
+  `compute_dtype` overrides the precision of the s/t networks.
   """
   from realnvp_tf import export  # pylint: disable=g-import-not-at-top
   from realnvp_tf import flow as flow_lib  # pylint: disable=g-import-not-at-top
   from realnvp_tf import training  # pylint: disable=g-import-not-at-top
 
   model_config, train_config = training.read_run_config(model_dir)
+  if compute_dtype:
+    model_config = dataclasses.replace(model_config, compute_dtype=compute_dtype)
   latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
   if latest is None:
     raise ValueError(f"--model_dir={model_dir} has no checkpoint in checkpoints/.")
@@ -170,11 +173,16 @@ def write_png(path, image):
 
 def run(saved_model=None, model_dir=None, dataset=None, split="test", data_dir=None,
         manual_dir=None, batch_size=256, num_dequant_samples=1, seed=0,
-        temperatures=(), num_samples=64, manifold=False, output_dir="."):
+        temperatures=(), num_samples=64, manifold=False, output_dir=".",
+        compute_dtype=None):
   """What eval.py does: returns the metrics dict and writes the requested PNGs."""
   if bool(saved_model) == bool(model_dir):
     raise ValueError("Pass exactly one of saved_model and model_dir.")
-  model = load_saved_model(saved_model) if saved_model else load_checkpoint(model_dir)
+  if saved_model and compute_dtype:
+    raise ValueError("--mixed_precision applies to --model_dir; a SavedModel keeps the "
+                     "precision it was exported with.")
+  model = (load_saved_model(saved_model) if saved_model else
+           load_checkpoint(model_dir, compute_dtype))
   dataset = dataset or model.dataset
   if dataset is None:
     raise ValueError("The model does not record its dataset; pass --dataset.")

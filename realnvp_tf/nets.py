@@ -32,21 +32,24 @@ class WeightNormConv2D(keras.layers.Layer):
 
   def build(self, input_shape):
     in_channels = int(input_shape[-1])
+    # autocast=False: the weight norm is computed in float32 whatever the compute
+    # dtype; only the finished kernel is cast.
     self.direction = self.add_weight(
         name="direction",
         shape=(self.kernel_size, self.kernel_size, in_channels, self.filters),
-        initializer=keras.initializers.RandomNormal(stddev=0.05))
+        initializer=keras.initializers.RandomNormal(stddev=0.05), autocast=False)
     self.gain = self.add_weight(
-        name="gain", shape=(self.filters,), initializer=self.gain_initializer)
+        name="gain", shape=(self.filters,), initializer=self.gain_initializer,
+        autocast=False)
     self.bias = self.add_weight(
-        name="bias", shape=(self.filters,), initializer="zeros")
+        name="bias", shape=(self.filters,), initializer="zeros", autocast=False)
 
   def call(self, inputs):
     direction = tf.convert_to_tensor(self.direction)
     norm = tf.sqrt(tf.reduce_sum(tf.square(direction), axis=[0, 1, 2]))
-    kernel = direction * (self.gain / norm)
+    kernel = tf.cast(direction * (self.gain / norm), inputs.dtype)
     outputs = tf.nn.conv2d(inputs, kernel, strides=1, padding="SAME")
-    return tf.nn.bias_add(outputs, self.bias)
+    return tf.nn.bias_add(outputs, tf.cast(self.bias, inputs.dtype))
 
   def compute_output_shape(self, input_shape):
     return tuple(input_shape[:-1]) + (self.filters,)
@@ -58,13 +61,89 @@ class WeightNormConv2D(keras.layers.Layer):
     return config
 
 
-def _normalization(use_batch_norm, momentum, epsilon, name):
+def batch_moments(x):
+  """Per-channel mean and (biased) variance of a [B, H, W, C] batch, over all replicas.
+
+  Under a distribution strategy every replica gets the statistics of the global batch
+  (as one device would), so moving averages stay identical on all replicas. Assumes
+  equal per-replica batches (drop_remainder in training).
+  """
+  axes = [0, 1, 2]
+  mean = tf.reduce_mean(x, axis=axes)
+  context = tf.distribute.get_replica_context()
+  if context is None or context.num_replicas_in_sync == 1:
+    return mean, tf.reduce_mean(tf.square(x - mean), axis=axes)
+  mean = context.all_reduce(tf.distribute.ReduceOp.MEAN, mean)
+  variance = tf.reduce_mean(tf.square(x - mean), axis=axes)
+  return mean, context.all_reduce(tf.distribute.ReduceOp.MEAN, variance)
+
+
+def _single_replica():
+  context = tf.distribute.get_replica_context()
+  return context is None or context.num_replicas_in_sync == 1
+
+
+class BatchNorm(keras.layers.Layer):
+  """Batch normalisation of [B, H, W, C] feature maps, with learned scale and offset.
+
+  Training mode normalises with the statistics of the batch (of the global batch under
+  a distribution strategy, so replicas agree) and updates the moving averages;
+  inference mode uses the moving averages. On one replica both run TF's fused kernel,
+  one pass over the data each way, rather than a chain of elementwise ops.
+  """
+
+  def __init__(self, momentum=0.9, epsilon=1e-4, **kwargs):
+    super().__init__(**kwargs)
+    self.momentum = float(momentum)
+    self.epsilon = float(epsilon)
+
+  def build(self, input_shape):
+    channels = (int(input_shape[-1]),)
+    # Parameters and statistics stay float32 under bfloat16 compute (autocast=False):
+    # the fused kernel takes bfloat16 activations with float32 statistics.
+    self.gamma = self.add_weight(name="gamma", shape=channels, initializer="ones",
+                                 autocast=False)
+    self.beta = self.add_weight(name="beta", shape=channels, initializer="zeros",
+                                autocast=False)
+    self.moving_mean = self.add_weight(name="moving_mean", shape=channels,
+                                       initializer="zeros", trainable=False,
+                                       aggregation="mean", autocast=False)
+    self.moving_variance = self.add_weight(name="moving_variance", shape=channels,
+                                           initializer="ones", trainable=False,
+                                           aggregation="mean", autocast=False)
+
+  def call(self, inputs, training=False):
+    if not training:
+      outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
+          inputs, self.gamma, self.beta, mean=self.moving_mean,
+          variance=self.moving_variance, epsilon=self.epsilon, is_training=False)
+      return outputs
+    if _single_replica():
+      outputs, mean, unbiased = tf.compat.v1.nn.fused_batch_norm(
+          inputs, self.gamma, self.beta, epsilon=self.epsilon, is_training=True)
+      count = tf.cast(tf.reduce_prod(tf.shape(inputs)[:-1]), unbiased.dtype)
+      variance = unbiased * (count - 1.0) / count
+    else:
+      mean, variance = batch_moments(tf.cast(inputs, tf.float32))
+      outputs = tf.cast(tf.nn.batch_normalization(
+          tf.cast(inputs, tf.float32), mean, variance, self.beta, self.gamma,
+          self.epsilon), inputs.dtype)
+    decay = 1.0 - self.momentum
+    self.moving_mean.assign_sub(decay * (self.moving_mean - tf.stop_gradient(mean)))
+    self.moving_variance.assign_sub(
+        decay * (self.moving_variance - tf.stop_gradient(variance)))
+    return outputs
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(momentum=self.momentum, epsilon=self.epsilon)
+    return config
+
+
+def _normalization(use_batch_norm, momentum, epsilon, dtype, name):
   if not use_batch_norm:
-    return keras.layers.Identity(name=name)
-  # synchronized: replicas of a distribution strategy share the batch statistics, so
-  # the moving averages stay identical on every replica.
-  return keras.layers.BatchNormalization(
-      momentum=momentum, epsilon=epsilon, synchronized=True, name=name)
+    return keras.layers.Identity(name=name, dtype=dtype)
+  return BatchNorm(momentum=momentum, epsilon=epsilon, name=name, dtype=dtype)
 
 
 class ResidualBlock(keras.layers.Layer):
@@ -77,11 +156,13 @@ class ResidualBlock(keras.layers.Layer):
     self.use_batch_norm = bool(use_batch_norm)
     self.batch_norm_momentum = float(batch_norm_momentum)
     self.batch_norm_epsilon = float(batch_norm_epsilon)
-    norm_args = (self.use_batch_norm, self.batch_norm_momentum, self.batch_norm_epsilon)
+    norm_args = (self.use_batch_norm, self.batch_norm_momentum, self.batch_norm_epsilon,
+                 self.dtype_policy)
     self.norm_in = _normalization(*norm_args, name="norm_in")
-    self.conv_in = WeightNormConv2D(self.filters, name="conv_in")
+    self.conv_in = WeightNormConv2D(self.filters, name="conv_in", dtype=self.dtype_policy)
     self.norm_out = _normalization(*norm_args, name="norm_out")
-    self.conv_out = WeightNormConv2D(self.filters, name="conv_out")
+    self.conv_out = WeightNormConv2D(self.filters, name="conv_out",
+                                     dtype=self.dtype_policy)
 
   def build(self, input_shape):
     if int(input_shape[-1]) != self.filters:
@@ -111,6 +192,9 @@ class CouplingResNet(keras.layers.Layer):
 
   conv -> `num_blocks` residual blocks -> bn -> relu -> conv to `2 * out_channels`,
   then `s = scale * tanh(raw_s)` with `scale` learned per channel.
+
+  With the Keras dtype policy "mixed_bfloat16" the convolutions and normalisations run
+  in bfloat16 (variables stay float32); `s` and `t` are returned in float32.
   """
 
   def __init__(self, out_channels, num_filters, num_blocks, use_batch_norm=True,
@@ -127,14 +211,15 @@ class CouplingResNet(keras.layers.Layer):
     self.batch_norm_momentum = float(batch_norm_momentum)
     self.batch_norm_epsilon = float(batch_norm_epsilon)
     norm_args = (self.use_batch_norm, self.batch_norm_momentum, self.batch_norm_epsilon)
-    self.conv_in = WeightNormConv2D(self.num_filters, name="conv_in")
-    self.blocks = [ResidualBlock(self.num_filters, *norm_args, name=f"block_{i}")
-                   for i in range(self.num_blocks)]
-    self.norm_out = _normalization(*norm_args, name="norm_out")
+    policy = self.dtype_policy
+    self.conv_in = WeightNormConv2D(self.num_filters, name="conv_in", dtype=policy)
+    self.blocks = [ResidualBlock(self.num_filters, *norm_args, name=f"block_{i}",
+                                 dtype=policy) for i in range(self.num_blocks)]
+    self.norm_out = _normalization(*norm_args, policy, name="norm_out")
     # Zero gain: the network outputs s = t = 0 until trained, so the coupling starts
     # as the identity.
     self.conv_out = WeightNormConv2D(
-        2 * self.out_channels, gain_initializer="zeros", name="conv_out")
+        2 * self.out_channels, gain_initializer="zeros", name="conv_out", dtype=policy)
 
   def build(self, input_shape):
     self.conv_in.build(input_shape)
@@ -144,14 +229,16 @@ class CouplingResNet(keras.layers.Layer):
     self.norm_out.build(hidden_shape)
     self.conv_out.build(hidden_shape)
     self.scale = self.add_weight(
-        name="scale", shape=(self.out_channels,), initializer="ones")
+        name="scale", shape=(self.out_channels,), initializer="ones", autocast=False)
 
   def call(self, inputs, training=False):
     h = self.conv_in(inputs)
     for block in self.blocks:
       h = block(h, training=training)
     h = self.conv_out(tf.nn.relu(self.norm_out(h, training=training)))
-    raw_log_scale, shift = tf.split(h, 2, axis=-1)
+    # s and t leave the network in float32, whatever it computed in: the coupling
+    # arithmetic and the log-det stay float32.
+    raw_log_scale, shift = tf.split(tf.cast(h, tf.float32), 2, axis=-1)
     return self.scale * tf.tanh(raw_log_scale), shift
 
   @property

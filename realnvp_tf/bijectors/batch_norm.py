@@ -2,24 +2,8 @@
 
 import tensorflow as tf
 
+from realnvp_tf import nets
 from realnvp_tf.bijectors import fused
-
-
-def batch_moments(y):
-  """Per-channel mean and variance of a [B, H, W, C] batch, over all replicas.
-
-  Under a distribution strategy every replica normalises with the statistics of the
-  global batch (as one device would), so the moving averages stay identical on all
-  replicas. Assumes equal per-replica batches (drop_remainder in training).
-  """
-  axes = [0, 1, 2]
-  mean = tf.reduce_mean(y, axis=axes)
-  context = tf.distribute.get_replica_context()
-  if context is None or context.num_replicas_in_sync == 1:
-    return mean, tf.reduce_mean(tf.square(y - mean), axis=axes)
-  mean = context.all_reduce(tf.distribute.ReduceOp.MEAN, mean)
-  variance = tf.reduce_mean(tf.square(y - mean), axis=axes)
-  return mean, context.all_reduce(tf.distribute.ReduceOp.MEAN, variance)
 
 
 class FlowBatchNorm(fused.FusedBijector):
@@ -63,7 +47,7 @@ class FlowBatchNorm(fused.FusedBijector):
 
   def _statistics(self, y, training):
     if training:
-      return batch_moments(y)
+      return nets.batch_moments(y)
     return tf.convert_to_tensor(self.moving_mean), tf.convert_to_tensor(
         self.moving_variance)
 

@@ -109,7 +109,7 @@ def _coupling_steps(config, event_shape, mask_type, count, num_filters, prefix):
         num_blocks=config.num_res_blocks, use_batch_norm=config.use_batch_norm,
         batch_norm_momentum=config.batch_norm_momentum,
         batch_norm_epsilon=config.batch_norm_epsilon,
-        name=f"{prefix}_{mask_type}_{i}"))
+        compute_dtype=config.compute_dtype, name=f"{prefix}_{mask_type}_{i}"))
     if config.use_batch_norm:
       steps.append(batch_norm.FlowBatchNorm(
           event_shape[-1], momentum=config.batch_norm_momentum,

@@ -1,0 +1,66 @@
+"""The s/t network's layers."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from realnvp_tf import nets
+
+
+def test_weight_norm_conv_has_the_gain_as_filter_norm():
+  conv = nets.WeightNormConv2D(5, gain_initializer="ones")
+  conv.build((None, 6, 6, 3))
+  conv.gain.assign(np.arange(1.0, 6.0, dtype=np.float32))
+  x = tf.random.stateless_normal([2, 6, 6, 3], [1, 2])
+  direction = conv.direction.numpy()
+  kernel = direction * (np.arange(1.0, 6.0) / np.sqrt((direction ** 2).sum((0, 1, 2))))
+  expected = tf.nn.conv2d(x, kernel.astype(np.float32), 1, "SAME")
+  np.testing.assert_allclose(conv(x), expected, rtol=1e-4, atol=1e-5)
+  assert nets.WeightNormConv2D.from_config(conv.get_config()).filters == 5
+
+
+@pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
+def test_batch_norm_training_and_inference(dtype):
+  norm = nets.BatchNorm(momentum=0.0, epsilon=1e-4, dtype=dtype)
+  norm.build((None, 4, 4, 3))
+  norm.gamma.assign([1.0, 2.0, 0.5])
+  norm.beta.assign([0.0, 1.0, -1.0])
+  x = tf.random.stateless_normal([8, 4, 4, 3], [3, 4]) * [1.0, 3.0, 0.2] + [0.0, 5.0, 1.0]
+  mean, var = tf.nn.moments(x, [0, 1, 2])
+  expected = (x - mean) / tf.sqrt(var + 1e-4) * norm.gamma + norm.beta
+  tolerance = 1e-4 if dtype == "float32" else 5e-2
+  np.testing.assert_allclose(norm(x, training=True), expected, rtol=tolerance,
+                             atol=tolerance)
+  # Momentum 0: the moving averages now hold the (biased) batch statistics, and
+  # inference mode reproduces the training-mode output.
+  np.testing.assert_allclose(norm.moving_mean, mean, rtol=1e-3, atol=1e-3)
+  np.testing.assert_allclose(norm.moving_variance, var, rtol=1e-2 if dtype != "float32"
+                             else 1e-5)
+  np.testing.assert_allclose(norm(x, training=False), expected, rtol=tolerance,
+                             atol=tolerance)
+
+
+def test_batch_norm_gradient_matches_unfused_math():
+  norm = nets.BatchNorm(epsilon=1e-4)
+  norm.build((None, 4, 4, 2))
+  x = tf.random.stateless_normal([6, 4, 4, 2], [5, 6])
+  weights = tf.random.stateless_normal([6, 4, 4, 2], [7, 8])
+  with tf.GradientTape(persistent=True) as tape:
+    tape.watch(x)
+    fused = tf.reduce_sum(norm(x, training=True) * weights)
+    mean, var = tf.nn.moments(x, [0, 1, 2])
+    plain = tf.reduce_sum(((x - mean) / tf.sqrt(var + 1e-4)) * weights)
+  np.testing.assert_allclose(tape.gradient(fused, x), tape.gradient(plain, x),
+                             rtol=1e-3, atol=1e-4)
+
+
+def test_coupling_resnet_starts_at_zero_and_rejects_bad_sizes():
+  net = nets.CouplingResNet(2, num_filters=8, num_blocks=2)
+  net.build((None, 4, 4, 3))
+  s, t = net(tf.random.stateless_normal([2, 4, 4, 3], [9, 9]))
+  assert s.shape == t.shape == (2, 4, 4, 2)
+  np.testing.assert_array_equal(s, 0.0)
+  np.testing.assert_array_equal(t, 0.0)
+  assert len(net.weight_scale_variables) == 2 + 2 * 2 + 1
+  with pytest.raises(ValueError, match="positive"):
+    nets.CouplingResNet(0, num_filters=8, num_blocks=1)
