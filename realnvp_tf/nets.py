@@ -21,8 +21,10 @@ class WeightNormConv2D(keras.layers.Layer):
   separately from its direction `v`.
   """
 
-  def __init__(self, filters, kernel_size=3, gain_initializer="ones", **kwargs):
+  def __init__(self, filters, kernel_size=3, gain_initializer="ones", use_bias=True,
+               **kwargs):
     super().__init__(**kwargs)
+    self.use_bias = bool(use_bias)
     if filters <= 0 or kernel_size <= 0:
       raise ValueError(
           f"filters and kernel_size must be positive; got {filters}, {kernel_size}.")
@@ -42,13 +44,16 @@ class WeightNormConv2D(keras.layers.Layer):
         name="gain", shape=(self.filters,), initializer=self.gain_initializer,
         autocast=False)
     self.bias = self.add_weight(
-        name="bias", shape=(self.filters,), initializer="zeros", autocast=False)
+        name="bias", shape=(self.filters,), initializer="zeros",
+        autocast=False) if self.use_bias else None
 
   def call(self, inputs):
     direction = tf.convert_to_tensor(self.direction)
     norm = tf.sqrt(tf.reduce_sum(tf.square(direction), axis=[0, 1, 2]))
     kernel = tf.cast(direction * (self.gain / norm), inputs.dtype)
     outputs = tf.nn.conv2d(inputs, kernel, strides=1, padding="SAME")
+    if self.bias is None:
+      return outputs
     return tf.nn.bias_add(outputs, tf.cast(self.bias, inputs.dtype))
 
   def compute_output_shape(self, input_shape):
@@ -57,6 +62,7 @@ class WeightNormConv2D(keras.layers.Layer):
   def get_config(self):
     config = super().get_config()
     config.update(filters=self.filters, kernel_size=self.kernel_size,
+                  use_bias=self.use_bias,
                   gain_initializer=keras.initializers.serialize(self.gain_initializer))
     return config
 
@@ -159,9 +165,14 @@ class ResidualBlock(keras.layers.Layer):
     norm_args = (self.use_batch_norm, self.batch_norm_momentum, self.batch_norm_epsilon,
                  self.dtype_policy)
     self.norm_in = _normalization(*norm_args, name="norm_in")
-    self.conv_in = WeightNormConv2D(self.filters, name="conv_in", dtype=self.dtype_policy)
+    # Every feature map of the residual stream reaches the output only through a batch
+    # norm, which removes per-channel shifts: with batch norm on, a bias would be dead
+    # weight (and two extra passes over the activations per convolution).
+    use_bias = not self.use_batch_norm
+    self.conv_in = WeightNormConv2D(self.filters, use_bias=use_bias, name="conv_in",
+                                    dtype=self.dtype_policy)
     self.norm_out = _normalization(*norm_args, name="norm_out")
-    self.conv_out = WeightNormConv2D(self.filters, name="conv_out",
+    self.conv_out = WeightNormConv2D(self.filters, use_bias=use_bias, name="conv_out",
                                      dtype=self.dtype_policy)
 
   def build(self, input_shape):
@@ -212,7 +223,9 @@ class CouplingResNet(keras.layers.Layer):
     self.batch_norm_epsilon = float(batch_norm_epsilon)
     norm_args = (self.use_batch_norm, self.batch_norm_momentum, self.batch_norm_epsilon)
     policy = self.dtype_policy
-    self.conv_in = WeightNormConv2D(self.num_filters, name="conv_in", dtype=policy)
+    # No bias before batch norm (see ResidualBlock).
+    self.conv_in = WeightNormConv2D(self.num_filters, use_bias=not self.use_batch_norm,
+                                    name="conv_in", dtype=policy)
     self.blocks = [ResidualBlock(self.num_filters, *norm_args, name=f"block_{i}",
                                  dtype=policy) for i in range(self.num_blocks)]
     self.norm_out = _normalization(*norm_args, policy, name="norm_out")
