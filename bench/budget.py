@@ -100,7 +100,7 @@ def _trainer_class():
       first_step_s = None
       step = int(self.step.numpy())
       while True:
-        bits, _, finite = self._train_step(iterator)  # pylint: disable=protected-access
+        bits, _, finite = self.train_step(iterator)
         step = int(self.step.numpy())
         now = time.perf_counter()
         if first_step_s is None:

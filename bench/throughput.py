@@ -4,7 +4,7 @@ Builds the bench config of issue 6 (28x28x1, 2 scales, 4 residual blocks, 32 fil
 batch 64) or, with --config=cifar10, the paper's CIFAR-10 model (32x32x3, 2 scales,
 8 blocks, 64 filters), and times on random images in [0, 256) (no data needed):
 
-- training: the library's own step, `training.Trainer._train_step` (forward in training
+- training: the library's own step, `training.Trainer.train_step` (forward in training
   mode, log-det, L2, backward, all-reduce, global-norm clipping, Adam, non-finite
   check) under a one-device MirroredStrategy, fed from a distributed tf.data iterator;
   the loss is fetched after every step, as `Trainer.fit` does;
@@ -229,7 +229,7 @@ def main(argv):
         tf.data.Dataset.from_tensors(images).repeat()))
 
     def train_call():
-      bits, _, finite = trainer._train_step(iterator)  # pylint: disable=protected-access
+      bits, _, finite = trainer.train_step(iterator)
       return float(bits), bool(finite)
 
     train_s, train_all, train_first = timed(

@@ -191,7 +191,7 @@ class Trainer:
     self.checkpoint = tf.train.Checkpoint(**checkpointed)
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, os.path.join(self._write_dir, "checkpoints"), max_to_keep=3)
-    self._train_step = tf.function(self._distributed_step)
+    self._compiled_step = tf.function(self._distributed_step)
     self._stop_signal = None
 
   # -- the step -----------------------------------------------------------------------
@@ -264,6 +264,14 @@ class Trainer:
     tf.cond(finite, apply, skip)
     self.step.assign_add(1)
 
+  def train_step(self, iterator):
+    """One optimizer step on the next batch of `iterator` (a distributed iterator).
+
+    Returns (bits/dim of the batch, gradient global norm, whether the update was
+    applied); a non-finite step is skipped. Runs as one `tf.function`.
+    """
+    return self._compiled_step(iterator)
+
   def _distributed_step(self, iterator):
     bits, grad_norm, finite = self.strategy.run(self._replica_step, args=(next(iterator),))
     local = self.strategy.experimental_local_results
@@ -323,7 +331,7 @@ class Trainer:
       tick, tick_step = time.perf_counter(), start
       step = start
       while step < cfg.train_steps:
-        bits, grad_norm, finite = self._train_step(iterator)
+        bits, grad_norm, finite = self.train_step(iterator)
         step = int(self.step.numpy())
         if bool(finite):
           last_bits = float(bits)

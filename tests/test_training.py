@@ -64,7 +64,7 @@ def _copy_state(source, target):
 def _one_step(trainer, images):
   dataset = trainer.strategy.experimental_distribute_dataset(
       tf.data.Dataset.from_tensors(images))
-  return trainer._train_step(iter(dataset))
+  return trainer.train_step(iter(dataset))
 
 
 def test_two_replicas_match_one_device_without_batch_norm(tmp_path):
