@@ -22,15 +22,10 @@ FLAGS = flags.FLAGS
 
 cli.define_data_flags()
 cli.define_model_flags()
+cli.define_optimization_flags()
 flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs, metrics.json, "
                     "export/ SavedModel. Re-running with the same directory resumes.")
-flags.DEFINE_integer("batch_size", 64, "Global batch size (split over replicas).")
 flags.DEFINE_integer("train_steps", 100_000, "Optimizer steps in all.")
-flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
-flags.DEFINE_integer("warmup_steps", 0, "Linear learning-rate warm-up steps.")
-flags.DEFINE_float("l2_coeff", 5e-5, "L2 penalty on weight-norm gains and tanh scales.")
-flags.DEFINE_float("clip_norm", 100.0, "Global-norm gradient clipping.")
-flags.DEFINE_float("ema_decay", 0.0, "Polyak averaging of the weights (0: off).")
 flags.DEFINE_integer("checkpoint_every", 1000, "Steps between checkpoints.")
 flags.DEFINE_integer("eval_every", 5000, "Steps between test evaluations (0: only at "
                      "the end).")
@@ -38,12 +33,10 @@ flags.DEFINE_integer("eval_images", 2000, "Test images in periodic evaluations (
                      "final one uses the whole split).")
 flags.DEFINE_integer("eval_batch_size", 256, "Evaluation batch size.")
 flags.DEFINE_integer("log_every", 100, "Steps between TensorBoard scalars.")
-flags.DEFINE_integer("max_nonfinite_steps", 10, "Consecutive skipped non-finite steps "
-                     "before training stops.")
-flags.DEFINE_integer("seed", 0, "Seed of data order, noise and samples.")
 flags.DEFINE_bool("export", True, "Export a SavedModel to model_dir/export at the end.")
 flags.mark_flag_as_required("model_dir")
 cli.register_model_validators()
+flags.adopt_module_key_flags(cli)  # --help lists the shared flags too
 
 
 def main(argv):

@@ -39,8 +39,13 @@ import benchlib  # noqa: E402  (puts the repository on sys.path)
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from realnvp_tf import cli  # noqa: E402
+
 FLAGS = flags.FLAGS
 _BENCH = benchlib.CONFIGS["bench"]
+
+cli.define_optimization_flags()
+flags.adopt_module_key_flags(cli)
 
 flags.DEFINE_float("minutes", 20.0, "Wall-clock training budget in minutes.")
 flags.DEFINE_integer("max_steps", 0, "Stop after this many steps even within the "
@@ -62,17 +67,6 @@ flags.DEFINE_integer("num_filters", _BENCH["num_filters"], "s/t feature maps at 
                      "finest scale.")
 flags.DEFINE_float("batch_norm_momentum", 0.9, "Momentum of the batch-norm moving "
                    "averages (flow and networks).")
-# Optimisation: TrainConfig's knobs, with its defaults.
-flags.DEFINE_integer("batch_size", 64, "Global batch size.")
-flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
-flags.DEFINE_integer("warmup_steps", 0, "Linear learning-rate warm-up steps.")
-flags.DEFINE_float("ema_decay", 0.0, "Polyak averaging of the weights (0: off); the "
-                   "averages are evaluated.")
-flags.DEFINE_float("l2_coeff", 5e-5, "L2 on weight-norm gains and tanh scales.")
-flags.DEFINE_float("clip_norm", 100.0, "Global-norm gradient clipping.")
-flags.DEFINE_integer("max_nonfinite_steps", 10, "Consecutive skipped non-finite steps "
-                     "before stopping.")
-flags.DEFINE_integer("seed", 0, "Seed of data order, noise and initialisation order.")
 # Reporting.
 flags.DEFINE_integer("eval_batch_size", 256, "Evaluation batch size.")
 flags.DEFINE_integer("train_tail", 50, "Training batches averaged for the train-batch "

@@ -36,6 +36,29 @@ def define_model_flags():
   define_precision_flag(_MODEL_DEFAULTS.compute_dtype)
 
 
+def define_optimization_flags():
+  """The optimizer's flags (TrainConfig's names and defaults: the paper's)."""
+  defaults = {f.name: f.default for f in dataclasses.fields(_train_config_class())}
+  flags.DEFINE_integer("batch_size", defaults["batch_size"],
+                       "Global batch size (split over replicas).", lower_bound=1)
+  flags.DEFINE_float("learning_rate", defaults["learning_rate"], "Adam learning rate.")
+  flags.DEFINE_integer("warmup_steps", defaults["warmup_steps"],
+                       "Linear learning-rate warm-up steps.", lower_bound=0)
+  flags.DEFINE_float("l2_coeff", defaults["l2_coeff"],
+                     "L2 penalty on weight-norm gains and tanh scales.")
+  flags.DEFINE_float("clip_norm", defaults["clip_norm"], "Global-norm gradient clipping.")
+  flags.DEFINE_float("ema_decay", defaults["ema_decay"], "Polyak averaging of the "
+                     "weights (0: off); the averages are evaluated and exported.")
+  flags.DEFINE_integer("max_nonfinite_steps", defaults["max_nonfinite_steps"],
+                       "Consecutive skipped non-finite steps before training stops.")
+  flags.DEFINE_integer("seed", defaults["seed"], "Seed of data order, noise and samples.")
+
+
+def _train_config_class():
+  from realnvp_tf import training  # pylint: disable=g-import-not-at-top
+  return training.TrainConfig
+
+
 def define_precision_flag(default):
   flags.DEFINE_enum("mixed_precision", default, list(COMPUTE_DTYPES),
                     "bfloat16: run the s/t networks in bfloat16 (the flow's "
