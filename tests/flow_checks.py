@@ -14,8 +14,9 @@ EVENT_NDIMS = 3
 
 
 def relative_error(actual, expected):
+  """||actual - expected|| / ||expected|| (Frobenius norms over the whole tensor)."""
   actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-  return np.max(np.abs(actual - expected)) / max(np.max(np.abs(expected)), 1e-12)
+  return np.linalg.norm(actual - expected) / max(np.linalg.norm(expected), 1e-12)
 
 
 def assert_bijective_and_finite(bijector, x, y, rtol=1e-4, atol=1e-4, **kwargs):
