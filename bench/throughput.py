@@ -86,7 +86,7 @@ def forward_flops(flow):
   total, by_mask = 0, {}
   couplings = flow.bijector.couplings
   for coupling in couplings:
-    height, width = (int(d) for d in coupling.parameters["event_shape"][:2])
+    height, width = (int(d) for d in coupling.image_shape[:2])
     net = coupling.net
     convs = [net.conv_in]
     convs += [conv for block in net.blocks for conv in (block.conv_in, block.conv_out)]

@@ -125,7 +125,7 @@ class AffineCoupling(fused.FusedBijector):
       raise ValueError(f"parity must be 0 or 1; got {parity}.")
     net_name = f"{name}_net"
     with tf.name_scope(name) as name:
-      self._event_shape_in = event_shape
+      self._image_shape = event_shape
       self._mask = _MASKS[mask_type](event_shape, parity)
       self._net = nets.CouplingResNet(
           self._mask.net_out_channels, num_filters, num_blocks,
@@ -138,6 +138,11 @@ class AffineCoupling(fused.FusedBijector):
       # tf.Variables behind them makes them reachable from the flow.
       self._net_variables = tuple(_tf_variable(v) for v in self._net.weights)
       super().__init__(parameters=parameters, name=name, validate_args=validate_args)
+
+  @property
+  def image_shape(self):
+    """(H, W, C) of the images this coupling transforms."""
+    return self._image_shape
 
   @property
   def net(self):
