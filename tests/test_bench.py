@@ -54,6 +54,7 @@ def test_throughput_quick_prints_every_figure():
       "conv_gflops_per_s_best", "utilisation_train", "peak_rss_mb",
       "train_bits_per_dim_last"])
   assert out["config"] == "bench" and out["quick"]
+  assert out["malloc_arenas_limited"] is (sys.platform.startswith("linux"))
   assert out["model_config"]["image_shape"] == [28, 28, 1]
   assert out["parameters"] > 0 and out["forward_gflop_per_image"] > 0
   assert all(out["finite"].values()), out["finite"]
@@ -65,6 +66,21 @@ def test_throughput_quick_prints_every_figure():
   assert out["forward_gflop_per_image_graph_convs"] == pytest.approx(
       out["forward_gflop_per_image"], rel=1e-4), (
           "bench/throughput.py's analytic FLOP count disagrees with the graph's")
+
+
+def test_reference_conv_runs_the_forward_it_counts():
+  # The utilisation's denominator: 3 convolutions' FLOPs are counted, so its step must
+  # return something that needs the forward conv (grappler prunes what nothing reads).
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import throughput  # pylint: disable=g-import-not-at-top
+  step, flops, x, kernel, upstream = throughput.reference_conv(tf, tf.float32)
+  loss, dx, dk = step()
+  y = tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
+  assert float(loss) == pytest.approx(float(tf.reduce_sum(y * upstream)), rel=1e-4)
+  expected_dx = tf.nn.conv2d_transpose(upstream, kernel, tf.shape(x), 1, "SAME")
+  assert float(tf.reduce_max(tf.abs(dx - expected_dx))) < 1e-3
+  assert dk.shape == kernel.shape
+  assert flops == 3 * 2 * 64 * 14 * 14 * 9 * 64 * 64
 
 
 def test_throughput_bfloat16_is_clear_about_support():
