@@ -47,14 +47,20 @@ class WeightNormConv2D(keras.layers.Layer):
         name="bias", shape=(self.filters,), initializer="zeros",
         autocast=False) if self.use_bias else None
 
-  def call(self, inputs):
+  def kernel(self, dtype):
+    """The convolution kernel `g * v / ||v||`, computed in float32, cast to `dtype`."""
     direction = tf.convert_to_tensor(self.direction)
     norm = tf.sqrt(tf.reduce_sum(tf.square(direction), axis=[0, 1, 2]))
-    kernel = tf.cast(direction * (self.gain / norm), inputs.dtype)
-    outputs = tf.nn.conv2d(inputs, kernel, strides=1, padding="SAME")
+    return tf.cast(direction * (self.gain / norm), dtype)
+
+  def add_bias(self, outputs):
     if self.bias is None:
       return outputs
-    return tf.nn.bias_add(outputs, tf.cast(self.bias, inputs.dtype))
+    return tf.nn.bias_add(outputs, tf.cast(self.bias, outputs.dtype))
+
+  def call(self, inputs):
+    return self.add_bias(
+        tf.nn.conv2d(inputs, self.kernel(inputs.dtype), strides=1, padding="SAME"))
 
   def compute_output_shape(self, input_shape):
     return tuple(input_shape[:-1]) + (self.filters,)
@@ -127,18 +133,39 @@ class BatchNorm(keras.layers.Layer):
     if _single_replica():
       outputs, mean, unbiased = tf.compat.v1.nn.fused_batch_norm(
           inputs, self.gamma, self.beta, epsilon=self.epsilon, is_training=True)
-      count = tf.cast(tf.reduce_prod(tf.shape(inputs)[:-1]), unbiased.dtype)
-      variance = unbiased * (count - 1.0) / count
+      variance = _biased(unbiased, inputs)
     else:
       mean, variance = batch_moments(tf.cast(inputs, tf.float32))
       outputs = tf.cast(tf.nn.batch_normalization(
           tf.cast(inputs, tf.float32), mean, variance, self.beta, self.gamma,
           self.epsilon), inputs.dtype)
+    self._update_moving_averages(mean, variance)
+    return outputs
+
+  def relu_conv(self, inputs, conv, training=False):
+    """`conv(relu(self(inputs)))` (conv a WeightNormConv2D), in less memory.
+
+    Backpropagating through a convolution needs its input, so plain autodiff keeps
+    `relu(bn(x))` from the forward to the backward pass beside `x` (which the batch
+    norm's own gradient needs): two feature maps per normalisation, most of a
+    training step's memory. In single-replica training this keeps only `x` and the
+    per-channel batch statistics and recomputes `relu(bn(x))` in the backward pass
+    (one elementwise pass; the gradient is the same function's). Elsewhere (inference,
+    synchronised multi-replica statistics) it is the plain composition.
+    """
+    if not training or not _single_replica():
+      return conv(tf.nn.relu(self(inputs, training=training)))
+    outputs, mean, variance = _relu_batch_norm_conv(
+        inputs, tf.convert_to_tensor(self.gamma), tf.convert_to_tensor(self.beta),
+        conv.kernel(inputs.dtype), self.epsilon)
+    self._update_moving_averages(mean, variance)
+    return conv.add_bias(outputs)
+
+  def _update_moving_averages(self, mean, variance):
     decay = 1.0 - self.momentum
     self.moving_mean.assign_sub(decay * (self.moving_mean - tf.stop_gradient(mean)))
     self.moving_variance.assign_sub(
         decay * (self.moving_variance - tf.stop_gradient(variance)))
-    return outputs
 
   def get_config(self):
     config = super().get_config()
@@ -146,10 +173,71 @@ class BatchNorm(keras.layers.Layer):
     return config
 
 
+def _biased(unbiased_variance, inputs):
+  count = tf.cast(tf.reduce_prod(tf.shape(inputs)[:-1]), unbiased_variance.dtype)
+  return unbiased_variance * (count - 1.0) / count
+
+
+def _relu_batch_norm_conv(inputs, gamma, beta, kernel, epsilon):
+  """Training-mode `conv(relu(batch_norm(inputs)))`, batch mean, biased variance.
+
+  The gradient (with respect to inputs, gamma, beta and kernel) recomputes
+  `relu(batch_norm(inputs))` from the saved statistics instead of keeping it, then
+  runs the same kernels TF's own gradients would (conv backprops, ReluGrad,
+  FusedBatchNormGradV3 on the forward's reserve spaces). The statistics outputs are
+  for the moving averages only and get no gradient.
+  """
+  strides = [1, 1, 1, 1]
+
+  @tf.custom_gradient
+  def forward(x, gamma, beta, kernel):
+    empty = tf.constant([], tf.float32)
+    # reserve_space_3 is not kept: with the ReLU fused in (oneDNN), it holds a
+    # ReLU mask of an eighth of the input's size that FusedBatchNormGradV3 (which
+    # does not fuse the ReLU) never reads.
+    normalized, mean, unbiased, reserve_1, reserve_2, _ = (
+        tf.raw_ops.FusedBatchNormV3(x=x, scale=gamma, offset=beta, mean=empty,
+                                    variance=empty, epsilon=epsilon, is_training=True))
+    outputs = tf.nn.conv2d(tf.nn.relu(normalized), kernel, strides, "SAME")
+    variance = _biased(unbiased, x)
+
+    def grad(d_outputs, *unused_statistics_grads):
+      # Not before the gradient arrives: the executor would otherwise recompute as soon
+      # as x is ready, in the forward pass, and keep the result just the same.
+      with tf.control_dependencies([d_outputs]):
+        x_now = tf.identity(x)
+      activations = tf.nn.relu(tf.raw_ops.FusedBatchNormV3(
+          x=x_now, scale=gamma, offset=beta, mean=mean, variance=variance,
+          epsilon=epsilon, is_training=False)[0])
+      d_kernel = tf.raw_ops.Conv2DBackpropFilter(
+          input=activations, filter_sizes=tf.shape(kernel), out_backprop=d_outputs,
+          strides=strides, padding="SAME")
+      d_activations = tf.raw_ops.Conv2DBackpropInput(
+          input_sizes=tf.shape(x), filter=kernel, out_backprop=d_outputs,
+          strides=strides, padding="SAME")
+      d_normalized = tf.raw_ops.ReluGrad(gradients=d_activations, features=activations)
+      d_x, d_gamma, d_beta = tf.raw_ops.FusedBatchNormGradV3(
+          y_backprop=d_normalized, x=x, scale=gamma, reserve_space_1=reserve_1,
+          reserve_space_2=reserve_2, reserve_space_3=empty, epsilon=epsilon,
+          is_training=True)[:3]
+      return d_x, d_gamma, d_beta, d_kernel
+
+    return (outputs, mean, variance), grad
+
+  return forward(inputs, gamma, beta, kernel)
+
+
 def _normalization(use_batch_norm, momentum, epsilon, dtype, name):
   if not use_batch_norm:
     return keras.layers.Identity(name=name, dtype=dtype)
   return BatchNorm(momentum=momentum, epsilon=epsilon, name=name, dtype=dtype)
+
+
+def _relu_conv(norm, conv, inputs, training):
+  """conv(relu(norm(inputs))), through BatchNorm.relu_conv's memory saving if it can."""
+  if isinstance(norm, BatchNorm):
+    return norm.relu_conv(inputs, conv, training=training)
+  return conv(tf.nn.relu(norm(inputs, training=training)))
 
 
 class ResidualBlock(keras.layers.Layer):
@@ -186,8 +274,8 @@ class ResidualBlock(keras.layers.Layer):
     self.conv_out.build(input_shape)
 
   def call(self, inputs, training=False):
-    h = self.conv_in(tf.nn.relu(self.norm_in(inputs, training=training)))
-    h = self.conv_out(tf.nn.relu(self.norm_out(h, training=training)))
+    h = _relu_conv(self.norm_in, self.conv_in, inputs, training)
+    h = _relu_conv(self.norm_out, self.conv_out, h, training)
     return inputs + h
 
   def get_config(self):
@@ -248,7 +336,7 @@ class CouplingResNet(keras.layers.Layer):
     h = self.conv_in(inputs)
     for block in self.blocks:
       h = block(h, training=training)
-    h = self.conv_out(tf.nn.relu(self.norm_out(h, training=training)))
+    h = _relu_conv(self.norm_out, self.conv_out, h, training)
     # s and t leave the network in float32, whatever it computed in: the coupling
     # arithmetic and the log-det stay float32.
     raw_log_scale, shift = tf.split(tf.cast(h, tf.float32), 2, axis=-1)

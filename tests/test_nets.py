@@ -54,6 +54,57 @@ def test_batch_norm_gradient_matches_unfused_math():
                              rtol=1e-3, atol=1e-4)
 
 
+def _plain_relu_conv(x, gamma, beta, direction, gain, bias, epsilon):
+  """conv(relu(bn(x))) with training-mode batch statistics, in elementary ops."""
+  mean, var = tf.nn.moments(x, [0, 1, 2])
+  activations = tf.nn.relu((x - mean) / tf.sqrt(var + epsilon) * gamma + beta)
+  kernel = direction * gain / tf.norm(tf.reshape(direction, [-1, direction.shape[-1]]),
+                                      axis=0)
+  return tf.nn.conv2d(activations, kernel, 1, "SAME") + bias, mean, var
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_memory_saving_relu_conv_has_the_gradient_of_the_plain_math(compiled):
+  # BatchNorm.relu_conv recomputes relu(bn(x)) in its backward pass; in tf.function the
+  # oneDNN rewrites apply to its kernels, so both modes are checked.
+  norm = nets.BatchNorm(momentum=0.0, epsilon=1e-3)
+  norm.build((None, 5, 5, 4))
+  conv = nets.WeightNormConv2D(3, use_bias=True)
+  conv.build((None, 5, 5, 4))
+  norm.gamma.assign([1.0, 0.5, 2.0, 1.5])
+  norm.beta.assign([0.1, -0.2, 0.0, 0.3])
+  conv.bias.assign([0.1, 0.2, -0.3])
+  x = tf.random.stateless_normal([6, 5, 5, 4], [1, 1]) * 2.0 + 0.5
+  weights = tf.random.stateless_normal([6, 5, 5, 3], [2, 2])
+  variables = [norm.gamma, norm.beta, conv.direction, conv.gain, conv.bias]
+  tensors = [tf.convert_to_tensor(v) for v in variables]
+
+  def gradients():
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      outputs = norm.relu_conv(x, conv, training=True)
+      loss = tf.reduce_sum(outputs * weights)
+    return [outputs] + tape.gradient(loss, [x] + [v.value for v in variables])
+
+  def expected():
+    with tf.GradientTape() as tape:
+      tape.watch([x] + tensors)
+      outputs, mean, var = _plain_relu_conv(x, *tensors, 1e-3)
+      loss = tf.reduce_sum(outputs * weights)
+    return [outputs] + tape.gradient(loss, [x] + tensors) + [mean, var]
+
+  got = (tf.function(gradients) if compiled else gradients)()
+  want = expected()
+  names = ["outputs", "x", "gamma", "beta", "direction", "gain", "bias"]
+  for name, a, b in zip(names, got, want):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=name)
+  # Momentum 0: the moving statistics are the batch's (biased variance).
+  np.testing.assert_allclose(norm.moving_mean, want[-2], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(norm.moving_variance, want[-1], rtol=1e-5)
+  # Inference mode is the plain composition with the moving statistics.
+  np.testing.assert_allclose(norm.relu_conv(x, conv), want[0], rtol=1e-4, atol=1e-4)
+
+
 def test_coupling_resnet_starts_at_zero_and_rejects_bad_sizes():
   net = nets.CouplingResNet(2, num_filters=8, num_blocks=2)
   net.build((None, 4, 4, 3))
