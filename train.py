@@ -42,6 +42,7 @@ flags.adopt_module_key_flags(cli)  # --help lists the shared flags too
 def main(argv):
   del argv
   tf.get_logger().setLevel("ERROR")
+  training.limit_malloc_arenas()
   try:
     trainer = training.Trainer(
         cli.model_config_from_flags(), cli.train_config_from_flags(

@@ -139,6 +139,8 @@ def main(argv):
   from realnvp_tf import training  # pylint: disable=g-import-not-at-top
 
   tf.get_logger().setLevel("ERROR")
+  # As train.py does, before TensorFlow starts its threads.
+  arenas_limited = training.limit_malloc_arenas()
   machine = benchlib.machine_info()
   info = data.get_dataset_info(FLAGS.dataset)
   model_config = RealNVPConfig(
@@ -225,7 +227,7 @@ def main(argv):
       },
       "model_config": dataclasses.asdict(model_config),
       "peak_rss_mb": benchlib.peak_rss_mb(),
-      "machine": machine,
+      "machine": machine, "malloc_arenas_limited": arenas_limited,
       "total_seconds": time.perf_counter() - t_start,
   }
   print(json.dumps(benchlib.clean_json(result), allow_nan=False), flush=True)

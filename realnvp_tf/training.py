@@ -12,6 +12,7 @@ per-replica loss is scaled by the global batch, gradients are summed over replic
 clipped by their global norm and applied with Adam, as in the paper.
 """
 
+import ctypes
 import dataclasses
 import json
 import math
@@ -32,6 +33,10 @@ from realnvp_tf import evaluation
 from realnvp_tf import export
 from realnvp_tf import flow as flow_lib
 from realnvp_tf.config import RealNVPConfig
+
+
+# mallopt(3) parameter number of M_ARENA_MAX in glibc's malloc.h.
+_M_ARENA_MAX = -8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +116,22 @@ def make_strategy():
   gpus = tf.config.list_logical_devices("GPU")
   return tf.distribute.MirroredStrategy(
       [d.name for d in gpus] if gpus else ["/cpu:0"])
+
+
+def limit_malloc_arenas(count=1):
+  """Caps glibc's malloc arenas for threads started from now on; False if not glibc.
+
+  With one arena per TensorFlow thread (glibc's default), the memory that preparing the
+  training step's graph frees (about 200 MB for the bench config) stays behind in
+  arenas the activations are not allocated from; with one arena it is reused. Bench
+  config, float32: peak RSS 1,626 -> 1,534 MB with no measurable change in step time
+  (see README, Performance). Call it before the first TensorFlow op runs.
+  """
+  try:
+    mallopt = ctypes.CDLL(None).mallopt
+  except (AttributeError, OSError):
+    return False
+  return mallopt(_M_ARENA_MAX, int(count)) == 1
 
 
 def check_batch_size(batch_size, strategy):
