@@ -13,8 +13,8 @@ batch 64) or, with --config=cifar10, the paper's CIFAR-10 model (32x32x3, 2 scal
 - sampling: `tf.function(lambda: flow.sample(n))`, n = --sample_batch_size;
 - a 3x3 convolution 64->64 on [64, 14, 14, 64], forward + backward (input and filter
   gradients), in a tf.function: what this machine's convolutions reach in this process,
-  measured first and again at the end (on a shared machine they differ when the load
-  changed during the run; the best timing of either is reported as well).
+  measured first, after each training timing, and at the end (on a shared machine
+  they differ when the load changes during the run).
 
 Every figure is the median over --repeats timings, each the mean over --steps calls,
 after --warmup calls (the first traces). FLOPs are analytic, convolutions only: for
@@ -23,7 +23,9 @@ at the resolution the code runs it (checkerboard couplings at full resolution, o
 the masked image and the mask); training ~ 3x forward. As a check, the Conv2D ops of
 the traced log_prob graph are counted too (TF's per-op flops statistics), with the
 graph's total over all ops. Utilisation = achieved training GFLOP/s / the
-convolution's GFLOP/s (its median at the start; also against its best).
+convolution's GFLOP/s (in the training precision), the median over the training
+timings of each one's ratio to the convolution timed right after it; also against the
+best convolution timing of the run.
 
 Prints one JSON line. Usage:
 
@@ -122,10 +124,11 @@ def graph_forward_flops(tf, flow, shape):
     return None, None
 
 
-def timed(fn, warmup, repeats, steps, after_first=None):
+def timed(fn, warmup, repeats, steps, after_first=None, after_each=None):
   """(median seconds per call, all timings, seconds of the first call).
 
-  `after_first()` runs once after the first (tracing) call, untimed.
+  `after_first()` runs once after the first (tracing) call, untimed;
+  `after_each()` after each timing, untimed.
   """
   start = time.perf_counter()
   fn()
@@ -140,6 +143,8 @@ def timed(fn, warmup, repeats, steps, after_first=None):
     for _ in range(steps):
       fn()
     timings.append((time.perf_counter() - start) / steps)
+    if after_each is not None:
+      after_each()
   return statistics.median(timings), timings, first
 
 
@@ -244,9 +249,22 @@ def main(argv):
       bits, _, finite = trainer.train_step(iterator)
       return float(bits), bool(finite)
 
+    # The reference conv is timed again after each training timing, so that each
+    # training rate has a reference measured under the same machine load.
+    paired_conv = []
+    conv_step, conv_flops, _, _, _ = reference_conv(tf, conv_dtype)
+    conv_step()
+
+    def time_reference_conv():
+      start = time.perf_counter()
+      for _ in range(conv_steps):
+        conv_step()[0].numpy()
+      paired_conv.append(conv_flops * conv_steps / (time.perf_counter() - start) / 1e9)
+
     train_s, train_all, train_first = timed(
         train_call, warmup, repeats, steps,
-        after_first=lambda: rss.update(after_first_train_step=benchlib.peak_rss_mb()))
+        after_first=lambda: rss.update(after_first_train_step=benchlib.peak_rss_mb()),
+        after_each=time_reference_conv)
     last_bits, last_finite = train_call()
     rss["after_train"] = benchlib.peak_rss_mb()
 
@@ -276,7 +294,8 @@ def main(argv):
   eval_rate = FLAGS.eval_batch_size / eval_s
   sample_rate = FLAGS.sample_batch_size / sample_s
   train_gflops = 3 * fwd_flops * train_rate / 1e9
-  reference = result.get("conv_gflops_per_s_bfloat16", conv_rate)
+  train_flops = 3 * fwd_flops * FLAGS.batch_size
+  paired = [train_flops / t / 1e9 / conv for t, conv in zip(train_all, paired_conv)]
   count = lambda variables: int(sum(np.prod(v.shape) for v in variables))
   result.update({
       "parameters": count(flow.trainable_variables),
@@ -298,10 +317,14 @@ def main(argv):
       "train_gflops_per_s": train_gflops,
       "eval_gflops_per_s": fwd_flops * eval_rate / 1e9,
       "sample_gflops_per_s": fwd_flops * sample_rate / 1e9,
-      "utilisation_train": train_gflops / reference,
-      "utilisation_reference": ("conv_gflops_per_s_bfloat16"
-                                if "conv_gflops_per_s_bfloat16" in result
-                                else "conv_gflops_per_s"),
+      # Median over the timings of (training GFLOP/s / the reference conv's GFLOP/s
+      # timed right after it), the reference in the training precision.
+      "utilisation_train": statistics.median(paired),
+      "utilisation_train_all": paired,
+      "conv_gflops_per_s_paired": paired_conv,
+      "utilisation_reference": (
+          "reference conv (3x3, 64->64, [64,14,14,64], forward + backward) in "
+          f"{conv_dtype.name}, timed after each training timing"),
       "conv_gflops_per_s_at_end": conv_end,
       "conv_gflops_per_s_best": max(conv_best, conv_end_best),
       "utilisation_train_vs_best_conv": train_gflops / max(conv_best, conv_end_best),
