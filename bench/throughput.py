@@ -80,6 +80,49 @@ def conv_flops(conv, height, width):
   return 2 * height * width * k_h * k_w * c_in * c_out
 
 
+def model_conv_shapes(flow):
+  """{(H, W, kernel height, kernel width, Cin, Cout): count} of the s/t nets' convs."""
+  shapes = {}
+  for coupling in flow.bijector.couplings:
+    height, width = (int(d) for d in coupling.image_shape[:2])
+    net = coupling.net
+    convs = [net.conv_in, net.conv_out]
+    convs += [conv for block in net.blocks for conv in (block.conv_in, block.conv_out)]
+    for conv in convs:
+      key = (height, width) + tuple(int(d) for d in conv.direction.shape)
+      shapes[key] = shapes.get(key, 0) + 1
+  return shapes
+
+
+def conv_only_step_seconds(tf, flow, batch, dtype, repeats, steps):
+  """Seconds of the model's convolutions alone: every s/t conv forward + backward.
+
+  Each distinct conv shape is timed on its own (at the training batch, as the
+  reference conv is) and weighted by its count: the training step's time if nothing
+  but its convolutions cost anything, at these shapes' own efficiency.
+  """
+  total = 0.0
+  for (height, width, k_h, k_w, c_in, c_out), count in model_conv_shapes(flow).items():
+    x = tf.cast(tf.random.stateless_normal((batch, height, width, c_in), [7, 8]), dtype)
+    kernel = tf.Variable(tf.cast(tf.random.stateless_normal(
+        (k_h, k_w, c_in, c_out), [9, 10], stddev=0.05), dtype))
+    upstream = tf.cast(tf.random.stateless_normal((batch, height, width, c_out),
+                                                  [11, 12]), dtype)
+
+    @tf.function
+    def step(x=x, kernel=kernel, upstream=upstream):
+      with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(tf.cast(
+            tf.nn.conv2d(x, kernel, strides=1, padding="SAME") * upstream, tf.float32))
+      dx, dk = tape.gradient(loss, [x, kernel])
+      return loss, dx, dk
+
+    seconds, _, _ = timed(lambda: step()[0].numpy(), 2, repeats, steps)
+    total += count * seconds
+  return total
+
+
 def forward_flops(flow):
   """Analytic conv FLOPs per image of one pass (every coupling's net once).
 
@@ -289,6 +332,13 @@ def main(argv):
   conv_end, conv_end_best = conv_benchmark(tf, conv_dtype, warmup, repeats, conv_steps)
 
   fwd_flops, by_mask, num_couplings = forward_flops(flow)
+  # The product's peak: training, evaluation and sampling (the diagnostics below only
+  # add to it).
+  peak_rss = benchlib.peak_rss_mb()
+  conv_only_s = conv_only_step_seconds(tf, flow, FLAGS.batch_size, conv_dtype, repeats,
+                                       max(conv_steps // 3, 1))
+  reference_after_conv_only, _ = conv_benchmark(tf, conv_dtype, warmup, repeats,
+                                                conv_steps)
   graph_conv_flops, graph_all_flops = graph_forward_flops(tf, flow, shape)
   train_rate = FLAGS.batch_size / train_s
   eval_rate = FLAGS.eval_batch_size / eval_s
@@ -328,17 +378,26 @@ def main(argv):
       "conv_gflops_per_s_at_end": conv_end,
       "conv_gflops_per_s_best": max(conv_best, conv_end_best),
       "utilisation_train_vs_best_conv": train_gflops / max(conv_best, conv_end_best),
+      # The ceiling: the model's own convolutions timed alone (no batch norm, no
+      # elementwise ops, no optimizer), against the reference conv timed after them.
+      "conv_only_train_images_per_s": FLAGS.batch_size / conv_only_s,
+      "conv_only_utilisation": (3 * fwd_flops * FLAGS.batch_size / conv_only_s / 1e9
+                                / reference_after_conv_only),
+      "train_time_in_convs": conv_only_s / train_s,
       "first_call_s": {"train": train_first, "eval": eval_first,
                        "sample": sample_first},
       "train_bits_per_dim_last": last_bits,
       "finite": {"train": last_finite, "eval": eval_finite, "sample": sample_finite},
-      "peak_rss_mb": benchlib.peak_rss_mb(),
+      "peak_rss_mb": peak_rss,
+      "peak_rss_mb_with_diagnostics": benchlib.peak_rss_mb(),
       "peak_rss_mb_by_phase": rss,
       "rss_mb_now": benchlib.current_rss_mb(),
       "peak_rss_note": ("ru_maxrss of this one process: TF runtime, the training "
                         "model with optimizer state, the evaluation/sampling model, "
-                        "the reference conv and all traced graphs; "
-                        "peak_rss_mb_by_phase shows which phase set it"),
+                        "the reference conv and all traced graphs, up to the end of "
+                        "sampling (peak_rss_mb_with_diagnostics: after the "
+                        "conv-only timings too); peak_rss_mb_by_phase shows which "
+                        "phase set it"),
       "total_s": time.perf_counter() - t_start,
   })
   print(json.dumps(benchlib.clean_json(result), allow_nan=False), flush=True)

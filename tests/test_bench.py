@@ -52,7 +52,8 @@ def test_throughput_quick_prints_every_figure():
       "train_images_per_s", "eval_images_per_s", "sample_images_per_s",
       "train_gflops_per_s", "conv_gflops_per_s", "conv_gflops_per_s_at_end",
       "conv_gflops_per_s_best", "utilisation_train", "peak_rss_mb",
-      "train_bits_per_dim_last"])
+      "train_bits_per_dim_last", "conv_only_train_images_per_s",
+      "conv_only_utilisation", "train_time_in_convs"])
   assert out["config"] == "bench" and out["quick"]
   assert out["malloc_arenas_limited"] is (sys.platform.startswith("linux"))
   assert out["model_config"]["image_shape"] == [28, 28, 1]
