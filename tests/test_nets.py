@@ -105,6 +105,34 @@ def test_memory_saving_relu_conv_has_the_gradient_of_the_plain_math(compiled):
   np.testing.assert_allclose(norm.relu_conv(x, conv), want[0], rtol=1e-4, atol=1e-4)
 
 
+def test_memory_saving_relu_conv_in_bfloat16_matches_the_plain_composition():
+  # Under "mixed_bfloat16" the unit runs its kernels in bfloat16 with float32 batch
+  # statistics; its gradients match autodiff through the same layers' plain path.
+  norm = nets.BatchNorm(momentum=0.0, epsilon=1e-3, dtype="mixed_bfloat16")
+  conv = nets.WeightNormConv2D(3, use_bias=True, dtype="mixed_bfloat16")
+  norm.build((None, 5, 5, 4))
+  conv.build((None, 5, 5, 4))
+  x = tf.cast(tf.random.stateless_normal([6, 5, 5, 4], [3, 3]) * 2.0, tf.bfloat16)
+  weights = tf.random.stateless_normal([6, 5, 5, 3], [4, 4])
+  variables = [norm.gamma, norm.beta, conv.direction, conv.gain, conv.bias]
+
+  @tf.function
+  def gradients(unit):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      outputs = unit()
+      loss = tf.reduce_sum(tf.cast(outputs, tf.float32) * weights)
+    return [outputs] + tape.gradient(loss, [x] + [v.value for v in variables])
+
+  got = gradients(lambda: norm.relu_conv(x, conv, training=True))
+  want = gradients(lambda: conv(tf.nn.relu(norm(x, training=True))))
+  names = ["outputs", "x", "gamma", "beta", "direction", "gain", "bias"]
+  for name, a, b in zip(names, got, want):
+    a, b = tf.cast(a, tf.float32), tf.cast(b, tf.float32)
+    scale = float(tf.reduce_max(tf.abs(b)))
+    assert float(tf.reduce_max(tf.abs(a - b))) <= 2e-2 * scale + 1e-3, name
+
+
 def test_coupling_resnet_starts_at_zero_and_rejects_bad_sizes():
   net = nets.CouplingResNet(2, num_filters=8, num_blocks=2)
   net.build((None, 4, 4, 3))
