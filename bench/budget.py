@@ -24,6 +24,7 @@ Prints one JSON line; progress goes to stderr. Usage:
 """
 
 import collections
+import contextlib
 import dataclasses
 import json
 import math
@@ -161,7 +162,10 @@ def main(argv):
         data_dir=data_dir, manual_dir=FLAGS.manual_dir, export=False)
     prepare_start = time.perf_counter()
     if info.tfds_name is not None:
-      data.prepare_dataset(FLAGS.dataset, data_dir=data_dir, manual_dir=FLAGS.manual_dir)
+      # tfds prints its progress to stdout, which is for the JSON line alone.
+      with contextlib.redirect_stdout(sys.stderr):
+        data.prepare_dataset(FLAGS.dataset, data_dir=data_dir,
+                             manual_dir=FLAGS.manual_dir)
     prepare_s = time.perf_counter() - prepare_start
 
     trainer = _trainer_class()(model_config, train_config,

@@ -49,3 +49,24 @@ def test_train_export_and_evaluate_on_real_mnist(tmp_path):
   assert metrics["dataset"] == "mnist" and metrics["num_images"] == 10_000
   assert np.isfinite(metrics["bits_per_dim"])
   assert 0.9 < metrics["bits_per_dim"] < 2.5, metrics
+
+
+@pytest.mark.skipif(not SHARED_DATA, reason="REALNVP_TF_SHARED_DATA is not set (CI "
+                    "sets it to ../shared/data, the official MNIST files)")
+def test_budget_benchmark_on_real_mnist_prints_only_its_json(tmp_path):
+  # bench/budget.py as issue 6 runs it, cut to 3 steps of a small net: the data
+  # preparation's progress must not reach stdout, which holds one JSON line.
+  manual_dir = os.path.join(SHARED_DATA, "mnist")
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO, "bench", "budget.py"), "--minutes=5",
+       "--max_steps=3", "--num_res_blocks=1", "--num_filters=8",
+       "--train_eval_images=256", f"--manual_dir={manual_dir}",
+       f"--data_dir={tmp_path / 'tfds'}"],
+      env=env, capture_output=True, text=True, timeout=1200)
+  assert result.returncode == 0, result.stderr[-3000:]
+  lines = result.stdout.strip().splitlines()
+  assert len(lines) == 1, result.stdout[:2000]
+  out = json.loads(lines[0])
+  assert out["steps"] == 3 and out["test_images"] == 10000
+  assert 0.0 < out["test_bits_per_dim"] < 8.0
