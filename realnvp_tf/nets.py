@@ -82,9 +82,9 @@ def batch_moments(x):
   """
   axes = [0, 1, 2]
   mean = tf.reduce_mean(x, axis=axes)
-  context = tf.distribute.get_replica_context()
-  if context is None or context.num_replicas_in_sync == 1:
+  if _single_replica():
     return mean, tf.reduce_mean(tf.square(x - mean), axis=axes)
+  context = tf.distribute.get_replica_context()
   mean = context.all_reduce(tf.distribute.ReduceOp.MEAN, mean)
   variance = tf.reduce_mean(tf.square(x - mean), axis=axes)
   return mean, context.all_reduce(tf.distribute.ReduceOp.MEAN, variance)
@@ -343,14 +343,19 @@ class CouplingResNet(keras.layers.Layer):
     return self.scale * tf.tanh(raw_log_scale), shift
 
   @property
+  def convs(self):
+    """Every WeightNormConv2D of the network, input to output."""
+    return ([self.conv_in]
+            + [conv for block in self.blocks for conv in (block.conv_in, block.conv_out)]
+            + [self.conv_out])
+
+  @property
   def weight_scale_variables(self):
     """The paper's "weight scale parameters": weight-norm gains and the tanh scale.
 
     These get the L2 penalty (5e-5 in the paper).
     """
-    convs = [self.conv_in, self.conv_out]
-    convs += [conv for block in self.blocks for conv in (block.conv_in, block.conv_out)]
-    return [conv.gain for conv in convs] + [self.scale]
+    return [conv.gain for conv in self.convs] + [self.scale]
 
   def get_config(self):
     config = super().get_config()
