@@ -85,10 +85,7 @@ def model_conv_shapes(flow):
   shapes = {}
   for coupling in flow.bijector.couplings:
     height, width = (int(d) for d in coupling.image_shape[:2])
-    net = coupling.net
-    convs = [net.conv_in, net.conv_out]
-    convs += [conv for block in net.blocks for conv in (block.conv_in, block.conv_out)]
-    for conv in convs:
+    for conv in coupling.net.convs:
       key = (height, width) + tuple(int(d) for d in conv.direction.shape)
       shapes[key] = shapes.get(key, 0) + 1
   return shapes
@@ -102,22 +99,9 @@ def conv_only_step_seconds(tf, flow, batch, dtype, repeats, steps):
   but its convolutions cost anything, at these shapes' own efficiency.
   """
   total = 0.0
-  for (height, width, k_h, k_w, c_in, c_out), count in model_conv_shapes(flow).items():
-    x = tf.cast(tf.random.stateless_normal((batch, height, width, c_in), [7, 8]), dtype)
-    kernel = tf.Variable(tf.cast(tf.random.stateless_normal(
-        (k_h, k_w, c_in, c_out), [9, 10], stddev=0.05), dtype))
-    upstream = tf.cast(tf.random.stateless_normal((batch, height, width, c_out),
-                                                  [11, 12]), dtype)
-
-    @tf.function
-    def step(x=x, kernel=kernel, upstream=upstream):
-      with tf.GradientTape() as tape:
-        tape.watch(x)
-        loss = tf.reduce_sum(tf.cast(
-            tf.nn.conv2d(x, kernel, strides=1, padding="SAME") * upstream, tf.float32))
-      dx, dk = tape.gradient(loss, [x, kernel])
-      return loss, dx, dk
-
+  for (height, width, *kernel_shape), count in model_conv_shapes(flow).items():
+    step, _, _, _, _ = conv_step(tf, dtype, (batch, height, width, kernel_shape[2]),
+                                 tuple(kernel_shape))
     seconds, _, _ = timed(lambda: step()[0].numpy(), 2, repeats, steps)
     total += count * seconds
   return total
@@ -132,11 +116,7 @@ def forward_flops(flow):
   couplings = flow.bijector.couplings
   for coupling in couplings:
     height, width = (int(d) for d in coupling.image_shape[:2])
-    net = coupling.net
-    convs = [net.conv_in]
-    convs += [conv for block in net.blocks for conv in (block.conv_in, block.conv_out)]
-    convs.append(net.conv_out)
-    flops = sum(conv_flops(conv, height, width) for conv in convs)
+    flops = sum(conv_flops(conv, height, width) for conv in coupling.net.convs)
     total += flops
     by_mask[coupling.mask_type] = by_mask.get(coupling.mask_type, 0) + flops
   return total, by_mask, len(couplings)
@@ -191,8 +171,8 @@ def timed(fn, warmup, repeats, steps, after_first=None, after_each=None):
   return statistics.median(timings), timings, first
 
 
-def reference_conv(tf, dtype):
-  """The reference convolution's step: (step, FLOPs per call, x, kernel, upstream).
+def conv_step(tf, dtype, input_shape, kernel_shape):
+  """A convolution's training step: (step, FLOPs per call, x, kernel, upstream).
 
   `step()` returns `sum(conv(x) * upstream)` and its gradients with respect to x and
   the kernel: forward and backward (input and filter gradients) all run. (Asking the
@@ -200,12 +180,13 @@ def reference_conv(tf, dtype):
   forward conv, which nothing reads: 4.0 ms and a "686 GFLOP/s" that is 2/3 of the
   counted work, against 6.4 ms and 433 GFLOP/s with it, as DESIGN.md measured.)
   """
-  batch, height, width, channels = CONV_INPUT
-  x = tf.cast(tf.random.stateless_normal(CONV_INPUT, [1, 2]), dtype)
+  batch, height, width, _ = input_shape
+  k_h, k_w, c_in, c_out = kernel_shape
+  x = tf.cast(tf.random.stateless_normal(input_shape, [1, 2]), dtype)
   kernel = tf.Variable(tf.cast(tf.random.stateless_normal(
-      (CONV_KERNEL, CONV_KERNEL, channels, CONV_FILTERS), [3, 4], stddev=0.05), dtype))
-  upstream = tf.cast(tf.random.stateless_normal(
-      (batch, height, width, CONV_FILTERS), [5, 6]), dtype)
+      kernel_shape, [3, 4], stddev=0.05), dtype))
+  upstream = tf.cast(tf.random.stateless_normal((batch, height, width, c_out), [5, 6]),
+                     dtype)
 
   @tf.function
   def step():
@@ -216,13 +197,19 @@ def reference_conv(tf, dtype):
     dx, dk = tape.gradient(loss, [x, kernel])
     return loss, dx, dk
 
-  flops = 3 * 2 * batch * height * width * CONV_KERNEL ** 2 * channels * CONV_FILTERS
+  flops = 3 * 2 * batch * height * width * k_h * k_w * c_in * c_out
   return step, flops, x, kernel, upstream
 
 
-def conv_benchmark(tf, dtype, warmup, repeats, steps):
-  """GFLOP/s of the reference 3x3 conv forward + backward. (median, best) of repeats."""
-  step, flops, _, _, _ = reference_conv(tf, dtype)
+def reference_conv(tf, dtype):
+  """The reference convolution's `conv_step` (DESIGN.md section 6's shape)."""
+  return conv_step(tf, dtype, CONV_INPUT,
+                   (CONV_KERNEL, CONV_KERNEL, CONV_INPUT[-1], CONV_FILTERS))
+
+
+def conv_benchmark(reference, warmup, repeats, steps):
+  """GFLOP/s of a `conv_step`, forward + backward: (median, best) of the repeats."""
+  step, flops, _, _, _ = reference
   seconds, all_seconds, _ = timed(lambda: step()[0].numpy(), warmup, repeats, steps)
   return flops / seconds / 1e9, flops / min(all_seconds) / 1e9
 
@@ -267,11 +254,14 @@ def main(argv):
   # Measured again at the end: on a shared machine the two differ when the load
   # changed during the run.
   conv_dtype = tf.bfloat16 if FLAGS.mixed_precision == "bfloat16" else tf.float32
-  conv_rate, conv_best = conv_benchmark(tf, tf.float32, warmup, repeats, conv_steps)
+  reference = reference_conv(tf, conv_dtype)
+  float_reference = (reference if conv_dtype == tf.float32 else
+                     reference_conv(tf, tf.float32))
+  conv_rate, conv_best = conv_benchmark(float_reference, warmup, repeats, conv_steps)
   result["conv_gflops_per_s"] = conv_rate
   if conv_dtype != tf.float32:
     result["conv_gflops_per_s_bfloat16"], conv_best = conv_benchmark(
-        tf, conv_dtype, warmup, repeats, conv_steps)
+        reference, warmup, repeats, conv_steps)
   rss["after_conv"] = benchlib.peak_rss_mb()
 
   shape = model_config.image_shape
@@ -295,14 +285,9 @@ def main(argv):
     # The reference conv is timed again after each training timing, so that each
     # training rate has a reference measured under the same machine load.
     paired_conv = []
-    conv_step, conv_flops, _, _, _ = reference_conv(tf, conv_dtype)
-    conv_step()
 
     def time_reference_conv():
-      start = time.perf_counter()
-      for _ in range(conv_steps):
-        conv_step()[0].numpy()
-      paired_conv.append(conv_flops * conv_steps / (time.perf_counter() - start) / 1e9)
+      paired_conv.append(conv_benchmark(reference, 1, 1, conv_steps)[0])
 
     train_s, train_all, train_first = timed(
         train_call, warmup, repeats, steps,
@@ -329,7 +314,7 @@ def main(argv):
   sample_finite = bool(np.all(np.isfinite(sample().numpy())))
   rss["after_sample"] = benchlib.peak_rss_mb()
 
-  conv_end, conv_end_best = conv_benchmark(tf, conv_dtype, warmup, repeats, conv_steps)
+  conv_end, conv_end_best = conv_benchmark(reference, warmup, repeats, conv_steps)
 
   fwd_flops, by_mask, num_couplings = forward_flops(flow)
   # The product's peak: training, evaluation and sampling (the diagnostics below only
@@ -337,8 +322,7 @@ def main(argv):
   peak_rss = benchlib.peak_rss_mb()
   conv_only_s = conv_only_step_seconds(tf, flow, FLAGS.batch_size, conv_dtype, repeats,
                                        max(conv_steps // 3, 1))
-  reference_after_conv_only, _ = conv_benchmark(tf, conv_dtype, warmup, repeats,
-                                                conv_steps)
+  reference_after_conv_only, _ = conv_benchmark(reference, warmup, repeats, conv_steps)
   graph_conv_flops, graph_all_flops = graph_forward_flops(tf, flow, shape)
   train_rate = FLAGS.batch_size / train_s
   eval_rate = FLAGS.eval_batch_size / eval_s
