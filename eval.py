@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from realnvp_tf import data
 from realnvp_tf import evaluation
+from realnvp_tf.config import COMPUTE_DTYPES
 
 FLAGS = flags.FLAGS
 
@@ -37,7 +38,7 @@ flags.DEFINE_list("temperatures", [], "Write a sample grid PNG per temperature, 
                   "e.g. 1.0,0.7.")
 flags.DEFINE_integer("num_samples", 64, "Samples per grid.", lower_bound=1)
 flags.DEFINE_bool("manifold", False, "Write the paper's latent manifold figure.")
-flags.DEFINE_enum("mixed_precision", None, ["float32", "bfloat16"],
+flags.DEFINE_enum("mixed_precision", None, list(COMPUTE_DTYPES),
                   "With --model_dir: evaluate in this precision instead of the one "
                   "trained with (a SavedModel keeps the precision it was exported with).")
 flags.register_multi_flags_validator(

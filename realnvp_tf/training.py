@@ -255,7 +255,7 @@ class Trainer:
 
       def fused_adam(var, grad, m, v):
         # Keras's Adam update in TF's one-op kernel (the same formula, with epsilon
-        # added to sqrt(v)): 190 variables times Keras's ~8 ops per update otherwise.
+        # added to sqrt(v)): one op per variable instead of Keras's ~8.
         return tf.raw_ops.ResourceApplyAdam(
             var=var.handle, m=m.handle, v=v.handle, beta1_power=beta_1_power,
             beta2_power=beta_2_power, lr=tf.cast(learning_rate, tf.float32),
