@@ -183,9 +183,10 @@ def _relu_batch_norm_conv(inputs, gamma, beta, kernel, epsilon):
 
   The gradient (with respect to inputs, gamma, beta and kernel) recomputes
   `relu(batch_norm(inputs))` from the saved statistics instead of keeping it, then
-  runs the same kernels TF's own gradients would (conv backprops, ReluGrad,
-  FusedBatchNormGradV3 on the forward's reserve spaces). The statistics outputs are
-  for the moving averages only and get no gradient.
+  runs the same kernels TF's own gradients would (conv backprops, ReluGrad (through
+  XLA in bfloat16, see `_relu_grad`), FusedBatchNormGradV3 on the forward's reserve
+  spaces). The statistics outputs are for the moving averages only and get no
+  gradient.
   """
   strides = [1, 1, 1, 1]
 
@@ -215,7 +216,7 @@ def _relu_batch_norm_conv(inputs, gamma, beta, kernel, epsilon):
       d_activations = tf.raw_ops.Conv2DBackpropInput(
           input_sizes=tf.shape(x), filter=kernel, out_backprop=d_outputs,
           strides=strides, padding="SAME")
-      d_normalized = tf.raw_ops.ReluGrad(gradients=d_activations, features=activations)
+      d_normalized = _relu_grad(d_activations, activations)
       d_x, d_gamma, d_beta = tf.raw_ops.FusedBatchNormGradV3(
           y_backprop=d_normalized, x=x, scale=gamma, reserve_space_1=reserve_1,
           reserve_space_2=reserve_2, reserve_space_3=empty, epsilon=epsilon,
@@ -225,6 +226,25 @@ def _relu_batch_norm_conv(inputs, gamma, beta, kernel, epsilon):
     return (outputs, mean, variance), grad
 
   return forward(inputs, gamma, beta, kernel)
+
+
+def _relu_grad(gradients, features):
+  """The gradient of ReLU: `gradients` where `features > 0`, else 0.
+
+  In bfloat16 it runs through XLA. TF's prebuilt CPU kernels are compiled for a
+  baseline instruction set, and their bfloat16 elementwise arithmetic converts
+  element by element; XLA compiles for the machine it runs on. Measured on the bench
+  config (bfloat16 training step, one process): 413 -> 400 ms. In float32 TF's kernel
+  is the faster one (XLA: 653 -> 686 ms), so it stays.
+  """
+  if gradients.dtype == tf.bfloat16:
+    return _compiled_relu_grad(gradients, features)
+  return tf.raw_ops.ReluGrad(gradients=gradients, features=features)
+
+
+@tf.function(jit_compile=True)
+def _compiled_relu_grad(gradients, features):
+  return tf.raw_ops.ReluGrad(gradients=gradients, features=features)
 
 
 def _normalization(use_batch_norm, momentum, epsilon, dtype, name):

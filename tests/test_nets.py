@@ -133,6 +133,22 @@ def test_memory_saving_relu_conv_in_bfloat16_matches_the_plain_composition():
     assert float(tf.reduce_max(tf.abs(a - b))) <= 2e-2 * scale + 1e-3, name
 
 
+@pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
+def test_relu_grad_is_tensorflows_in_both_precisions(dtype):
+  # bfloat16 goes through XLA; the values must be TF's own ReluGrad's (zeros where
+  # features <= 0, the incoming gradient elsewhere), eager and inside tf.function.
+  gradients = tf.cast(tf.random.stateless_normal([4, 6, 6, 8], [5, 1]), dtype)
+  features = tf.nn.relu(tf.cast(tf.random.stateless_normal([4, 6, 6, 8], [5, 2]), dtype))
+  as_float = lambda t: tf.cast(t, tf.float32)
+  want = as_float(tf.raw_ops.ReluGrad(gradients=gradients, features=features))
+  expected = tf.where(as_float(features) > 0, as_float(gradients), 0.0)
+  np.testing.assert_array_equal(want, expected)
+  for fn in (nets._relu_grad, tf.function(nets._relu_grad)):  # pylint: disable=protected-access
+    got = fn(gradients, features)
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(as_float(got), want)
+
+
 def test_coupling_resnet_starts_at_zero_and_rejects_bad_sizes():
   net = nets.CouplingResNet(2, num_filters=8, num_blocks=2)
   net.build((None, 4, 4, 3))
