@@ -49,6 +49,10 @@ def define_optimization_flags():
   flags.DEFINE_float("clip_norm", defaults["clip_norm"], "Global-norm gradient clipping.")
   flags.DEFINE_float("ema_decay", defaults["ema_decay"], "Polyak averaging of the "
                      "weights (0: off); the averages are evaluated and exported.")
+  flags.DEFINE_integer(
+      "batch_norm_recalibration_batches", defaults["batch_norm_recalibration_batches"],
+      "After training, re-estimate the batch-norm statistics for the final weights "
+      "on this many training batches (0: keep the moving averages).", lower_bound=0)
   flags.DEFINE_integer("max_nonfinite_steps", defaults["max_nonfinite_steps"],
                        "Consecutive skipped non-finite steps before training stops.")
   flags.DEFINE_integer("seed", defaults["seed"], "Seed of data order, noise and samples.")

@@ -53,6 +53,9 @@ class TrainConfig:
     clip_norm: gradients are clipped to this global norm.
     ema_decay: Polyak averaging of the weights (0: off); when on, the averages are
       used for evaluation and export.
+    batch_norm_recalibration_batches: at the end of training, the batch norms'
+      moving statistics are re-estimated on this many training batches for the final
+      weights (see `Trainer.recalibrate_batch_norm`; 0: keep the moving averages).
     checkpoint_every: steps between checkpoints.
     eval_every: steps between evaluations on `eval_images` test images (0: only the
       final evaluation on the full test split).
@@ -74,6 +77,7 @@ class TrainConfig:
   l2_coeff: float = 5e-5
   clip_norm: float = 100.0
   ema_decay: float = 0.0
+  batch_norm_recalibration_batches: int = 50
   checkpoint_every: int = 1000
   eval_every: int = 5000
   eval_images: int = 2000
@@ -92,7 +96,8 @@ class TrainConfig:
                  "eval_batch_size", "log_every", "max_nonfinite_steps", "num_samples"):
       if getattr(self, name) <= 0:
         raise ValueError(f"{name} must be positive; got {getattr(self, name)}.")
-    for name in ("warmup_steps", "eval_every", "l2_coeff"):
+    for name in ("warmup_steps", "eval_every", "l2_coeff",
+                 "batch_norm_recalibration_batches"):
       if getattr(self, name) < 0:
         raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}.")
     if self.learning_rate <= 0 or self.clip_norm <= 0:
@@ -385,7 +390,9 @@ class Trainer:
           logging.warning("Signal %d: checkpoint saved at step %d; stopping.",
                           self._stop_signal, step)
           return None
-      if self.manager.latest_checkpoint != os.path.join(
+      with self.averaged_weights():
+        recalibrated = self.recalibrate_batch_norm(cfg.batch_norm_recalibration_batches)
+      if recalibrated or self.manager.latest_checkpoint != os.path.join(
           self.manager.directory, f"ckpt-{step}"):
         self.manager.save(checkpoint_number=step)
       result = self._evaluate_and_log(eval_writer, step, None)
@@ -406,6 +413,46 @@ class Trainer:
       eval_writer.close()
       if not self._is_chief:
         shutil.rmtree(self._write_dir, ignore_errors=True)
+
+  def recalibrate_batch_norm(self, num_batches):
+    """Re-estimates every batch norm's moving statistics for the current weights.
+
+    Moving averages trail the weights by about 1 / (1 - momentum) steps. While the
+    learning rate is still high, the weights of those steps differ enough that the
+    inference-mode figure can be far from the training batches' (a 20-minute run of
+    the bench config: 1.47 against 1.36 bits/dim on training images). This runs
+    `num_batches` training batches through the flow in training mode, without
+    touching the weights or the optimizer, and sets each moving mean and variance to
+    the mean of those batches' statistics ("precise batch norm", Wu & Johnson 2021).
+    Call it inside `averaged_weights()` when EMA is on, so that the statistics are
+    those of the weights that are evaluated. Returns the number of batches used.
+    """
+    norms = self.flow.bijector.batch_norms
+    if num_batches <= 0 or not norms:
+      return 0
+    saved = [norm.momentum for norm in norms]
+    # Momentum 0 while the pass is traced: each pass leaves its batch's statistics
+    # in the moving averages, which are read and summed here.
+    for norm in norms:
+      norm.momentum = 0.0
+    try:
+      statistics_pass = lambda batch: self.flow.log_prob(
+          batch, bijector_kwargs={"training": True})
+      step = tf.function(lambda it: self.strategy.run(statistics_pass, args=(next(it),)))
+      iterator = iter(self.train_dataset(int(self.step.numpy())))
+      sums = [np.zeros(v.shape, np.float64) for v in self._statistics]
+      for _ in range(num_batches):
+        step(iterator)
+        for total, variable in zip(sums, self._statistics):
+          total += variable.numpy()
+    finally:
+      for norm, momentum in zip(norms, saved):
+        norm.momentum = momentum
+    for variable, total in zip(self._statistics, sums):
+      variable.assign(total / num_batches)
+    logging.info("Batch-norm statistics re-estimated on %d training batches.",
+                 num_batches)
+    return num_batches
 
   def _evaluate_and_log(self, writer, step, max_images):
     with self.averaged_weights():

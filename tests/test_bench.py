@@ -102,10 +102,13 @@ def test_budget_tiny_run_on_digits_prints_every_figure():
   out = _json_line(_run(
       "budget.py", "--dataset=digits", "--minutes=0.5", "--max_steps=4",
       "--num_res_blocks=1", "--num_filters=8", "--train_eval_images=256",
-      "--warmup_steps=2", "--ema_decay=0.9"))
+      "--warmup_steps=2", "--ema_decay=0.9", "--batch_norm_recalibration_batches=3"))
   _assert_finite(out, [
       "test_bits_per_dim", "test_bits_per_dim_stderr", "train_batch_bits_per_dim",
-      "train_eval_bits_per_dim", "steps", "train_seconds", "eval_seconds"])
+      "train_eval_bits_per_dim", "train_eval_bits_per_dim_moving_averages", "steps",
+      "train_seconds", "eval_seconds", "batch_norm_recalibration_seconds"])
+  assert out["batch_norm_recalibration_batches"] == 3
+  assert "re-estimated on 3 training batches" in out["settings"]["evaluation"]
   assert out["dataset"] == "digits" and out["test_images"] == 297
   assert 1 <= out["steps"] <= 4
   assert out["train_batch_count"] >= 1

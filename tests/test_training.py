@@ -367,3 +367,77 @@ def test_training_step_is_the_papers_loss_with_keras_adam(tmp_path):
     moved += np.sum(np.abs(variable.numpy() - old) > 5e-4)
   assert moved > 100
   assert int(trainer.optimizer.iterations.numpy()) == 1
+
+
+def _first_batch(trainer):
+  batch = next(iter(trainer.train_dataset(int(trainer.step.numpy()))))
+  return tf.concat(trainer.strategy.experimental_local_results(batch), axis=0)
+
+
+def test_recalibrated_batch_norm_scores_a_batch_as_training_mode_does(tmp_path):
+  trainer = training.Trainer(_model_config(), _train_config(), str(tmp_path),
+                             strategy=_strategy(1))
+  for seed in range(3):
+    _one_step(trainer, tf.random.stateless_uniform([16, 8, 8, 1], [seed, 7], 0.0, 17.0))
+  weights = [v.numpy() for v in trainer.variables]
+  iterations = int(trainer.optimizer.iterations.numpy())
+  batch = _first_batch(trainer)
+  training_mode = lambda: trainer.flow.log_prob(batch, bijector_kwargs={"training": True})
+  lagging = trainer.flow.log_prob(batch).numpy()
+
+  assert trainer.recalibrate_batch_norm(1) == 1
+  # One batch: the moving statistics are now that batch's own (the same one the
+  # re-estimation drew first), so inference mode scores it exactly as training mode.
+  inference = trainer.flow.log_prob(batch).numpy()
+  want = training_mode().numpy()
+  np.testing.assert_allclose(inference, want, rtol=1e-5)
+  assert np.max(np.abs(lagging - want)) > 100 * np.max(np.abs(inference - want))
+  # Nothing but the statistics changed.
+  for before, variable in zip(weights, trainer.variables):
+    np.testing.assert_array_equal(before, variable.numpy())
+  assert int(trainer.optimizer.iterations.numpy()) == iterations
+  norms = trainer.flow.bijector.batch_norms
+  assert len(norms) == len(trainer.flow.non_trainable_variables) // 2
+  assert all(norm.momentum == 0.9 for norm in norms)
+
+
+def test_recalibration_averages_the_statistics_of_the_batches(tmp_path):
+  # A fresh flow's couplings are the identity, so the first flow batch norm sees the
+  # logit-space images: its statistics can be computed without the flow.
+  trainer = training.Trainer(_model_config(), _train_config(), str(tmp_path),
+                             strategy=_strategy(1))
+  logit, scale = trainer.flow.bijector.chain.steps
+  first_norm = scale.steps[1]
+  assert isinstance(first_norm, realnvp_tf.bijectors.FlowBatchNorm)
+  iterator = iter(trainer.train_dataset(0))
+  means, variances = [], []
+  for _ in range(3):
+    y = logit.inverse(tf.concat(
+        trainer.strategy.experimental_local_results(next(iterator)), axis=0))
+    means.append(np.mean(y.numpy(), axis=(0, 1, 2)))
+    variances.append(np.var(y.numpy(), axis=(0, 1, 2)))
+  assert trainer.recalibrate_batch_norm(3) == 3
+  np.testing.assert_allclose(first_norm.moving_mean.numpy(), np.mean(means, axis=0),
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(first_norm.moving_variance.numpy(),
+                             np.mean(variances, axis=0), rtol=1e-5)
+  assert trainer.recalibrate_batch_norm(0) == 0
+
+
+def test_fit_ends_with_recalibrated_statistics_in_its_checkpoint(tmp_path):
+  config = _train_config(train_steps=2, batch_norm_recalibration_batches=1)
+  trainer = training.Trainer(_model_config(), config, str(tmp_path),
+                             strategy=_strategy(1))
+  trainer.fit(progress=False)
+  statistics = [v.numpy() for v in trainer.flow.non_trainable_variables]
+  batch = _first_batch(trainer)
+  np.testing.assert_allclose(
+      trainer.flow.log_prob(batch).numpy(),
+      trainer.flow.log_prob(batch, bijector_kwargs={"training": True}).numpy(),
+      rtol=1e-5)
+  # The step's checkpoint was written after the re-estimation.
+  resumed = training.Trainer(_model_config(), config, str(tmp_path),
+                             strategy=_strategy(1))
+  assert resumed.restore() == 2
+  for saved, live in zip(resumed.flow.non_trainable_variables, statistics):
+    np.testing.assert_array_equal(saved.numpy(), live)

@@ -32,7 +32,8 @@ class FlowBatchNorm(fused.FusedBijector):
       raise ValueError(f"momentum must be in [0, 1); got {momentum}.")
     if epsilon <= 0:
       raise ValueError(f"epsilon must be positive; got {epsilon}.")
-    self._momentum = float(momentum)
+    # Public, like nets.BatchNorm's: read when a training-mode pass is traced.
+    self.momentum = float(momentum)
     self._epsilon = float(epsilon)
     with tf.name_scope(name) as name:
       # MEAN aggregation: updates made on each replica are averaged, so a strategy can
@@ -58,7 +59,7 @@ class FlowBatchNorm(fused.FusedBijector):
     return tf.fill(tf.shape(reference)[:-3], per_image)
 
   def _update_moving_averages(self, mean, variance):
-    decay = 1.0 - self._momentum
+    decay = 1.0 - self.momentum
     self.moving_mean.assign_sub(decay * (self.moving_mean - tf.stop_gradient(mean)))
     self.moving_variance.assign_sub(
         decay * (self.moving_variance - tf.stop_gradient(variance)))

@@ -3,6 +3,7 @@
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from realnvp_tf import nets
 from realnvp_tf.bijectors import batch_norm
 from realnvp_tf.bijectors import coupling
 from realnvp_tf.bijectors import fused
@@ -175,6 +176,16 @@ class RealNVPBijector(fused.FusedBijector):
   def couplings(self):
     """All affine coupling layers of the flow."""
     return [m for m in self.submodules if isinstance(m, coupling.AffineCoupling)]
+
+  @property
+  def batch_norms(self):
+    """Every batch normalisation: the flow's FlowBatchNorm steps and the s/t networks'
+    BatchNorm layers (each has `momentum`, `moving_mean` and `moving_variance`)."""
+    flow_norms = [m for m in self.submodules if isinstance(m, batch_norm.FlowBatchNorm)]
+    net_norms = [layer for c in self.couplings
+                 for layer in c.net._flatten_layers(include_self=False)  # pylint: disable=protected-access
+                 if isinstance(layer, nets.BatchNorm)]
+    return flow_norms + net_norms
 
   def _check_images(self, images, what):
     shape = images.shape
