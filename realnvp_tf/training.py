@@ -425,11 +425,14 @@ class Trainer:
     touching the weights or the optimizer, and sets each moving mean and variance to
     the mean of those batches' statistics ("precise batch norm", Wu & Johnson 2021).
     Call it inside `averaged_weights()` when EMA is on, so that the statistics are
-    those of the weights that are evaluated. Returns the number of batches used.
+    those of the weights that are evaluated. Returns the number of batches used:
+    batches with non-finite statistics are left out, and if none is left the moving
+    averages are kept.
     """
     norms = self.flow.bijector.batch_norms
     if num_batches <= 0 or not norms:
       return 0
+    moving_averages = [v.numpy() for v in self._statistics]
     saved = [norm.momentum for norm in norms]
     # Momentum 0 while the pass is traced: each pass leaves its batch's statistics
     # in the moving averages, which are read and summed here.
@@ -441,18 +444,33 @@ class Trainer:
       step = tf.function(lambda it: self.strategy.run(statistics_pass, args=(next(it),)))
       iterator = iter(self.train_dataset(int(self.step.numpy())))
       sums = [np.zeros(v.shape, np.float64) for v in self._statistics]
+      used = 0
       for _ in range(num_batches):
-        step(iterator)
-        for total, variable in zip(sums, self._statistics):
-          total += variable.numpy()
+        try:
+          step(iterator)
+        except tf.errors.OutOfRangeError:  # a finite dataset ran out: use what came
+          break
+        values = [v.numpy() for v in self._statistics]
+        # A pass with non-finite statistics is left out rather than averaged in (and
+        # not left in the variables, where the next momentum-0 update would keep it).
+        if all(np.all(np.isfinite(value)) for value in values):
+          sums = [total + value for total, value in zip(sums, values)]
+          used += 1
+        else:
+          for variable, value in zip(self._statistics, moving_averages):
+            variable.assign(value)
     finally:
       for norm, momentum in zip(norms, saved):
         norm.momentum = momentum
-    for variable, total in zip(self._statistics, sums):
-      variable.assign(total / num_batches)
-    logging.info("Batch-norm statistics re-estimated on %d training batches.",
-                 num_batches)
-    return num_batches
+    estimates = [total / used for total in sums] if used else moving_averages
+    for variable, value in zip(self._statistics, estimates):
+      variable.assign(value)
+    if used:
+      logging.info("Batch-norm statistics re-estimated on %d training batches.", used)
+    else:
+      logging.warning("No training batch gave finite batch-norm statistics; the "
+                      "moving averages are kept.")
+    return used
 
   def _evaluate_and_log(self, writer, step, max_images):
     with self.averaged_weights():

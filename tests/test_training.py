@@ -119,7 +119,10 @@ def test_train_config_and_dataset_checks(tmp_path):
 
 
 class _PoisonedTrainer(training.Trainer):
-  """Feeds NaN images at the given (0-based) steps."""
+  """Feeds NaN images at the given (0-based) positions of the stream.
+
+  The stream runs 10 batches past `train_steps`, for the batch-norm re-estimation.
+  """
 
   poisoned_steps = ()
 
@@ -127,7 +130,7 @@ class _PoisonedTrainer(training.Trainer):
     good = tf.random.stateless_uniform([16, 8, 8, 1], [5, 6], 0.0, 17.0)
     poisoned = set(self.poisoned_steps)
     batches = [tf.fill(good.shape, np.nan) if s in poisoned else good
-               for s in range(start_step, self.config.train_steps)]
+               for s in range(start_step, self.config.train_steps + 10)]
     return self.strategy.experimental_distribute_dataset(
         tf.data.Dataset.from_tensor_slices(tf.stack(batches)))
 
@@ -441,3 +444,27 @@ def test_fit_ends_with_recalibrated_statistics_in_its_checkpoint(tmp_path):
   assert resumed.restore() == 2
   for saved, live in zip(resumed.flow.non_trainable_variables, statistics):
     np.testing.assert_array_equal(saved.numpy(), live)
+
+
+def test_recalibration_leaves_out_nonfinite_batches(tmp_path):
+  trainer = _PoisonedTrainer(_model_config(), _train_config(train_steps=2),
+                             str(tmp_path), strategy=_strategy(1))
+  for seed in range(2):
+    _one_step(trainer, tf.random.stateless_uniform([16, 8, 8, 1], [seed, 8], 0.0, 17.0))
+  trainer.step.assign(2)
+  moving = [v.numpy() for v in trainer.flow.non_trainable_variables]
+  trainer.poisoned_steps = range(2, 12)  # every batch of the re-estimation
+  assert trainer.recalibrate_batch_norm(5) == 0
+  for before, variable in zip(moving, trainer.flow.non_trainable_variables):
+    np.testing.assert_array_equal(before, variable.numpy())
+  # Every clean batch is the same image batch, so the estimate over 5 batches of
+  # which 2 are NaN must be that batch's statistics (the NaNs left out entirely).
+  trainer.poisoned_steps = (3, 5)
+  assert trainer.recalibrate_batch_norm(1) == 1
+  statistics = [v.numpy() for v in trainer.flow.non_trainable_variables]
+  assert trainer.recalibrate_batch_norm(5) == 3
+  for want, variable in zip(statistics, trainer.flow.non_trainable_variables):
+    np.testing.assert_allclose(variable.numpy(), want, rtol=1e-5, atol=1e-6)
+  # A dataset that runs out (10 batches past train_steps) ends the re-estimation.
+  trainer.poisoned_steps = ()
+  assert trainer.recalibrate_batch_norm(50) == 10
