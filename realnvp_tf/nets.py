@@ -90,6 +90,18 @@ def batch_moments(x):
   return mean, context.all_reduce(tf.distribute.ReduceOp.MEAN, variance)
 
 
+def update_moving_averages(norm, mean, variance):
+  """`moving -= (1 - momentum) * (moving - batch)` on a batch norm's statistics.
+
+  `norm` has `momentum`, `moving_mean` and `moving_variance` (BatchNorm here, the
+  flow's FlowBatchNorm); the momentum is read when the update is traced.
+  """
+  decay = 1.0 - norm.momentum
+  norm.moving_mean.assign_sub(decay * (norm.moving_mean - tf.stop_gradient(mean)))
+  norm.moving_variance.assign_sub(
+      decay * (norm.moving_variance - tf.stop_gradient(variance)))
+
+
 def _single_replica():
   context = tf.distribute.get_replica_context()
   return context is None or context.num_replicas_in_sync == 1
@@ -139,7 +151,7 @@ class BatchNorm(keras.layers.Layer):
       outputs = tf.cast(tf.nn.batch_normalization(
           tf.cast(inputs, tf.float32), mean, variance, self.beta, self.gamma,
           self.epsilon), inputs.dtype)
-    self._update_moving_averages(mean, variance)
+    update_moving_averages(self, mean, variance)
     return outputs
 
   def relu_conv(self, inputs, conv, training=False):
@@ -158,14 +170,8 @@ class BatchNorm(keras.layers.Layer):
     outputs, mean, variance = _relu_batch_norm_conv(
         inputs, tf.convert_to_tensor(self.gamma), tf.convert_to_tensor(self.beta),
         conv.kernel(inputs.dtype), self.epsilon)
-    self._update_moving_averages(mean, variance)
+    update_moving_averages(self, mean, variance)
     return conv.add_bias(outputs)
-
-  def _update_moving_averages(self, mean, variance):
-    decay = 1.0 - self.momentum
-    self.moving_mean.assign_sub(decay * (self.moving_mean - tf.stop_gradient(mean)))
-    self.moving_variance.assign_sub(
-        decay * (self.moving_variance - tf.stop_gradient(variance)))
 
   def get_config(self):
     config = super().get_config()

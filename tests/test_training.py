@@ -372,9 +372,13 @@ def test_training_step_is_the_papers_loss_with_keras_adam(tmp_path):
   assert int(trainer.optimizer.iterations.numpy()) == 1
 
 
+def _local_batch(trainer, distributed_batch):
+  return tf.concat(trainer.strategy.experimental_local_results(distributed_batch), 0)
+
+
 def _first_batch(trainer):
-  batch = next(iter(trainer.train_dataset(int(trainer.step.numpy()))))
-  return tf.concat(trainer.strategy.experimental_local_results(batch), axis=0)
+  return _local_batch(trainer, next(iter(trainer.train_dataset(
+      int(trainer.step.numpy())))))
 
 
 def test_recalibrated_batch_norm_scores_a_batch_as_training_mode_does(tmp_path):
@@ -415,8 +419,7 @@ def test_recalibration_averages_the_statistics_of_the_batches(tmp_path):
   iterator = iter(trainer.train_dataset(0))
   means, variances = [], []
   for _ in range(3):
-    y = logit.inverse(tf.concat(
-        trainer.strategy.experimental_local_results(next(iterator)), axis=0))
+    y = logit.inverse(_local_batch(trainer, next(iterator)))
     means.append(np.mean(y.numpy(), axis=(0, 1, 2)))
     variances.append(np.var(y.numpy(), axis=(0, 1, 2)))
   assert trainer.recalibrate_batch_norm(3) == 3

@@ -58,16 +58,10 @@ class FlowBatchNorm(fused.FusedBijector):
         tf.math.log(variance + self._epsilon))
     return tf.fill(tf.shape(reference)[:-3], per_image)
 
-  def _update_moving_averages(self, mean, variance):
-    decay = 1.0 - self.momentum
-    self.moving_mean.assign_sub(decay * (self.moving_mean - tf.stop_gradient(mean)))
-    self.moving_variance.assign_sub(
-        decay * (self.moving_variance - tf.stop_gradient(variance)))
-
   def _inverse_and_log_det(self, y, training=False):
     mean, variance = self._statistics(y, training)
     if training:
-      self._update_moving_averages(mean, variance)
+      nets.update_moving_averages(self, mean, variance)
     x = (y - mean) * tf.math.rsqrt(variance + self._epsilon)
     return x, self._log_det(variance, y)
 
