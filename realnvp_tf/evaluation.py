@@ -197,6 +197,7 @@ def run(saved_model=None, model_dir=None, dataset=None, split="test", data_dir=N
                                  num_dequant_samples=num_dequant_samples, seed=seed)
   metrics = {k: v for k, v in result.items() if k != "per_image"}
   metrics.update(dataset=dataset, split=split, model=model.source,
+                 compute_dtype=model.metadata["model"]["compute_dtype"],
                  num_dequant_samples=num_dequant_samples, seed=seed)
   for temperature in temperatures:
     path = os.path.join(output_dir, f"samples_t{temperature:g}.png")

@@ -21,7 +21,7 @@ import shutil
 import signal
 import tempfile
 import time
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from absl import logging
 import keras
@@ -104,6 +104,14 @@ class TrainConfig:
       raise ValueError("learning_rate and clip_norm must be positive.")
     if not 0.0 <= self.ema_decay < 1.0:
       raise ValueError(f"ema_decay must be in [0, 1); got {self.ema_decay}.")
+
+
+class Gradients(NamedTuple):
+  """What `Trainer.compute_gradients` returns (all-reduced over the replicas)."""
+  bits: tf.Tensor  # the global batch's mean bits/dim (no L2)
+  gradients: list  # of bits/dim + L2, in the order of Trainer.variables
+  grad_norm: tf.Tensor  # their global norm, before clipping
+  clipped_gradients: list  # clipped to TrainConfig.clip_norm
 
 
 class NonFiniteLossError(RuntimeError):
@@ -222,15 +230,20 @@ class Trainer:
 
   # -- the step -----------------------------------------------------------------------
 
-  def _replica_step(self, images):
+  def compute_gradients(self, images):
+    """The gradients of this replica's share of the loss, summed over the replicas.
+
+    Runs in replica context (inside `strategy.run`), training mode: the batch norms
+    normalise with the global batch's statistics and update their moving averages.
+    The loss is the global batch's mean bits/dim plus the L2 penalty; each replica
+    takes its share of it (divided by the global batch size and by the replica count
+    for L2), so the gradients summed over the replicas are the gradient of the global
+    batch's loss, as on one device. Returns a `Gradients` tuple.
+    """
     context = tf.distribute.get_replica_context()
     per_dim = 1.0 / (self.model_config.num_dims * math.log(2.0))
-    # The training-mode pass updates the batch-norm moving averages; a skipped step
-    # puts them back.
-    statistics = [tf.identity(v) for v in self._statistics]
     with tf.GradientTape() as tape:
       log_prob = self.flow.log_prob(images, bijector_kwargs={"training": True})
-      # This replica's share of the global batch mean: summed over replicas below.
       bits = -tf.reduce_sum(log_prob) * per_dim / self.config.batch_size
       l2 = tf.add_n([tf.reduce_sum(tf.square(v)) for v in self._l2_variables])
       loss = bits + self.config.l2_coeff * l2 / context.num_replicas_in_sync
@@ -238,10 +251,19 @@ class Trainer:
     # Summed here, not by the optimizer, so that clipping sees the global gradient.
     gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
     bits = context.all_reduce(tf.distribute.ReduceOp.SUM, bits)
-    gradients, grad_norm = tf.clip_by_global_norm(gradients, self.config.clip_norm)
-    finite = tf.logical_and(tf.math.is_finite(grad_norm), tf.math.is_finite(bits))
-    context.merge_call(self._apply_if_finite, args=(gradients, statistics, finite))
-    return bits, grad_norm, finite
+    clipped, grad_norm = tf.clip_by_global_norm(gradients, self.config.clip_norm)
+    return Gradients(bits, gradients, grad_norm, clipped)
+
+  def _replica_step(self, images):
+    # The training-mode pass updates the batch-norm moving averages; a skipped step
+    # puts them back.
+    statistics = [tf.identity(v) for v in self._statistics]
+    out = self.compute_gradients(images)
+    finite = tf.logical_and(tf.math.is_finite(out.grad_norm),
+                            tf.math.is_finite(out.bits))
+    tf.distribute.get_replica_context().merge_call(
+        self._apply_if_finite, args=(out.clipped_gradients, statistics, finite))
+    return out.bits, out.grad_norm, finite
 
   def _apply_if_finite(self, strategy, gradients, statistics, finite):
     # Runs in cross-replica context, where a tf.cond may hold the updates (in replica
@@ -319,13 +341,16 @@ class Trainer:
     The data position is kept by epoch: a run that resumes at step s starts epoch
     s // steps_per_epoch afresh, with that epoch's own shuffle and noise seed.
     """
-    steps_per_epoch = max(1, self.info.num_train // self.config.batch_size)
-    epoch = start_step // steps_per_epoch
     return data.make_distributed_dataset(
         self.strategy, self.config.dataset, "train",
         global_batch_size=self.config.batch_size, training=True,
         data_dir=self.config.data_dir, manual_dir=self.config.manual_dir,
-        seed=self.config.seed * 1_000_003 + epoch)
+        seed=self.data_seed(start_step))
+
+  def data_seed(self, step):
+    """The seed of the training stream of the epoch that `step` falls in."""
+    steps_per_epoch = max(1, self.info.num_train // self.config.batch_size)
+    return self.config.seed * 1_000_003 + step // steps_per_epoch
 
   def eval_dataset(self, max_images=None):
     ds = data.make_dataset(

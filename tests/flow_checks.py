@@ -3,7 +3,7 @@
 `assert_bijective_and_finite` makes the checks of TFP's
 `bijector_test_util.assert_bijective_and_finite` (which the tensorflow-probability
 wheel does not ship): both round trips, finiteness of every output and log-det, and
-`fldj(x) == -ildj(forward(x))` in both directions. `brute_force_ildj` computes the
+`fldj(x) == -ildj(forward(x))` in both directions. `brute_force_log_det` computes the
 log-det from the full Jacobian with `tf.GradientTape.batch_jacobian` and `slogdet`.
 """
 

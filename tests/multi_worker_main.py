@@ -1,11 +1,14 @@
-"""One worker of the multi-worker test: trains with train.py's flags, then saves its
-final weights (as this worker sees them) for the test to compare."""
+"""One worker of the multi-worker test: trains with train.py's flags, then reports what
+it saw (strategy, replicas, where it wrote) and saves its final weights."""
 
+import json
+import os
 import sys
 
 from absl import app
 from absl import flags
 import numpy as np
+import tensorflow as tf
 
 sys.argv[0:1] = [sys.argv[0]]
 import train  # noqa: E402  (defines the flags)
@@ -13,17 +16,39 @@ from realnvp_tf import cli  # noqa: E402
 from realnvp_tf import training  # noqa: E402
 
 flags.DEFINE_string("weights_out", None, "Where to save this worker's weights.")
+flags.DEFINE_string("report_out", None, "Where to write this worker's report (JSON).")
+flags.DEFINE_string("initial_weights_out", None, "Where to save the initial weights.")
 FLAGS = flags.FLAGS
+
+
+class _ReportingTrainer(training.Trainer):
+  """Lists the directory it writes to before the final evaluation (a non-chief's
+  temporary directory is removed when fit returns)."""
+
+  def _evaluate_and_log(self, writer, step, max_images):
+    if max_images is None:
+      self.written = sorted(
+          os.path.relpath(os.path.join(root, name), self._write_dir)
+          for root, _, names in os.walk(self._write_dir) for name in names)
+    return super()._evaluate_and_log(writer, step, max_images)
 
 
 def main(argv):
   del argv
-  trainer = training.Trainer(cli.model_config_from_flags(),
-                             cli.train_config_from_flags(training.TrainConfig),
-                             FLAGS.model_dir)
+  trainer = _ReportingTrainer(cli.model_config_from_flags(),
+                              cli.train_config_from_flags(training.TrainConfig),
+                              FLAGS.model_dir)
+  report = dict(multi_worker=isinstance(trainer.strategy,
+                                        tf.distribute.MultiWorkerMirroredStrategy),
+                replicas=trainer.strategy.num_replicas_in_sync,
+                write_dir=trainer._write_dir, pid=os.getpid(),  # pylint: disable=protected-access
+                write_dir_created=os.path.isdir(trainer._write_dir))  # pylint: disable=protected-access
+  np.savez(FLAGS.initial_weights_out, *[v.numpy() for v in trainer.flow.variables])
   trainer.fit(progress=False)
-  np.savez(FLAGS.weights_out, **{f"{i}_{v.name}": v.numpy()
-                                 for i, v in enumerate(trainer.flow.variables)})
+  report["written"] = trainer.written
+  with open(FLAGS.report_out, "w") as f:
+    json.dump(report, f)
+  np.savez(FLAGS.weights_out, *[v.numpy() for v in trainer.flow.variables])
 
 
 if __name__ == "__main__":

@@ -1,11 +1,10 @@
-"""Training: distribution, checkpoints and resume, non-finite steps, logs, flags."""
+"""Training: checkpoints and resume, non-finite steps, EMA, logs, signals, flags."""
 
 import dataclasses
 import glob
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,107 +14,24 @@ import pytest
 import tensorflow as tf
 
 import realnvp_tf
+from realnvp_tf import evaluation
 from realnvp_tf import training
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMOKE = os.path.join(REPO, "configs", "smoke.cfg")
-
-
-def _env(**extra):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO, **extra)
-  env.pop("TF_CONFIG", None)
-  return env if "TF_CONFIG" not in extra else dict(env, TF_CONFIG=extra["TF_CONFIG"])
-
-
-def _train_cmd(model_dir, *flags):
-  return [sys.executable, os.path.join(REPO, "train.py"), f"--flagfile={SMOKE}",
-          f"--model_dir={model_dir}", *flags]
-
-
-def _model_config(use_batch_norm=True):
-  return realnvp_tf.RealNVPConfig(image_shape=(8, 8, 1), num_levels=17, num_scales=2,
-                                  num_res_blocks=1, num_filters=4,
-                                  use_batch_norm=use_batch_norm)
-
-
-def _train_config(**kwargs):
-  defaults = dict(dataset="digits", batch_size=16, train_steps=6, checkpoint_every=3,
-                  eval_every=0, eval_images=32, log_every=1, export=False)
-  return training.TrainConfig(**dict(defaults, **kwargs))
-
-
-_STRATEGIES = {}
-
-
-def _strategy(num_devices):
-  # One strategy per device set for the whole process: collective instance keys of
-  # several MirroredStrategy objects on the same devices collide.
-  if num_devices not in _STRATEGIES:
-    _STRATEGIES[num_devices] = tf.distribute.MirroredStrategy(
-        [f"/cpu:{i}" for i in range(num_devices)])
-  return _STRATEGIES[num_devices]
-
-
-def _copy_state(source, target):
-  for s, t in zip(source.flow.variables, target.flow.variables):
-    t.assign(s.numpy())
-
-
-def _one_step(trainer, images):
-  dataset = trainer.strategy.experimental_distribute_dataset(
-      tf.data.Dataset.from_tensors(images))
-  return trainer.train_step(iter(dataset))
-
-
-def test_two_replicas_match_one_device_without_batch_norm(tmp_path):
-  images = tf.random.stateless_uniform([16, 8, 8, 1], [1, 2], 0.0, 17.0)
-  one = training.Trainer(_model_config(False), _train_config(), str(tmp_path / "a"),
-                         strategy=_strategy(1))
-  two = training.Trainer(_model_config(False), _train_config(), str(tmp_path / "b"),
-                         strategy=_strategy(2))
-  assert two.strategy.num_replicas_in_sync == 2
-  _copy_state(one, two)
-  bits_one, norm_one, _ = _one_step(one, images)
-  bits_two, norm_two, _ = _one_step(two, images)
-  np.testing.assert_allclose(bits_two, bits_one, rtol=1e-5)
-  np.testing.assert_allclose(norm_two, norm_one, rtol=1e-4)
-  moved = 0
-  for a, b in zip(one.flow.trainable_variables, two.flow.trainable_variables):
-    for replica_value in two.strategy.experimental_local_results(b):
-      np.testing.assert_allclose(replica_value.numpy(), a.numpy(), atol=1e-5)
-    moved += not np.allclose(a.numpy(), 0.0)
-  assert moved > 0
-
-
-def test_two_replicas_keep_flow_moving_statistics_identical(tmp_path):
-  two = training.Trainer(_model_config(True), _train_config(), str(tmp_path),
-                         strategy=_strategy(2))
-  moving = [v for v in two.flow.variables if "moving" in v.name]
-  assert moving
-  before = [v.numpy() for v in moving]
-  for step in range(3):
-    # Different images on the two replicas: identical statistics come from syncing.
-    images = tf.random.stateless_uniform([16, 8, 8, 1], [3, step], 0.0, 17.0)
-    images = tf.concat([images[:8] * 0.5, images[8:]], 0)
-    _one_step(two, images)
-  for variable, old in zip(moving, before):
-    first, second = [v.numpy() for v in two.strategy.experimental_local_results(variable)]
-    np.testing.assert_array_equal(first, second)
-    assert not np.array_equal(first, old)
-
+import trainer_fixtures as fx
+from trainer_fixtures import REPO
 
 def test_batch_size_must_divide_over_replicas(tmp_path):
   with pytest.raises(ValueError, match="not divisible by the 2 replicas"):
-    training.Trainer(_model_config(), _train_config(batch_size=15), str(tmp_path),
-                     strategy=_strategy(2))
+    training.Trainer(fx.model_config(), fx.train_config(batch_size=15), str(tmp_path),
+                     strategy=fx.strategy(2))
 
 
 def test_train_config_and_dataset_checks(tmp_path):
   with pytest.raises(ValueError, match="Unknown dataset"):
-    _train_config(dataset="imagenet128")
+    fx.train_config(dataset="imagenet128")
   with pytest.raises(ValueError, match="shape"):
-    training.Trainer(_model_config(), _train_config(dataset="mnist"), str(tmp_path),
-                     strategy=_strategy(1))
+    training.Trainer(fx.model_config(), fx.train_config(dataset="mnist"), str(tmp_path),
+                     strategy=fx.strategy(1))
 
 
 class _PoisonedTrainer(training.Trainer):
@@ -135,9 +51,37 @@ class _PoisonedTrainer(training.Trainer):
         tf.data.Dataset.from_tensor_slices(tf.stack(batches)))
 
 
-def test_poisoned_batch_is_skipped(tmp_path):
-  trainer = _PoisonedTrainer(_model_config(), _train_config(train_steps=5),
-                             str(tmp_path), strategy=_strategy(1))
+def _snapshot(trainer):
+  """Every variable a step may touch: weights, moving statistics, Adam's slots and
+  iteration count, EMA weights."""
+  variables = (list(trainer.flow.variables) + list(trainer.optimizer.variables)
+               + list(trainer.ema or []))
+  return [v.numpy().copy() for v in variables]
+
+
+def test_a_skipped_step_leaves_every_variable_as_it_was(tmp_path):
+  trainer = training.Trainer(fx.model_config(), fx.train_config(ema_decay=0.9),
+                             str(tmp_path), strategy=fx.strategy(1))
+  for seed in range(2):  # non-zero Adam slots, moved moving averages and EMA
+    fx.one_step(trainer, fx.images(seed))
+  before = _snapshot(trainer)
+  images = fx.images(7).numpy()
+  images[3, 2, 2, 0] = np.nan
+  _, _, finite = fx.one_step(trainer, tf.constant(images))
+  assert not bool(finite)
+  after = _snapshot(trainer)
+  assert len(after) == len(before) > 50
+  for old, new in zip(before, after):
+    np.testing.assert_array_equal(new, old)
+  assert int(trainer.step.numpy()) == 3 and int(trainer.nonfinite_total.numpy()) == 1
+  # And a finite step after it changes them again.
+  fx.one_step(trainer, fx.images(8))
+  assert sum(not np.array_equal(a, b) for a, b in zip(_snapshot(trainer), before)) > 50
+
+
+def test_poisoned_batch_is_skipped_and_counted_in_tensorboard(tmp_path):
+  trainer = _PoisonedTrainer(fx.model_config(), fx.train_config(train_steps=5),
+                             str(tmp_path), strategy=fx.strategy(1))
   trainer.poisoned_steps = (2,)
   metrics = trainer.fit(progress=False)
   assert metrics["nonfinite_steps"] == 1
@@ -145,22 +89,93 @@ def test_poisoned_batch_is_skipped(tmp_path):
   assert np.isfinite(metrics["bits_per_dim"])
   assert int(trainer.optimizer.iterations.numpy()) == 4  # one update skipped
   assert all(np.all(np.isfinite(v.numpy())) for v in trainer.flow.variables)
+  skipped = _scalars(str(tmp_path / "train"))["nonfinite_steps"]
+  assert [(step, int(tf.make_ndarray(v.tensor))) for step, v in skipped] == [
+      (1, 0), (2, 0), (3, 1), (4, 1), (5, 1)]
 
 
 def test_consecutive_nonfinite_steps_stop_with_checkpoint_intact(tmp_path):
-  trainer = _PoisonedTrainer(
-      _model_config(), _train_config(train_steps=20, checkpoint_every=2,
-                                     max_nonfinite_steps=3), str(tmp_path),
-      strategy=_strategy(1))
+  config = fx.train_config(train_steps=20, checkpoint_every=2, max_nonfinite_steps=3)
+  trainer = _PoisonedTrainer(fx.model_config(), config, str(tmp_path),
+                             strategy=fx.strategy(1))
+  # Steps 1-4 are good; steps 5, 6 and 7 are not: stopped at step 7, after the
+  # checkpoint of step 6, which holds step 4's weights (steps 5 and 6 were skipped).
   trainer.poisoned_steps = tuple(range(4, 20))
   with pytest.raises(training.NonFiniteLossError, match="3 consecutive steps"):
     trainer.fit(progress=False)
-  restored = training.Trainer(_model_config(), _train_config(), str(tmp_path),
-                              strategy=_strategy(1))
-  assert restored.restore() in (4, 6)
+  restored = training.Trainer(fx.model_config(), config, str(tmp_path),
+                              strategy=fx.strategy(1))
+  assert restored.restore() == 6
+  at_four = training.Trainer(fx.model_config(), config, str(tmp_path / "other"),
+                             strategy=fx.strategy(1))
+  at_four.checkpoint.restore(os.path.join(tmp_path, "checkpoints", "ckpt-4"))
+  assert int(at_four.step.numpy()) == 4
+  for a, b in zip(restored.flow.variables, at_four.flow.variables):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
   assert all(np.all(np.isfinite(v.numpy())) for v in restored.flow.variables)
   lp = restored.flow.log_prob(tf.random.stateless_uniform([4, 8, 8, 1], [7, 8], 0, 17))
   assert np.all(np.isfinite(lp))
+
+
+def test_checkpoints_keep_the_latest_three(tmp_path):
+  trainer = training.Trainer(
+      fx.model_config(), fx.train_config(train_steps=5, checkpoint_every=1,
+                                         batch_norm_recalibration_batches=0),
+      str(tmp_path), strategy=fx.strategy(1))
+  trainer.fit(progress=False)
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["checkpoint"] + [
+      f"ckpt-{step}.{ext}" for step in (3, 4, 5)
+      for ext in ("data-00000-of-00001", "index")]
+
+
+def test_evaluation_and_export_use_the_ema_weights(tmp_path):
+  config = fx.train_config(train_steps=6, ema_decay=0.7, export=True,
+                           learning_rate=5e-3)
+  trainer = training.Trainer(fx.model_config(), config, str(tmp_path),
+                             strategy=fx.strategy(1))
+  metrics = trainer.fit(progress=False)
+  score = lambda: evaluation.evaluate_bits_per_dim(
+      trainer.flow.log_prob, trainer.eval_dataset(), fx.IMAGE_SHAPE)["bits_per_dim"]
+  raw = score()
+  with trainer.averaged_weights():
+    averaged = score()
+    batch = next(iter(trainer.eval_dataset()))
+    averaged_log_prob = trainer.flow.log_prob(batch).numpy()
+  assert abs(raw - averaged) > 1e-3  # the two weight sets score differently
+  assert metrics["bits_per_dim"] == pytest.approx(averaged, abs=1e-5)
+  exported = tf.saved_model.load(str(tmp_path / "export"))
+  np.testing.assert_allclose(exported.log_prob(batch)["log_prob"].numpy(),
+                             averaged_log_prob, rtol=1e-5)
+
+
+class _RecordingTrainer(training.Trainer):
+  """Records the step each training stream starts from."""
+
+  def train_dataset(self, start_step):
+    self.stream_starts = getattr(self, "stream_starts", []) + [start_step]
+    return super().train_dataset(start_step)
+
+
+def test_resume_restores_the_ema_weights_and_the_epoch_position(tmp_path):
+  config = fx.train_config(train_steps=4, ema_decay=0.9,
+                           batch_norm_recalibration_batches=0, checkpoint_every=4)
+  first = training.Trainer(fx.model_config(), config, str(tmp_path),
+                           strategy=fx.strategy(1))
+  first.fit(progress=False)
+  resumed = _RecordingTrainer(fx.model_config(), dataclasses.replace(
+      config, train_steps=5), str(tmp_path), strategy=fx.strategy(1))
+  resumed.stream_starts = []
+  assert resumed.restore() == 4
+  for a, b in zip(first.ema, resumed.ema):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+  resumed.fit(progress=False)
+  assert resumed.stream_starts[0] == 4  # the training stream of a resumed run
+  # The position is kept by epoch (digits: 1,500 images, 93 batches of 16): a run
+  # resumed at step 100 starts epoch 1 afresh, the way step 93 began it.
+  batch = lambda start: fx.local_batch(first, next(iter(first.train_dataset(start))))
+  np.testing.assert_array_equal(batch(100), batch(93))
+  assert not np.array_equal(batch(93), batch(92))
+  np.testing.assert_array_equal(batch(92), batch(0))
 
 
 def _scalars(event_dir):
@@ -174,7 +189,7 @@ def _scalars(event_dir):
 
 def test_train_py_smoke_run_writes_everything(tmp_path):
   model_dir = tmp_path / "run"
-  result = subprocess.run(_train_cmd(model_dir), env=_env(), capture_output=True,
+  result = subprocess.run(fx.train_cmd(model_dir), env=fx.env(), capture_output=True,
                           text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "test bits/dim:" in result.stdout
@@ -218,7 +233,7 @@ def test_sigkill_then_resume_continues_from_checkpoint(tmp_path):
   model_dir = str(tmp_path / "run")
   flags = ["--train_steps=40", "--checkpoint_every=10", "--eval_every=0",
            "--learning_rate=0.005", "--num_filters=16", "--export=false"]
-  process = subprocess.Popen(_train_cmd(model_dir, *flags), env=_env(),
+  process = subprocess.Popen(fx.train_cmd(model_dir, *flags), env=fx.env(),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   _wait_for(os.path.join(model_dir, "checkpoints", "ckpt-10.index"), process)
   process.send_signal(signal.SIGKILL)
@@ -234,7 +249,7 @@ def test_sigkill_then_resume_continues_from_checkpoint(tmp_path):
   iterations = [k for k in slots if "iteration" in k]
   assert [int(reader.get_tensor(k)) for k in iterations] == [killed_at]
 
-  result = subprocess.run(_train_cmd(model_dir, *flags), env=_env(),
+  result = subprocess.run(fx.train_cmd(model_dir, *flags), env=fx.env(),
                           capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   assert f"at step {killed_at}" in result.stderr
@@ -251,16 +266,17 @@ def test_sigkill_then_resume_continues_from_checkpoint(tmp_path):
   assert metrics["step"] == 40
 
 
-def test_sigterm_saves_current_step_and_exits_cleanly(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_saves_current_step_and_exits_cleanly(tmp_path, signum):
   model_dir = str(tmp_path / "run")
   log = open(tmp_path / "train.log", "w+")  # a file: a full pipe would block training
   process = subprocess.Popen(
-      _train_cmd(model_dir, "--train_steps=100000", "--checkpoint_every=5",
+      fx.train_cmd(model_dir, "--train_steps=100000", "--checkpoint_every=5",
                  "--eval_every=0"),
-      env=_env(), stdout=subprocess.DEVNULL, stderr=log)
+      env=fx.env(), stdout=subprocess.DEVNULL, stderr=log)
   _wait_for(os.path.join(model_dir, "checkpoints", "ckpt-5.index"), process)
   time.sleep(1.0)
-  process.send_signal(signal.SIGTERM)
+  process.send_signal(signum)
   process.wait(timeout=120)
   log.seek(0)
   stderr = log.read()
@@ -277,49 +293,12 @@ def test_sigterm_saves_current_step_and_exits_cleanly(tmp_path):
     (["--train_steps=0"], "train_steps must be positive"),
 ])
 def test_bad_flags_fail_before_training(tmp_path, flags, message):
-  result = subprocess.run(_train_cmd(tmp_path / "run", *flags), env=_env(),
+  result = subprocess.run(fx.train_cmd(tmp_path / "run", *flags), env=fx.env(),
                           capture_output=True, text=True, timeout=120)
   assert result.returncode != 0
   assert message in result.stderr
   assert "Traceback" not in result.stderr
   assert not os.path.exists(tmp_path / "run" / "checkpoints")
-
-
-def _free_port():
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
-def test_multi_worker_mirrored_strategy(tmp_path):
-  model_dir = tmp_path / "run"
-  cluster = {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]}
-  worker = os.path.join(REPO, "tests", "multi_worker_main.py")
-  processes, logs = [], []
-  for index in range(2):
-    tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker",
-                                                         "index": index}})
-    # Logs go to files: a full pipe would block one worker and so both.
-    logs.append(open(tmp_path / f"worker_{index}.log", "w+"))
-    processes.append(subprocess.Popen(
-        [sys.executable, worker, f"--flagfile={SMOKE}", f"--model_dir={model_dir}",
-         f"--weights_out={tmp_path / f'weights_{index}.npz'}"],
-        env=_env(TF_CONFIG=tf_config), stdout=logs[-1], stderr=subprocess.STDOUT))
-  for p, log in zip(processes, logs):
-    p.wait(timeout=600)
-    log.seek(0)
-    assert p.returncode == 0, log.read()[-3000:]
-  first = np.load(tmp_path / "weights_0.npz")
-  second = np.load(tmp_path / "weights_1.npz")
-  assert sorted(first.files) == sorted(second.files) and len(first.files) > 10
-  for name in first.files:
-    np.testing.assert_array_equal(first[name], second[name])
-  assert sorted(os.listdir(model_dir)) == ["checkpoints", "config.json", "export", "metrics.json",
-                                           "test", "train"]
-  assert _checkpoint_step(str(model_dir)) == 6
-  leftovers = glob.glob(os.path.join(os.environ.get("TMPDIR", "/tmp"),
-                                     "realnvp_worker_*"))
-  assert not [d for d in leftovers if os.path.getmtime(d) > time.time() - 600]
 
 
 def test_every_config_file_parses_into_valid_configs():
@@ -335,7 +314,7 @@ def test_every_config_file_parses_into_valid_configs():
       "  model = cli.model_config_from_flags()\n"
       "  train_config = cli.train_config_from_flags(training.TrainConfig)\n"
       "  print(path, model.image_shape, model.num_scales, train_config.dataset)\n")
-  result = subprocess.run([sys.executable, "-c", script], env=_env(), cwd=REPO,
+  result = subprocess.run([sys.executable, "-c", script], env=fx.env(), cwd=REPO,
                           capture_output=True, text=True, timeout=120)
   assert result.returncode == 0, result.stderr[-3000:]
   printed = result.stdout.strip().splitlines()
@@ -343,52 +322,14 @@ def test_every_config_file_parses_into_valid_configs():
   assert any("cifar10.cfg (32, 32, 3) 2 cifar10" in line for line in printed)
 
 
-def test_training_step_is_the_papers_loss_with_keras_adam(tmp_path):
-  """One step equals Keras's Adam on the clipped gradient of bits/dim + L2."""
-  trainer = training.Trainer(_model_config(True), _train_config(learning_rate=1e-3),
-                             str(tmp_path), strategy=_strategy(1))
-  images = tf.random.stateless_uniform([16, 8, 8, 1], [11, 12], 0.0, 17.0)
-  before = [v.numpy() for v in trainer.variables]
-  copies = [tf.Variable(b) for b in before]
-  with tf.GradientTape() as tape:
-    log_prob = trainer.flow.log_prob(images, bijector_kwargs={"training": True})
-    bits = tf.reduce_mean(realnvp_tf.bits_per_dim(log_prob, (8, 8, 1)))
-    l2 = tf.add_n([tf.reduce_sum(tf.square(v))
-                   for v in realnvp_tf.weight_scale_variables(trainer.flow)])
-    loss = bits + 5e-5 * l2
-  gradients, _ = tf.clip_by_global_norm(tape.gradient(loss, trainer.variables), 100.0)
-  import keras  # pylint: disable=g-import-not-at-top
-  keras.optimizers.Adam(1e-3).apply(gradients, copies)
-  step_bits, _, finite = _one_step(trainer, images)
-  assert bool(finite)
-  np.testing.assert_allclose(step_bits, bits, rtol=1e-5)
-  # Adam's first step is about lr * sign(g): 1e-3 per weight. Near-zero gradients
-  # (summed in another order here) can differ in sign, so 1% of a step is allowed.
-  moved = 0
-  for variable, expected, old in zip(trainer.variables, copies, before):
-    np.testing.assert_allclose(variable.numpy(), expected.numpy(), rtol=0, atol=1e-5)
-    moved += np.sum(np.abs(variable.numpy() - old) > 5e-4)
-  assert moved > 100
-  assert int(trainer.optimizer.iterations.numpy()) == 1
-
-
-def _local_batch(trainer, distributed_batch):
-  return tf.concat(trainer.strategy.experimental_local_results(distributed_batch), 0)
-
-
-def _first_batch(trainer):
-  return _local_batch(trainer, next(iter(trainer.train_dataset(
-      int(trainer.step.numpy())))))
-
-
 def test_recalibrated_batch_norm_scores_a_batch_as_training_mode_does(tmp_path):
-  trainer = training.Trainer(_model_config(), _train_config(), str(tmp_path),
-                             strategy=_strategy(1))
+  trainer = training.Trainer(fx.model_config(), fx.train_config(), str(tmp_path),
+                             strategy=fx.strategy(1))
   for seed in range(3):
-    _one_step(trainer, tf.random.stateless_uniform([16, 8, 8, 1], [seed, 7], 0.0, 17.0))
+    fx.one_step(trainer, tf.random.stateless_uniform([16, 8, 8, 1], [seed, 7], 0.0, 17.0))
   weights = [v.numpy() for v in trainer.variables]
   iterations = int(trainer.optimizer.iterations.numpy())
-  batch = _first_batch(trainer)
+  batch = fx.first_batch(trainer)
   training_mode = lambda: trainer.flow.log_prob(batch, bijector_kwargs={"training": True})
   lagging = trainer.flow.log_prob(batch).numpy()
 
@@ -411,15 +352,15 @@ def test_recalibrated_batch_norm_scores_a_batch_as_training_mode_does(tmp_path):
 def test_recalibration_averages_the_statistics_of_the_batches(tmp_path):
   # A fresh flow's couplings are the identity, so the first flow batch norm sees the
   # logit-space images: its statistics can be computed without the flow.
-  trainer = training.Trainer(_model_config(), _train_config(), str(tmp_path),
-                             strategy=_strategy(1))
+  trainer = training.Trainer(fx.model_config(), fx.train_config(), str(tmp_path),
+                             strategy=fx.strategy(1))
   logit, scale = trainer.flow.bijector.chain.steps
   first_norm = scale.steps[1]
   assert isinstance(first_norm, realnvp_tf.bijectors.FlowBatchNorm)
   iterator = iter(trainer.train_dataset(0))
   means, variances = [], []
   for _ in range(3):
-    y = logit.inverse(_local_batch(trainer, next(iterator)))
+    y = logit.inverse(fx.local_batch(trainer, next(iterator)))
     means.append(np.mean(y.numpy(), axis=(0, 1, 2)))
     variances.append(np.var(y.numpy(), axis=(0, 1, 2)))
   assert trainer.recalibrate_batch_norm(3) == 3
@@ -431,29 +372,29 @@ def test_recalibration_averages_the_statistics_of_the_batches(tmp_path):
 
 
 def test_fit_ends_with_recalibrated_statistics_in_its_checkpoint(tmp_path):
-  config = _train_config(train_steps=2, batch_norm_recalibration_batches=1)
-  trainer = training.Trainer(_model_config(), config, str(tmp_path),
-                             strategy=_strategy(1))
+  config = fx.train_config(train_steps=2, batch_norm_recalibration_batches=1)
+  trainer = training.Trainer(fx.model_config(), config, str(tmp_path),
+                             strategy=fx.strategy(1))
   trainer.fit(progress=False)
   statistics = [v.numpy() for v in trainer.flow.non_trainable_variables]
-  batch = _first_batch(trainer)
+  batch = fx.first_batch(trainer)
   np.testing.assert_allclose(
       trainer.flow.log_prob(batch).numpy(),
       trainer.flow.log_prob(batch, bijector_kwargs={"training": True}).numpy(),
       rtol=1e-5)
   # The step's checkpoint was written after the re-estimation.
-  resumed = training.Trainer(_model_config(), config, str(tmp_path),
-                             strategy=_strategy(1))
+  resumed = training.Trainer(fx.model_config(), config, str(tmp_path),
+                             strategy=fx.strategy(1))
   assert resumed.restore() == 2
   for saved, live in zip(resumed.flow.non_trainable_variables, statistics):
     np.testing.assert_array_equal(saved.numpy(), live)
 
 
 def test_recalibration_leaves_out_nonfinite_batches(tmp_path):
-  trainer = _PoisonedTrainer(_model_config(), _train_config(train_steps=2),
-                             str(tmp_path), strategy=_strategy(1))
+  trainer = _PoisonedTrainer(fx.model_config(), fx.train_config(train_steps=2),
+                             str(tmp_path), strategy=fx.strategy(1))
   for seed in range(2):
-    _one_step(trainer, tf.random.stateless_uniform([16, 8, 8, 1], [seed, 8], 0.0, 17.0))
+    fx.one_step(trainer, tf.random.stateless_uniform([16, 8, 8, 1], [seed, 8], 0.0, 17.0))
   trainer.step.assign(2)
   moving = [v.numpy() for v in trainer.flow.non_trainable_variables]
   trainer.poisoned_steps = range(2, 12)  # every batch of the re-estimation

@@ -1,0 +1,317 @@
+"""Distributed training against one device and against plain GradientTape math.
+
+Two logical CPU devices (tests/conftest.py) stand in for two replicas.
+"""
+
+import glob
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import realnvp_tf
+from realnvp_tf import data
+from realnvp_tf import nets
+from realnvp_tf import training
+import trainer_fixtures as fx
+from flow_checks import perturb_variables
+from flow_checks import relative_error
+
+
+def _assert_close(actual, expected, what, rtol=1e-4):
+  """Equal within float32 round-off of a different summation order: relative error of
+  the whole tensor below rtol, each element within rtol of the tensor's scale."""
+  actual, expected = np.asarray(actual), np.asarray(expected)
+  assert actual.shape == expected.shape, what
+  scale = max(float(np.max(np.abs(expected))), 1e-6)
+  assert relative_error(actual, expected) < rtol, (what, relative_error(actual, expected))
+  assert float(np.max(np.abs(actual - expected))) <= rtol * scale, what
+
+
+def _flat(tensors):
+  return np.concatenate([np.ravel(t) for t in tensors])
+
+
+def _compare_one_and_two_replicas(tmp_path, steps=2):
+  """One device and two replicas from the same weights, the same global batches, batch
+  norm on (flow and s/t networks): every figure and every variable must agree."""
+  one = training.Trainer(fx.model_config(True), fx.train_config(), str(tmp_path / "one"),
+                         strategy=fx.strategy(1))
+  two = training.Trainer(fx.model_config(True), fx.train_config(), str(tmp_path / "two"),
+                         strategy=fx.strategy(2))
+  assert two.strategy.num_replicas_in_sync == 2
+  perturb_variables(one.flow, seed=4)  # off the identity start: every weight matters
+  fx.copy_state(one, two)
+
+  batch = fx.uneven_images(21)
+  g_one, g_two = fx.gradients(one, batch), fx.gradients(two, batch)
+  _assert_close(g_two["bits"], g_one["bits"], "bits/dim", rtol=1e-5)
+  _assert_close(g_two["grad_norm"], g_one["grad_norm"], "gradient norm")
+  # As one vector: some gradients are exactly zero in exact arithmetic (a conv bias
+  # before a batch norm) and hold round-off only, on the scale of the whole gradient.
+  _assert_close(_flat(g_two["gradients"]), _flat(g_one["gradients"]), "gradients")
+
+  for step in range(steps):
+    batch = fx.uneven_images(30 + step)
+    bits_one, norm_one, finite_one = fx.one_step(one, batch)
+    bits_two, norm_two, finite_two = fx.one_step(two, batch)
+    assert bool(finite_one) and bool(finite_two)
+    _assert_close(bits_two, bits_one, f"step {step} bits/dim", rtol=1e-5)
+    _assert_close(norm_two, norm_one, f"step {step} gradient norm")
+
+  # Moving statistics, Adam's slots and the weights, on both replicas.
+  for replica in range(2):
+    local = lambda variables: [fx.replica_values(two, v)[replica] for v in variables]
+    # Each batch norm's mean to 1e-4 of the activations' scale, its variance to 1e-4.
+    for norm_one, norm_two in zip(one.flow.bijector.batch_norms,
+                                  two.flow.bijector.batch_norms):
+      mean, variance = local([norm_two.moving_mean, norm_two.moving_variance])
+      np.testing.assert_allclose(variance, norm_one.moving_variance.numpy(), rtol=1e-4)
+      np.testing.assert_allclose(mean, norm_one.moving_mean.numpy(), rtol=0,
+                                 atol=1e-4 * np.sqrt(np.max(variance)))
+    for name in ("_momentums", "_velocities"):
+      _assert_close(_flat(local(getattr(two.optimizer, name))),
+                    _flat([v.numpy() for v in getattr(one.optimizer, name)]), name,
+                    rtol=1e-3)
+    # Adam divides by sqrt(v): where the true gradient is zero (a conv bias before a
+    # batch norm), round-off of either order steers the step, up to a learning rate
+    # per step. Elsewhere the weights agree to 1% of a step.
+    ours, theirs = (_flat(local(two.variables)),
+                    _flat([v.numpy() for v in one.variables]))
+    assert np.mean(np.abs(ours - theirs) <= 1e-5) > 0.99
+    assert np.max(np.abs(ours - theirs)) <= 2 * 1e-3 * (steps + 1)
+    assert int(fx.replica_values(two, two.optimizer.iterations)[replica]) == steps
+
+
+def test_two_replicas_with_batch_norm_match_one_device(tmp_path):
+  _compare_one_and_two_replicas(tmp_path)
+
+
+def test_the_comparison_fails_without_the_cross_replica_reduction(tmp_path, monkeypatch):
+  # The same comparison with each replica normalising by its own half of the batch
+  # (batch_moments without the all-reduce) must fail: the test above can tell.
+  def local_moments(x):
+    mean = tf.reduce_mean(x, axis=[0, 1, 2])
+    return mean, tf.reduce_mean(tf.square(x - mean), axis=[0, 1, 2])
+
+  monkeypatch.setattr(nets, "batch_moments", local_moments)
+  with pytest.raises(AssertionError):
+    _compare_one_and_two_replicas(tmp_path, steps=1)
+
+
+def test_two_replicas_without_batch_norm_match_one_device(tmp_path):
+  batch = fx.images(1)
+  one = training.Trainer(fx.model_config(False), fx.train_config(), str(tmp_path / "a"),
+                         strategy=fx.strategy(1))
+  two = training.Trainer(fx.model_config(False), fx.train_config(), str(tmp_path / "b"),
+                         strategy=fx.strategy(2))
+  perturb_variables(one.flow, seed=5)
+  fx.copy_state(one, two)
+  before = [v.numpy() for v in one.flow.trainable_variables]
+  bits_one, norm_one, _ = fx.one_step(one, batch)
+  bits_two, norm_two, _ = fx.one_step(two, batch)
+  np.testing.assert_allclose(bits_two, bits_one, rtol=1e-5)
+  np.testing.assert_allclose(norm_two, norm_one, rtol=1e-4)
+  changed = 0
+  for a, b, old in zip(one.flow.trainable_variables, two.flow.trainable_variables,
+                       before):
+    for replica_value in fx.replica_values(two, b):
+      np.testing.assert_allclose(replica_value, a.numpy(), atol=1e-5)
+    changed += int(np.sum(a.numpy() != old))
+  # Adam moves every weight with a non-zero gradient by about the learning rate.
+  assert changed > 0.5 * sum(v.numpy().size for v in one.flow.trainable_variables)
+
+
+def _plain_gradients(flow, batch, l2_coeff):
+  """bits/dim + L2 on the global batch, differentiated by a plain GradientTape."""
+  with tf.GradientTape() as tape:
+    log_prob = flow.log_prob(tf.identity(batch), bijector_kwargs={"training": True})
+    bits = tf.reduce_mean(realnvp_tf.bits_per_dim(log_prob, fx.IMAGE_SHAPE))
+    l2 = tf.add_n([tf.reduce_sum(tf.square(v))
+                   for v in realnvp_tf.weight_scale_variables(flow)])
+    loss = bits + l2_coeff * l2
+  return bits.numpy(), [g.numpy() for g in tape.gradient(loss, flow.trainable_variables)]
+
+
+def _plain_flow_like(trainer):
+  flow = realnvp_tf.build_realnvp(trainer.model_config)
+  for source, target in zip(trainer.flow.variables, flow.variables):
+    target.assign(fx.replica_values(trainer, source)[0])
+  return flow
+
+
+def test_gradients_are_the_global_batch_gradient_scaled_summed_and_clipped(tmp_path):
+  batch = fx.uneven_images(3)
+  probe = training.Trainer(fx.model_config(True), fx.train_config(),
+                           str(tmp_path / "probe"), strategy=fx.strategy(2))
+  perturb_variables(probe.flow, seed=6)
+  # The plain computation: one device, no strategy, the whole batch at once.
+  plain_bits, plain = _plain_gradients(_plain_flow_like(probe), batch, 5e-5)
+  plain_norm = float(tf.linalg.global_norm(plain))
+  clip_norm = 0.25 * plain_norm  # clipping active
+  two = training.Trainer(fx.model_config(True), fx.train_config(clip_norm=clip_norm),
+                         str(tmp_path / "two"), strategy=fx.strategy(2))
+  fx.copy_state(probe, two)
+  out = fx.gradients(two, batch)
+  # Each replica's loss is its share of the global batch mean, and the gradients are
+  # summed over the replicas: together, the gradient of the global batch's loss.
+  np.testing.assert_allclose(out["bits"], plain_bits, rtol=1e-5)
+  _assert_close(_flat(out["gradients"]), _flat(plain), "gradients")
+  np.testing.assert_allclose(out["grad_norm"], plain_norm, rtol=1e-4)
+  scale = clip_norm / plain_norm
+  _assert_close(_flat(out["clipped"]), _flat(plain) * scale, "clipped gradients")
+  np.testing.assert_allclose(float(tf.linalg.global_norm(out["clipped"])), clip_norm,
+                             rtol=1e-4)
+  # What the optimizer received is the clipped gradient: Adam's first moment after one
+  # step is (1 - beta_1) * g.
+  fx.copy_state(probe, two)
+  fx.one_step(two, batch)
+  first_moments = [fx.replica_values(two, m)[0] for m in two.optimizer._momentums]  # pylint: disable=protected-access
+  _assert_close(_flat(first_moments),
+                0.1 * _flat(_in_optimizer_order(two, out["clipped"])), "Adam's m")
+
+
+def _in_optimizer_order(trainer, values):
+  """`values` (in the order of trainer.variables) in the order of Keras's slots."""
+  index = trainer.optimizer._get_variable_index  # pylint: disable=protected-access
+  ordered = [None] * len(values)
+  for variable, value in zip(trainer.variables, values):
+    ordered[index(variable)] = value
+  return ordered
+
+
+def test_several_adam_steps_with_warmup_equal_keras_adam_on_plain_gradients(tmp_path):
+  config = fx.train_config(learning_rate=2e-3, warmup_steps=2, clip_norm=5.0)
+  trainer = training.Trainer(fx.model_config(True), config, str(tmp_path),
+                             strategy=fx.strategy(1))
+  perturb_variables(trainer.flow, seed=7)
+  flow = _plain_flow_like(trainer)
+  optimizer = keras.optimizers.Adam(training._WarmupSchedule(2e-3, 2))  # pylint: disable=protected-access
+  start = _flat([v.numpy() for v in trainer.variables])
+  for step in range(4):
+    batch = fx.images(40 + step)
+    _, plain = _plain_gradients(flow, batch, config.l2_coeff)
+    clipped, norm = tf.clip_by_global_norm(plain, config.clip_norm)
+    optimizer.apply(clipped, flow.trainable_variables)
+    bits, grad_norm, finite = fx.one_step(trainer, batch)
+    assert bool(finite)
+    np.testing.assert_allclose(grad_norm, norm, rtol=1e-4)
+    # Adam's slots are linear in the gradients; the weights follow m / sqrt(v), where
+    # round-off steers a zero-gradient weight (see above): 99% agree to 1% of a step.
+    _assert_close(_flat(trainer.optimizer._momentums),  # pylint: disable=protected-access
+                  _flat(_in_optimizer_order(trainer, [
+                      optimizer._momentums[optimizer._get_variable_index(v)]  # pylint: disable=protected-access
+                      for v in flow.trainable_variables])), f"step {step + 1}: m",
+                  rtol=1e-3)
+    ours = _flat([v.numpy() for v in trainer.variables])
+    theirs = _flat([v.numpy() for v in flow.trainable_variables])
+    assert np.mean(np.abs(ours - theirs) <= 1e-5) > 0.99, step
+    assert np.max(np.abs(ours - theirs)) <= 2 * 2e-3 * (step + 1), step
+  assert int(trainer.optimizer.iterations.numpy()) == 4
+  # The warm-up: learning rates 1e-3, 2e-3, 2e-3, 2e-3 (Adam's steps are about lr).
+  moved = np.abs(_flat([v.numpy() for v in trainer.variables]) - start)
+  assert np.median(moved) > 2e-3
+
+
+def test_warmup_schedule_is_linear_then_constant():
+  schedule = training._WarmupSchedule(1e-3, 4)  # pylint: disable=protected-access
+  values = [float(schedule(tf.constant(step))) for step in range(7)]
+  np.testing.assert_allclose(values, [2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3, 1e-3],
+                             rtol=1e-6)
+  flat = training._WarmupSchedule(1e-3, 0)  # pylint: disable=protected-access
+  assert float(flat(tf.constant(0))) == pytest.approx(1e-3)
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+class _TwoPipelineTrainer(training.Trainer):
+  """One device fed the global batches of a two-worker run: each step, the batch of
+  input pipeline 0 followed by that of pipeline 1 (`data.make_dataset` with the
+  input context each worker gets)."""
+
+  def train_dataset(self, start_step):
+    pipelines = [data.make_dataset(
+        self.config.dataset, "train", batch_size=self.config.batch_size,
+        training=True, seed=self.data_seed(start_step),
+        input_context=tf.distribute.InputContext(2, index, 2)) for index in range(2)]
+    both = tf.data.Dataset.zip(tuple(pipelines)).map(lambda a, b: tf.concat([a, b], 0))
+    return self.strategy.experimental_distribute_dataset(both)
+
+
+def test_multi_worker_run_is_one_synchronous_run_written_by_the_chief(tmp_path):
+  model_dir = tmp_path / "run"
+  cluster = {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]}
+  worker = os.path.join(fx.REPO, "tests", "multi_worker_main.py")
+  processes, logs = [], []
+  for index in range(2):
+    tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker",
+                                                         "index": index}})
+    # Logs go to files: a full pipe would block one worker and so both.
+    logs.append(open(tmp_path / f"worker_{index}.log", "w+"))
+    processes.append(subprocess.Popen(
+        [sys.executable, worker, f"--flagfile={fx.SMOKE}", f"--model_dir={model_dir}",
+         f"--weights_out={tmp_path / f'weights_{index}.npz'}",
+         f"--initial_weights_out={tmp_path / f'initial_{index}.npz'}",
+         f"--report_out={tmp_path / f'report_{index}.json'}"],
+        env=fx.env(TF_CONFIG=tf_config), stdout=logs[-1], stderr=subprocess.STDOUT))
+  for p, log in zip(processes, logs):
+    p.wait(timeout=600)
+    log.seek(0)
+    assert p.returncode == 0, log.read()[-3000:]
+  chief, other = [json.loads((tmp_path / f"report_{i}.json").read_text())
+                  for i in range(2)]
+  for report in (chief, other):
+    assert report["multi_worker"]
+    assert report["replicas"] == 2
+  # The chief writes the run directory; the other worker wrote its checkpoints and
+  # logs to a temporary directory of its own, which is gone.
+  assert chief["write_dir"] == str(model_dir)
+  assert other["write_dir"] != str(model_dir) and other["write_dir_created"]
+  assert not os.path.exists(other["write_dir"])
+  assert any(path.startswith("checkpoints/") for path in other["written"])
+  assert sorted(os.listdir(model_dir)) == ["checkpoints", "config.json", "export",
+                                           "metrics.json", "test", "train"]
+  events = glob.glob(str(model_dir / "*" / "events.out.tfevents.*"))
+  assert len(events) == 2 and all(f".{chief['pid']}." in path for path in events)
+  assert sorted(os.listdir(model_dir / "checkpoints")) == [
+      "checkpoint", "ckpt-3.data-00000-of-00001", "ckpt-3.index",
+      "ckpt-6.data-00000-of-00001", "ckpt-6.index"]
+
+  # In sync: both workers end with the same weights, from the same start.
+  initial = [np.load(tmp_path / f"initial_{i}.npz") for i in range(2)]
+  final = [np.load(tmp_path / f"weights_{i}.npz") for i in range(2)]
+  for name in initial[0].files:
+    np.testing.assert_array_equal(initial[0][name], initial[1][name])
+    np.testing.assert_array_equal(final[0][name], final[1][name])
+  # And the same as one device trained on the same global batches (smoke.cfg's
+  # settings) from the same initial weights.
+  config = dict(dataset="digits", batch_size=16, train_steps=6, checkpoint_every=3,
+                eval_every=3, eval_images=64, log_every=1,
+                batch_norm_recalibration_batches=5, export=False)
+  single = _TwoPipelineTrainer(fx.model_config(), training.TrainConfig(**config),
+                               str(tmp_path / "single"), strategy=fx.strategy(1))
+  for variable, name in zip(single.flow.variables, initial[0].files):
+    variable.assign(initial[0][name])
+  single.fit(progress=False)
+  ours = _flat([v.numpy() for v in single.flow.trainable_variables])
+  workers = _flat([final[0][name] for name, v in zip(final[0].files,
+                                                     single.flow.variables)
+                   if v.trainable])
+  assert np.mean(np.abs(ours - workers) <= 1e-5) > 0.99
+  assert np.max(np.abs(ours - workers)) <= 2 * 1e-3 * 6
+  statistics = [(v, final[0][name]) for name, v in zip(final[0].files,
+                                                       single.flow.variables)
+                if not v.trainable]
+  assert statistics
+  for variable, value in statistics:
+    np.testing.assert_allclose(value, variable.numpy(), rtol=1e-3, atol=1e-3)
