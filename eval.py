@@ -1,75 +1,9 @@
-"""Evaluates a trained RealNVP: test NLL in bits/dim, sample grids, latent manifold.
+"""Evaluates a trained RealNVP (the app is `realnvp_tf.apps.evaluate`).
 
-  python eval.py --saved_model=runs/mnist/export --manual_dir=../shared/data/mnist \
-      --output=runs/mnist/eval.json --temperatures=1.0,0.7 --manifold
-
-or --model_dir=runs/mnist to evaluate the latest checkpoint instead of the export.
+  python eval.py --saved_model=runs/mnist/export --output=runs/mnist/eval.json
 """
 
-import json
-import os
-import sys
-
-from absl import app
-from absl import flags
-import tensorflow as tf
-
-from realnvp_tf import data
-from realnvp_tf import evaluation
-from realnvp_tf.config import COMPUTE_DTYPES
-
-FLAGS = flags.FLAGS
-
-flags.DEFINE_string("saved_model", None, "An export/ directory written by train.py.")
-flags.DEFINE_string("model_dir", None, "A train.py model_dir: its latest checkpoint.")
-flags.DEFINE_enum("dataset", None, list(data.DATASET_NAMES),
-                  "Dataset (default: the one the model was trained on).")
-flags.DEFINE_string("split", "test", "Split: test, train or a tfds split string.")
-flags.DEFINE_string("data_dir", None, "tensorflow-datasets data directory.")
-flags.DEFINE_string("manual_dir", None, "Folder with the official raw files.")
-flags.DEFINE_string("output", None, "Write the metrics here as JSON.")
-flags.DEFINE_string("output_dir", None, "Folder for the PNGs (default: next to "
-                    "--output, or the current directory).")
-flags.DEFINE_integer("batch_size", 256, "Evaluation batch size.", lower_bound=1)
-flags.DEFINE_integer("num_dequant_samples", 1, "S > 1: importance-weighted bound "
-                     "-log mean_s p(x + u_s), tighter as S grows.", lower_bound=1)
-flags.DEFINE_integer("seed", 0, "Seed of the dequantization noise and the samples.")
-flags.DEFINE_list("temperatures", [], "Write a sample grid PNG per temperature, "
-                  "e.g. 1.0,0.7.")
-flags.DEFINE_integer("num_samples", 64, "Samples per grid.", lower_bound=1)
-flags.DEFINE_bool("manifold", False, "Write the paper's latent manifold figure.")
-flags.DEFINE_enum("mixed_precision", None, list(COMPUTE_DTYPES),
-                  "With --model_dir: evaluate in this precision instead of the one "
-                  "trained with (a SavedModel keeps the precision it was exported with).")
-flags.register_multi_flags_validator(
-    ["saved_model", "model_dir"], lambda v: bool(v["saved_model"]) != bool(v["model_dir"]),
-    message="pass exactly one of --saved_model and --model_dir")
-
-
-def main(argv):
-  del argv
-  tf.get_logger().setLevel("ERROR")
-  try:
-    metrics = evaluation.run(
-        saved_model=FLAGS.saved_model, model_dir=FLAGS.model_dir, dataset=FLAGS.dataset,
-        split=FLAGS.split, data_dir=FLAGS.data_dir, manual_dir=FLAGS.manual_dir,
-        batch_size=FLAGS.batch_size, num_dequant_samples=FLAGS.num_dequant_samples,
-        seed=FLAGS.seed, temperatures=[float(t) for t in FLAGS.temperatures],
-        num_samples=FLAGS.num_samples, manifold=FLAGS.manifold,
-        compute_dtype=FLAGS.mixed_precision,
-        output_dir=FLAGS.output_dir or (os.path.dirname(os.path.abspath(FLAGS.output))
-                                        if FLAGS.output else os.getcwd()))
-  except (ValueError, data.DataUnavailableError) as e:
-    print(f"eval.py: error: {e}", file=sys.stderr)
-    sys.exit(1)
-  if FLAGS.output:
-    with tf.io.gfile.GFile(FLAGS.output, "w") as f:
-      json.dump(metrics, f, indent=2)
-  print(f"{metrics['split']} bits/dim: {metrics['bits_per_dim']:.5f} "
-        f"+- {metrics['bits_per_dim_stderr']:.5f} ({metrics['num_images']} images"
-        + (f", S={metrics['num_dequant_samples']}" if metrics['num_dequant_samples'] > 1
-           else "") + ")")
-
+from realnvp_tf.apps import evaluate
 
 if __name__ == "__main__":
-  app.run(main)
+  evaluate.run()

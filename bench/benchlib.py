@@ -1,24 +1,19 @@
-"""Helpers shared by the benchmark scripts: machine description, memory, configs.
+"""Helpers shared by the benchmark scripts: configs, machine description, memory.
 
-The scripts are run as `python bench/NAME.py` from anywhere; importing this module puts
-the repository root on `sys.path`, so `realnvp_tf` imports without being installed.
+The scripts run with the package installed (`pip install -e .`) as
+`python bench/NAME.py`; Python puts this folder on the path, so they import this
+module by name.
 """
 
-import dataclasses
 import math
 import os
 import platform
 import resource
-import sys
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-  sys.path.insert(0, REPO)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# The benchmark configs of issue 6. "bench": the config the PyTorch reference was
-# measured on; "cifar10": the paper's CIFAR-10 model.
+# The benchmark configs. "bench": 28x28x1, 2 scales, 4 blocks, 32 filters (the config
+# the reference PyTorch code was measured on); "cifar10": the paper's CIFAR-10 model.
 CONFIGS = {
     "bench": dict(dataset="mnist", image_shape=(28, 28, 1), num_scales=2,
                   num_res_blocks=4, num_filters=32),
@@ -26,35 +21,35 @@ CONFIGS = {
                     num_res_blocks=8, num_filters=64),
 }
 
-# Names a config field for reduced-precision s/t networks may get; the first one that
-# RealNVPConfig has is used.
-PRECISION_FIELDS = ("compute_dtype", "mixed_precision")
+
+def config(name, precision="float32"):
+  """(dataset name, RealNVPConfig) of the benchmark config `name`."""
+  from realnvp_tf.config import RealNVPConfig  # pylint: disable=g-import-not-at-top
+
+  spec = dict(CONFIGS[name])
+  dataset = spec.pop("dataset")
+  return dataset, RealNVPConfig(**spec, compute_dtype=precision)
 
 
-def precision_field(config_class):
-  """The name of `config_class`'s precision field, or None if it has none."""
-  names = {f.name for f in dataclasses.fields(config_class)}
-  for name in PRECISION_FIELDS:
-    if name in names:
-      return name
-  return None
+def random_image_training(model_config, dataset, batch_size, seed, model_dir):
+  """The library's training step on random images in [0, K): (trainer, iterator).
 
-
-def precision_overrides(config_class, precision):
-  """Config keyword arguments for `precision` ("float32" or "bfloat16").
-
-  Raises:
-    SystemExit: bfloat16 was asked for and the config has no precision field.
+  `trainer.train_step(iterator)` is one full step (forward in training mode, log-det,
+  L2, backward, clipping, Adam, non-finite check) on one device, fed from a
+  distributed tf.data iterator as in training.
   """
-  field = precision_field(config_class)
-  if precision == "float32":
-    return {}
-  if field is None:
-    raise SystemExit(
-        f"error: --mixed_precision={precision} is not implemented yet: "
-        f"{config_class.__name__} has none of the fields {', '.join(PRECISION_FIELDS)}.")
-  default = next(f.default for f in dataclasses.fields(config_class) if f.name == field)
-  return {field: True if isinstance(default, bool) else precision}
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from realnvp_tf import training  # pylint: disable=g-import-not-at-top
+
+  trainer = training.Trainer(
+      model_config, training.TrainConfig(dataset=dataset, batch_size=batch_size,
+                                         export=False, seed=seed),
+      model_dir=model_dir, strategy=tf.distribute.MirroredStrategy(["/cpu:0"]))
+  images = tf.random.stateless_uniform((batch_size,) + model_config.image_shape,
+                                       [seed, 0], 0.0, float(model_config.num_levels))
+  iterator = iter(trainer.strategy.experimental_distribute_dataset(
+      tf.data.Dataset.from_tensors(images).repeat()))
+  return trainer, iterator
 
 
 def peak_rss_mb():

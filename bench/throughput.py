@@ -1,6 +1,6 @@
 """Throughput, memory and FLOP utilisation of RealNVP training, evaluation and sampling.
 
-Builds the bench config of issue 6 (28x28x1, 2 scales, 4 residual blocks, 32 filters,
+Builds the bench config (28x28x1, 2 scales, 4 residual blocks, 32 filters,
 batch 64) or, with --config=cifar10, the paper's CIFAR-10 model (32x32x3, 2 scales,
 8 blocks, 64 filters), and times on random images in [0, 256) (no data needed):
 
@@ -37,26 +37,23 @@ Prints one JSON line. Usage:
 
 import dataclasses
 import json
-import os
 import statistics
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import benchlib  # noqa: E402  (puts the repository on sys.path)
+from absl import app
+from absl import flags
 
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
+import benchlib
+from realnvp_tf import cli
+from realnvp_tf import flops
 
 FLAGS = flags.FLAGS
 
 flags.DEFINE_enum("config", "bench", list(benchlib.CONFIGS),
-                  "bench: 28x28x1, 2 scales, 4 blocks, 32 filters (issue 6); "
+                  "bench: 28x28x1, 2 scales, 4 blocks, 32 filters; "
                   "cifar10: 32x32x3, 2 scales, 8 blocks, 64 filters (the paper's).")
-flags.DEFINE_enum("mixed_precision", "float32", ["float32", "bfloat16"],
-                  "Precision of the s/t networks; passed to the config's precision "
-                  "field (an error while the config has none).")
+cli.define_precision_flag("float32")
 flags.DEFINE_integer("batch_size", 64, "Training batch size.")
 flags.DEFINE_integer("eval_batch_size", 256, "Evaluation (log_prob) batch size.")
 flags.DEFINE_integer("sample_batch_size", 256, "Samples per sampling call.")
@@ -68,27 +65,11 @@ flags.DEFINE_bool("quick", False, "CI smoke: 2 warm-up calls, 1 timing of 2 call
                   "(overrides --warmup, --repeats, --steps, --conv_steps).")
 flags.DEFINE_integer("seed", 0, "Seed of the random images.")
 
-# The reference convolution: what DESIGN.md section 6 measured (~400 GFLOP/s).
+# The reference convolution: a 3x3 conv 64->64 on [64, 14, 14, 64], forward and
+# backward, at the speed this machine's convolutions reach (see docs/performance.md).
 CONV_INPUT = (64, 14, 14, 64)
 CONV_FILTERS = 64
 CONV_KERNEL = 3
-
-
-def conv_flops(conv, height, width):
-  """2 * H * W * k * k * Cin * Cout of one WeightNormConv2D at H x W (per image)."""
-  k_h, k_w, c_in, c_out = (int(d) for d in conv.direction.shape)
-  return 2 * height * width * k_h * k_w * c_in * c_out
-
-
-def model_conv_shapes(flow):
-  """{(H, W, kernel height, kernel width, Cin, Cout): count} of the s/t nets' convs."""
-  shapes = {}
-  for coupling in flow.bijector.couplings:
-    height, width = (int(d) for d in coupling.image_shape[:2])
-    for conv in coupling.net.convs:
-      key = (height, width) + tuple(int(d) for d in conv.direction.shape)
-      shapes[key] = shapes.get(key, 0) + 1
-  return shapes
 
 
 def conv_only_step_seconds(tf, flow, batch, dtype, repeats, steps):
@@ -99,52 +80,12 @@ def conv_only_step_seconds(tf, flow, batch, dtype, repeats, steps):
   but its convolutions cost anything, at these shapes' own efficiency.
   """
   total = 0.0
-  for (height, width, *kernel_shape), count in model_conv_shapes(flow).items():
+  for (height, width, *kernel_shape), count in flops.model_conv_shapes(flow).items():
     step, _, _, _, _ = conv_step(tf, dtype, (batch, height, width, kernel_shape[2]),
                                  tuple(kernel_shape))
     seconds, _, _ = timed(lambda: step()[0].numpy(), 2, repeats, steps)
     total += count * seconds
   return total
-
-
-def forward_flops(flow):
-  """Analytic conv FLOPs per image of one pass (every coupling's net once).
-
-  Returns (total, by mask type, number of couplings).
-  """
-  total, by_mask = 0, {}
-  couplings = flow.bijector.couplings
-  for coupling in couplings:
-    height, width = (int(d) for d in coupling.image_shape[:2])
-    flops = sum(conv_flops(conv, height, width) for conv in coupling.net.convs)
-    total += flops
-    by_mask[coupling.mask_type] = by_mask.get(coupling.mask_type, 0) + flops
-  return total, by_mask, len(couplings)
-
-
-def graph_forward_flops(tf, flow, shape):
-  """FLOPs per image of the traced `log_prob` graph, from TF's per-op flops statistics.
-
-  A check of `forward_flops` that follows whatever the code runs: counts the Conv2D ops
-  of the graph traced at batch 1 (and, separately, every op with registered
-  statistics). Returns (conv flops, all flops), or (None, None) if unavailable.
-  """
-  try:
-    from tensorflow.python.framework import ops  # pylint: disable=g-import-not-at-top
-    graph = tf.function(flow.log_prob).get_concrete_function(
-        tf.TensorSpec((1,) + tuple(shape), tf.float32)).graph
-    conv_total = all_total = 0
-    for op in graph.get_operations():
-      try:
-        value = ops.get_stats_for_node_def(graph, op.node_def, "flops").value or 0
-      except (ValueError, KeyError):
-        continue
-      all_total += value
-      if op.type.startswith("Conv"):
-        conv_total += value
-    return conv_total, all_total
-  except Exception:  # pylint: disable=broad-except
-    return None, None
 
 
 def timed(fn, warmup, repeats, steps, after_first=None, after_each=None):
@@ -177,8 +118,7 @@ def conv_step(tf, dtype, input_shape, kernel_shape):
   `step()` returns `sum(conv(x) * upstream)` and its gradients with respect to x and
   the kernel: forward and backward (input and filter gradients) all run. (Asking the
   tape for `gradient(y, output_gradients=upstream)` instead lets grappler prune the
-  forward conv, which nothing reads: 4.0 ms and a "686 GFLOP/s" that is 2/3 of the
-  counted work, against 6.4 ms and 433 GFLOP/s with it, as DESIGN.md measured.)
+  forward conv, which nothing reads: the step would run 2/3 of the counted work.)
   """
   batch, height, width, _ = input_shape
   k_h, k_w, c_in, c_out = kernel_shape
@@ -202,7 +142,7 @@ def conv_step(tf, dtype, input_shape, kernel_shape):
 
 
 def reference_conv(tf, dtype):
-  """The reference convolution's `conv_step` (DESIGN.md section 6's shape)."""
+  """The reference convolution's `conv_step`."""
   return conv_step(tf, dtype, CONV_INPUT,
                    (CONV_KERNEL, CONV_KERNEL, CONV_INPUT[-1], CONV_FILTERS))
 
@@ -217,10 +157,6 @@ def conv_benchmark(reference, warmup, repeats, steps):
 def main(argv):
   del argv
   t_start = time.perf_counter()
-  # Before anything heavy: fail at once on a precision the library lacks.
-  from realnvp_tf.config import RealNVPConfig  # pylint: disable=g-import-not-at-top
-  overrides = benchlib.precision_overrides(RealNVPConfig, FLAGS.mixed_precision)
-
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import realnvp_tf  # pylint: disable=g-import-not-at-top
@@ -237,12 +173,9 @@ def main(argv):
   if min(warmup, repeats, steps, conv_steps) < 1:
     raise app.UsageError("--warmup, --repeats, --steps and --conv_steps must be >= 1.")
 
-  spec = dict(benchlib.CONFIGS[FLAGS.config])
-  dataset = spec.pop("dataset")
-  model_config = RealNVPConfig(**spec, **overrides)
+  dataset, model_config = benchlib.config(FLAGS.config, FLAGS.mixed_precision)
   result = {"benchmark": "throughput", "config": FLAGS.config,
             "mixed_precision": FLAGS.mixed_precision,
-            "precision_field": benchlib.precision_field(RealNVPConfig),
             "model_config": dataclasses.asdict(model_config),
             "batch_size": FLAGS.batch_size, "eval_batch_size": FLAGS.eval_batch_size,
             "sample_batch_size": FLAGS.sample_batch_size, "warmup": warmup,
@@ -268,15 +201,8 @@ def main(argv):
   levels = float(model_config.num_levels)
   with tempfile.TemporaryDirectory(prefix="realnvp_bench_") as model_dir:
     # Training: the library's own distributed step.
-    trainer = training.Trainer(
-        model_config,
-        training.TrainConfig(dataset=dataset, batch_size=FLAGS.batch_size,
-                             export=False, seed=FLAGS.seed),
-        model_dir=model_dir, strategy=tf.distribute.MirroredStrategy(["/cpu:0"]))
-    images = tf.random.stateless_uniform((FLAGS.batch_size,) + shape,
-                                         [FLAGS.seed, 0], 0.0, levels)
-    iterator = iter(trainer.strategy.experimental_distribute_dataset(
-        tf.data.Dataset.from_tensors(images).repeat()))
+    trainer, iterator = benchlib.random_image_training(
+        model_config, dataset, FLAGS.batch_size, FLAGS.seed, model_dir)
 
     def train_call():
       bits, _, finite = trainer.train_step(iterator)
@@ -316,14 +242,14 @@ def main(argv):
 
   conv_end, conv_end_best = conv_benchmark(reference, warmup, repeats, conv_steps)
 
-  fwd_flops, by_mask, num_couplings = forward_flops(flow)
+  fwd_flops, by_mask, num_couplings = flops.forward_flops(flow)
   # The product's peak: training, evaluation and sampling (the diagnostics below only
   # add to it).
   peak_rss = benchlib.peak_rss_mb()
   conv_only_s = conv_only_step_seconds(tf, flow, FLAGS.batch_size, conv_dtype, repeats,
                                        max(conv_steps // 3, 1))
   reference_after_conv_only, _ = conv_benchmark(reference, warmup, repeats, conv_steps)
-  graph_conv_flops, graph_all_flops = graph_forward_flops(tf, flow, shape)
+  graph_conv_flops, graph_all_flops = flops.graph_forward_flops(flow)
   train_rate = FLAGS.batch_size / train_s
   eval_rate = FLAGS.eval_batch_size / eval_s
   sample_rate = FLAGS.sample_batch_size / sample_s
@@ -337,10 +263,8 @@ def main(argv):
       "couplings": num_couplings,
       "forward_gflop_per_image": fwd_flops / 1e9,
       "forward_gflop_per_image_by_mask": {k: v / 1e9 for k, v in by_mask.items()},
-      "forward_gflop_per_image_graph_convs": (
-          graph_conv_flops / 1e9 if graph_conv_flops is not None else None),
-      "forward_gflop_per_image_graph_all_ops": (
-          graph_all_flops / 1e9 if graph_all_flops is not None else None),
+      "forward_gflop_per_image_graph_convs": graph_conv_flops / 1e9,
+      "forward_gflop_per_image_graph_all_ops": graph_all_flops / 1e9,
       "training_gflop_per_image": 3 * fwd_flops / 1e9,
       "train_images_per_s": train_rate,
       "train_images_per_s_all": [FLAGS.batch_size / t for t in train_all],

@@ -5,11 +5,14 @@ Dinh, Sohl-Dickstein and Bengio, "Density estimation using Real NVP", ICLR 2017.
 
 from realnvp_tf.config import RealNVPConfig
 from realnvp_tf.flow import bits_per_dim
+from realnvp_tf.config import TrainConfig
 from realnvp_tf.flow import build_realnvp
+from realnvp_tf.flow import sample
 from realnvp_tf.flow import to_images
 from realnvp_tf.flow import weight_scale_variables
+from realnvp_tf.loading import load
 
 __all__ = [
-    "RealNVPConfig", "bits_per_dim", "build_realnvp", "to_images",
-    "weight_scale_variables",
+    "RealNVPConfig", "TrainConfig", "bits_per_dim", "build_realnvp", "load", "sample",
+    "to_images", "weight_scale_variables",
 ]

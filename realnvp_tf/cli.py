@@ -1,16 +1,69 @@
-"""absl flags shared by train.py and eval.py, and the configs built from them."""
+"""absl flags shared by the apps, the configs built from them, and bundled configs."""
 
 import dataclasses
+import importlib.resources
+import os
+import sys
 
+from absl import app
 from absl import flags
 
 from realnvp_tf import data
 from realnvp_tf.config import COMPUTE_DTYPES
 from realnvp_tf.config import RealNVPConfig
+from realnvp_tf.config import TrainConfig
 
 FLAGS = flags.FLAGS
 
 _MODEL_DEFAULTS = RealNVPConfig()
+
+
+def bundled_configs():
+  """{name: path} of the flagfiles shipped in the package (realnvp_tf/configs/)."""
+  folder = importlib.resources.files("realnvp_tf") / "configs"
+  return {os.path.splitext(entry.name)[0]: str(entry)
+          for entry in folder.iterdir() if entry.name.endswith(".cfg")}
+
+
+def define_config_flag():
+  flags.DEFINE_string(
+      "config", None, "A bundled flagfile by name (" + ", ".join(
+          sorted(bundled_configs())) + "); flags after it override its values.")
+
+
+def expand_config_flag(argv):
+  """`--config=NAME` (or `--config NAME`) -> `--flagfile=<the bundled NAME.cfg>`.
+
+  absl reads flagfiles while parsing, so the name is resolved before that, in place:
+  flags after it override the file's values, as with --flagfile. An unknown name
+  exits with a one-line error that lists the bundled ones.
+  """
+  expanded, args = [argv[0]], iter(argv[1:])
+  for arg in args:
+    name = None
+    if arg.startswith("--config="):
+      name = arg.split("=", 1)[1]
+    elif arg == "--config":
+      name = next(args, "")
+    if name is None:
+      expanded.append(arg)
+      continue
+    configs = bundled_configs()
+    if name not in configs:
+      raise SystemExit(f"{os.path.basename(argv[0])}: error: --config={name} is not a "
+                       f"bundled config; use one of {', '.join(sorted(configs))}, or "
+                       f"--flagfile=PATH for a file of your own.")
+    expanded.append(f"--flagfile={configs[name]}")
+  return expanded
+
+
+def run_app(main, app_module, argv=None):
+  """`app.run(main)` for an app module run through a console script or a thin
+  top-level script: --help lists `app_module`'s flags (absl shows the key flags of
+  the script that was started, which defines none itself)."""
+  for flag in FLAGS.get_key_flags_for_module(app_module):
+    FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+  app.run(main, argv=argv)
 
 
 def define_data_flags():
@@ -38,7 +91,7 @@ def define_model_flags():
 
 def define_optimization_flags():
   """The optimizer's flags (TrainConfig's names and defaults: the paper's)."""
-  defaults = {f.name: f.default for f in dataclasses.fields(_train_config_class())}
+  defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
   flags.DEFINE_integer("batch_size", defaults["batch_size"],
                        "Global batch size (split over replicas).", lower_bound=1)
   flags.DEFINE_float("learning_rate", defaults["learning_rate"], "Adam learning rate.")
@@ -56,11 +109,6 @@ def define_optimization_flags():
   flags.DEFINE_integer("max_nonfinite_steps", defaults["max_nonfinite_steps"],
                        "Consecutive skipped non-finite steps before training stops.")
   flags.DEFINE_integer("seed", defaults["seed"], "Seed of data order, noise and samples.")
-
-
-def _train_config_class():
-  from realnvp_tf import training  # pylint: disable=g-import-not-at-top
-  return training.TrainConfig
 
 
 def define_precision_flag(default):
@@ -102,8 +150,9 @@ def model_config_from_flags():
       compute_dtype=FLAGS.mixed_precision)
 
 
-def train_config_from_flags(config_class):
-  """A config dataclass filled from the flags of the same names."""
+def train_config_from_flags(config_class=TrainConfig):
+  """A config dataclass (TrainConfig by default) filled from the flags of the same
+  names."""
   values = {f.name: getattr(FLAGS, f.name) for f in dataclasses.fields(config_class)
             if f.name in FLAGS}
   return config_class(**values)

@@ -1,7 +1,9 @@
-"""The model's configuration: every number that shapes a RealNVP flow."""
+"""Configurations: `RealNVPConfig` (the flow) and `TrainConfig` (its training run)."""
 
 import dataclasses
-from typing import Tuple
+from typing import Optional, Tuple
+
+from realnvp_tf.data import registry
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
 
@@ -81,3 +83,70 @@ class RealNVPConfig:
     """D = H * W * C, the dimension of the event space."""
     height, width, channels = self.image_shape
     return height * width * channels
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Optimisation and bookkeeping settings (paper defaults).
+
+  Attributes:
+    dataset: one of `data.DATASET_NAMES`.
+    batch_size: global batch size, split evenly over the replicas.
+    train_steps: optimizer steps in all (a resumed run continues up to this).
+    learning_rate: Adam's learning rate.
+    warmup_steps: linear learning-rate warm-up from 0 (0: none).
+    l2_coeff: L2 penalty on the weight-norm gains and tanh scales.
+    clip_norm: gradients are clipped to this global norm.
+    ema_decay: Polyak averaging of the weights (0: off); when on, the averages are
+      used for evaluation and export.
+    batch_norm_recalibration_batches: at the end of training, the batch norms'
+      moving statistics are re-estimated on this many training batches for the final
+      weights (see `batch_norm_estimation`; 0: keep the moving averages).
+    checkpoint_every: steps between checkpoints.
+    eval_every: steps between evaluations on `eval_images` test images (0: only the
+      final evaluation on the full test split).
+    eval_images: test images of the periodic evaluations.
+    eval_batch_size: batch size of evaluation.
+    log_every: steps between TensorBoard scalars.
+    max_nonfinite_steps: consecutive non-finite steps (skipped) before training stops.
+    num_samples: samples in the TensorBoard image grid.
+    seed: seed of data order, dequantization noise and sampling.
+    data_dir, manual_dir: see `data.make_dataset`.
+    export: write a SavedModel to `model_dir/export` at the end.
+  """
+
+  dataset: str = "mnist"
+  batch_size: int = 64
+  train_steps: int = 100_000
+  learning_rate: float = 1e-3
+  warmup_steps: int = 0
+  l2_coeff: float = 5e-5
+  clip_norm: float = 100.0
+  ema_decay: float = 0.0
+  batch_norm_recalibration_batches: int = 50
+  checkpoint_every: int = 1000
+  eval_every: int = 5000
+  eval_images: int = 2000
+  eval_batch_size: int = 256
+  log_every: int = 100
+  max_nonfinite_steps: int = 10
+  num_samples: int = 36
+  seed: int = 0
+  data_dir: Optional[str] = None
+  manual_dir: Optional[str] = None
+  export: bool = True
+
+  def __post_init__(self):
+    registry.get_dataset_info(self.dataset)  # unknown names fail here, with the list
+    for name in ("batch_size", "train_steps", "checkpoint_every", "eval_images",
+                 "eval_batch_size", "log_every", "max_nonfinite_steps", "num_samples"):
+      if getattr(self, name) <= 0:
+        raise ValueError(f"{name} must be positive; got {getattr(self, name)}.")
+    for name in ("warmup_steps", "eval_every", "l2_coeff",
+                 "batch_norm_recalibration_batches"):
+      if getattr(self, name) < 0:
+        raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}.")
+    if self.learning_rate <= 0 or self.clip_norm <= 0:
+      raise ValueError("learning_rate and clip_norm must be positive.")
+    if not 0.0 <= self.ema_decay < 1.0:
+      raise ValueError(f"ema_decay must be in [0, 1); got {self.ema_decay}.")

@@ -1,7 +1,5 @@
 """Evaluation: test negative log-likelihood in bits/dim, and sample grids."""
 
-import dataclasses
-import json
 import math
 import os
 
@@ -9,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from realnvp_tf import data
+from realnvp_tf import loading
 
 
 def evaluate_bits_per_dim(log_prob_fn, dataset, image_shape, num_dequant_samples=1,
@@ -72,74 +71,6 @@ def image_grid(images, num_levels, columns=None):
   return grid
 
 
-class LoadedModel:
-  """A trained model from a SavedModel or from a training directory's checkpoint.
-
-  Both expose the SavedModel's functions (`log_prob`, `bits_per_dim`, `sample`,
-  `encode`, `decode`) through `self.serving`, and the model's `metadata` dict.
-  """
-
-  def __init__(self, serving, metadata, source):
-    self.serving = serving
-    self.metadata = metadata
-    self.source = source
-    model = metadata["model"]
-    self.image_shape = tuple(model["image_shape"])
-    self.num_levels = int(model["num_levels"])
-    self.dataset = metadata.get("dataset")
-
-  def log_prob(self, images):
-    return self.serving.log_prob(images)["log_prob"]
-
-
-def load_saved_model(path):
-  """Loads an export of `export.export_saved_model`."""
-  if not tf.io.gfile.isdir(path):
-    raise ValueError(f"--saved_model={path}: no such directory.")
-  if not (tf.io.gfile.exists(os.path.join(path, "saved_model.pb")) or
-          tf.io.gfile.exists(os.path.join(path, "saved_model.pbtxt"))):
-    raise ValueError(f"--saved_model={path} is not a SavedModel (no saved_model.pb); "
-                     f"pass the export/ directory that train.py wrote.")
-  serving = tf.saved_model.load(path)
-  if not hasattr(serving, "metadata"):
-    raise ValueError(f"--saved_model={path} is a SavedModel, but not one exported by "
-                     f"realnvp_tf (it has no metadata).")
-  return LoadedModel(serving, json.loads(serving.metadata.numpy()), path)
-
-
-def load_checkpoint(model_dir, compute_dtype=None):
-  """Rebuilds the model of a train.py directory from its latest checkpoint.
-
-  The EMA weights are used when the run trained with them, as the export does.
-  `compute_dtype` overrides the precision of the s/t networks.
-  """
-  from realnvp_tf import export  # pylint: disable=g-import-not-at-top
-  from realnvp_tf import flow as flow_lib  # pylint: disable=g-import-not-at-top
-  from realnvp_tf import training  # pylint: disable=g-import-not-at-top
-
-  model_config, train_config = training.read_run_config(model_dir)
-  if compute_dtype:
-    model_config = dataclasses.replace(model_config, compute_dtype=compute_dtype)
-  latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-  if latest is None:
-    raise ValueError(f"--model_dir={model_dir} has no checkpoint in checkpoints/.")
-  flow = flow_lib.build_realnvp(model_config)
-  variables = list(flow.trainable_variables)
-  step = tf.Variable(0, dtype=tf.int64)
-  parts = dict(flow=flow, step=step)
-  ema = None
-  if train_config.ema_decay:
-    ema = [tf.Variable(tf.zeros_like(v)) for v in variables]
-    parts["ema"] = ema
-  tf.train.Checkpoint(**parts).restore(latest).expect_partial().assert_existing_objects_matched()
-  if ema is not None:
-    for variable, average in zip(variables, ema):
-      variable.assign(average)
-  metadata = {"dataset": train_config.dataset, "step": int(step.numpy()),
-              "model": dataclasses.asdict(model_config)}
-  return LoadedModel(export.RealNVPServing(flow, metadata), metadata, latest)
-
-
 def sample_grid(model, num_samples, temperature, seed):
   """A uint8 grid image of `num_samples` samples at `temperature`."""
   out = model.serving.sample(tf.constant(num_samples, tf.int32),
@@ -181,8 +112,8 @@ def run(saved_model=None, model_dir=None, dataset=None, split="test", data_dir=N
   if saved_model and compute_dtype:
     raise ValueError("--mixed_precision applies to --model_dir; a SavedModel keeps the "
                      "precision it was exported with.")
-  model = (load_saved_model(saved_model) if saved_model else
-           load_checkpoint(model_dir, compute_dtype))
+  model = (loading.load_saved_model(saved_model) if saved_model else
+           loading.load_checkpoint(model_dir, compute_dtype))
   dataset = dataset or model.dataset
   if dataset is None:
     raise ValueError("The model does not record its dataset; pass --dataset.")

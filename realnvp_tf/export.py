@@ -68,9 +68,8 @@ class RealNVPServing(tf.Module):
     return {"values": values, "images": flow_lib.to_images(values, self._num_levels)}
 
   def _sample(self, num_samples, temperature, seed):
-    z = temperature * tf.random.stateless_normal(
-        tf.concat([[num_samples], self._image_shape], 0), seed)
-    return self._decode_values(z)
+    values = flow_lib.sample(self._flow, num_samples, temperature, seed)
+    return {"values": values, "images": flow_lib.to_images(values, self._num_levels)}
 
   def _encode(self, images):
     with tf.control_dependencies(self._check_pixels(images)):

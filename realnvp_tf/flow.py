@@ -62,6 +62,20 @@ def to_images(values, num_levels):
   return tf.cast(tf.floor(tf.clip_by_value(values, 0.0, num_levels - 1.0)), tf.uint8)
 
 
+def sample(flow, num_samples, temperature=1.0, seed=None):
+  """Samples at a temperature: the images of z ~ N(0, T^2 I), in pixel space.
+
+  T = 1 is `flow.sample`; lower temperatures trade diversity for typical-looking
+  samples (as in the Glow and RealNVP papers' figures). `seed`: a shape-[2] stateless
+  seed, or None for TensorFlow's global generator. Returns float32 values about
+  [0, K) (see `to_images`).
+  """
+  shape = tf.concat([[num_samples], flow.event_shape_tensor()], 0)
+  z = (tf.random.normal(shape) if seed is None else
+       tf.random.stateless_normal(shape, seed))
+  return flow.bijector.forward(tf.cast(temperature, tf.float32) * z)
+
+
 def weight_scale_variables(flow):
   """The variables the paper penalises with L2: weight-norm gains and tanh scales."""
   return [v for layer in flow.bijector.couplings for v in layer.weight_scale_variables]

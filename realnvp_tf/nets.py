@@ -90,16 +90,29 @@ def batch_moments(x):
   return mean, context.all_reduce(tf.distribute.ReduceOp.MEAN, variance)
 
 
-def update_moving_averages(norm, mean, variance):
-  """`moving -= (1 - momentum) * (moving - batch)` on a batch norm's statistics.
+# The `training` argument of the batch norms (and of every layer and bijector that
+# passes it on) takes three values: False (inference: the moving averages), True
+# (training: the batch's statistics, and the moving averages move towards them by
+# 1 - momentum), and ESTIMATE_STATISTICS (the batch's statistics, which replace the
+# moving averages outright: `batch_norm_estimation` averages them over batches).
+ESTIMATE_STATISTICS = "estimate_statistics"
+
+
+def update_moving_averages(norm, mean, variance, training=True):
+  """Moves a batch norm's statistics towards the batch's: by 1 - momentum in training
+  mode; all the way (replaced) when estimating statistics.
 
   `norm` has `momentum`, `moving_mean` and `moving_variance` (BatchNorm here, the
-  flow's FlowBatchNorm); the momentum is read when the update is traced.
+  flow's FlowBatchNorm).
   """
+  mean, variance = tf.stop_gradient(mean), tf.stop_gradient(variance)
+  if training == ESTIMATE_STATISTICS:
+    norm.moving_mean.assign(mean)
+    norm.moving_variance.assign(variance)
+    return
   decay = 1.0 - norm.momentum
-  norm.moving_mean.assign_sub(decay * (norm.moving_mean - tf.stop_gradient(mean)))
-  norm.moving_variance.assign_sub(
-      decay * (norm.moving_variance - tf.stop_gradient(variance)))
+  norm.moving_mean.assign_sub(decay * (norm.moving_mean - mean))
+  norm.moving_variance.assign_sub(decay * (norm.moving_variance - variance))
 
 
 def _single_replica():
@@ -112,7 +125,7 @@ class BatchNorm(keras.layers.Layer):
 
   Training mode normalises with the statistics of the batch (of the global batch under
   a distribution strategy, so replicas agree) and updates the moving averages;
-  inference mode uses the moving averages. On one replica both run TF's fused kernel,
+  inference mode uses the moving averages (see ESTIMATE_STATISTICS for the third mode). On one replica both run TF's fused kernel,
   one pass over the data each way, rather than a chain of elementwise ops.
   """
 
@@ -151,7 +164,7 @@ class BatchNorm(keras.layers.Layer):
       outputs = tf.cast(tf.nn.batch_normalization(
           tf.cast(inputs, tf.float32), mean, variance, self.beta, self.gamma,
           self.epsilon), inputs.dtype)
-    update_moving_averages(self, mean, variance)
+    update_moving_averages(self, mean, variance, training)
     return outputs
 
   def relu_conv(self, inputs, conv, training=False):
@@ -170,7 +183,7 @@ class BatchNorm(keras.layers.Layer):
     outputs, mean, variance = _relu_batch_norm_conv(
         inputs, tf.convert_to_tensor(self.gamma), tf.convert_to_tensor(self.beta),
         conv.kernel(inputs.dtype), self.epsilon)
-    update_moving_averages(self, mean, variance)
+    update_moving_averages(self, mean, variance, training)
     return conv.add_bias(outputs)
 
   def get_config(self):
@@ -239,9 +252,9 @@ def _relu_grad(gradients, features):
 
   In bfloat16 it runs through XLA. TF's prebuilt CPU kernels are compiled for a
   baseline instruction set, and their bfloat16 elementwise arithmetic converts
-  element by element; XLA compiles for the machine it runs on. Measured on the bench
-  config (bfloat16 training step, one process): 413 -> 400 ms. In float32 TF's kernel
-  is the faster one (XLA: 653 -> 686 ms), so it stays.
+  element by element; XLA compiles for the machine it runs on, and was faster in
+  bfloat16 and slower in float32 (docs/performance.md has the measurements), so
+  float32 keeps TF's kernel.
   """
   if gradients.dtype == tf.bfloat16:
     return _compiled_relu_grad(gradients, features)

@@ -22,15 +22,14 @@ FLAGS = flags.FLAGS
 
 
 class _ReportingTrainer(training.Trainer):
-  """Lists the directory it writes to before the final evaluation (a non-chief's
-  temporary directory is removed when fit returns)."""
+  """Lists the directory it writes to when it closes (a non-chief's temporary
+  directory is removed then)."""
 
-  def _evaluate_and_log(self, writer, step, max_images):
-    if max_images is None:
-      self.written = sorted(
-          os.path.relpath(os.path.join(root, name), self._write_dir)
-          for root, _, names in os.walk(self._write_dir) for name in names)
-    return super()._evaluate_and_log(writer, step, max_images)
+  def close(self):
+    path = self.run_dir.write_path
+    self.written = sorted(os.path.relpath(os.path.join(root, name), path)
+                          for root, _, names in os.walk(path) for name in names)
+    super().close()
 
 
 def main(argv):
@@ -41,8 +40,8 @@ def main(argv):
   report = dict(multi_worker=isinstance(trainer.strategy,
                                         tf.distribute.MultiWorkerMirroredStrategy),
                 replicas=trainer.strategy.num_replicas_in_sync,
-                write_dir=trainer._write_dir, pid=os.getpid(),  # pylint: disable=protected-access
-                write_dir_created=os.path.isdir(trainer._write_dir))  # pylint: disable=protected-access
+                write_dir=trainer.run_dir.write_path, pid=os.getpid(),
+                write_dir_created=os.path.isdir(trainer.run_dir.write_path))
   np.savez(FLAGS.initial_weights_out, *[v.numpy() for v in trainer.flow.variables])
   trainer.fit(progress=False)
   report["written"] = trainer.written

@@ -16,93 +16,101 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from realnvp_tf import data
+from realnvp_tf.data import tfds_prep
+from realnvp_tf.data import transforms
 
 TFDS_NAMES = [n for n in data.DATASET_NAMES if data.get_dataset_info(n).tfds_name]
 FLIP_NAMES = [n for n in data.DATASET_NAMES if data.get_dataset_info(n).random_flips]
 # The real functions, before the fixtures below replace them.
-_REAL_PREREQUISITES_CHECK = data._check_prepare_prerequisites
-_REAL_NETWORK_CHECK = data._network_available
+_REAL_PREREQUISITES_CHECK = tfds_prep.check_prepare_prerequisites
+_REAL_NETWORK_CHECK = tfds_prep.network_available
 
 
 @pytest.fixture(autouse=True)
 def offline(monkeypatch):
-    """Every test runs "offline": a network check says no and records the URL."""
-    urls = []
+  """Every test runs "offline": a network check says no and records the URL."""
+  urls = []
 
-    def no_network(url, timeout=data.NETWORK_TIMEOUT_S):
-        urls.append(url)
-        return False
+  def no_network(url, timeout=tfds_prep.NETWORK_TIMEOUT_S):
+    urls.append(url)
+    return False
 
-    monkeypatch.setattr(data, "_network_available", no_network)
-    return urls
+  monkeypatch.setattr(tfds_prep, "network_available", no_network)
+  return urls
 
 
 def _mock_tfds(monkeypatch, **kwargs):
-    """tfds.testing.mock_data, with the network check and prerequisites passing.
+  """tfds.testing.mock_data, with the network check and prerequisites passing.
 
-    Under mock_data tfds's download_and_prepare does nothing, so "online" is harmless.
-    """
-    monkeypatch.setattr(data, "_network_available", lambda url, timeout=0: True)
-    monkeypatch.setattr(data, "_check_prepare_prerequisites", lambda info: None)
-    return tfds.testing.mock_data(**kwargs)
+  Under mock_data tfds's download_and_prepare does nothing, so "online" is harmless.
+  """
+  monkeypatch.setattr(tfds_prep, "network_available", lambda url, timeout=0: True)
+  monkeypatch.setattr(tfds_prep, "check_prepare_prerequisites", lambda info: None)
+  return tfds.testing.mock_data(**kwargs)
 
 
 def _images(ds):
-    return np.concatenate([b.numpy() for b in ds], axis=0)
+  return np.concatenate([b.numpy() for b in ds], axis=0)
 
 
 def _constant_images(images):
-    """An as_dataset_fn that serves the given uint8 images (labels are not read)."""
+  """An as_dataset_fn that serves the given uint8 images (labels are not read)."""
 
-    def as_dataset(self, split, decoders=None, read_config=None, shuffle_files=False):
-        del self, split, decoders, read_config, shuffle_files
-        return tf.data.Dataset.from_tensor_slices({"image": images})
+  def as_dataset(self, split, decoders=None, read_config=None, shuffle_files=False):
+    del self, split, decoders, read_config, shuffle_files
+    return tf.data.Dataset.from_tensor_slices({"image": images})
 
-    return as_dataset
+  return as_dataset
 
 
 # ----------------------------------------------------------------- names and infos
 
 
 def test_dataset_names_and_infos():
-    assert data.DATASET_NAMES == ("mnist", "fashion_mnist", "cifar10", "celeb_a",
-                                  "imagenet32", "imagenet64", "lsun_bedroom", "digits")
-    expected = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1),
-                "cifar10": (32, 32, 3), "celeb_a": (64, 64, 3),
-                "imagenet32": (32, 32, 3), "imagenet64": (64, 64, 3),
-                "lsun_bedroom": (64, 64, 3), "digits": (8, 8, 1)}
-    for name, shape in expected.items():
-        info = data.get_dataset_info(name)
-        assert info.name == name and info.image_shape == shape
-        assert info.num_levels == (17 if name == "digits" else 256)
-        assert info.num_train > 0 and info.num_test > 0
-        with pytest.raises(dataclasses.FrozenInstanceError):
-            info.num_levels = 3
-    assert set(FLIP_NAMES) == {"cifar10", "celeb_a", "lsun_bedroom"}
+  assert data.DATASET_NAMES == ("mnist", "fashion_mnist", "cifar10", "celeb_a",
+                                "imagenet32", "imagenet64", "lsun_bedroom", "digits")
+  expected = {
+      "mnist": (28, 28, 1),
+      "fashion_mnist": (28, 28, 1),
+      "cifar10": (32, 32, 3),
+      "celeb_a": (64, 64, 3),
+      "imagenet32": (32, 32, 3),
+      "imagenet64": (64, 64, 3),
+      "lsun_bedroom": (64, 64, 3),
+      "digits": (8, 8, 1)
+  }
+  for name, shape in expected.items():
+    info = data.get_dataset_info(name)
+    assert info.name == name and info.image_shape == shape
+    assert info.num_levels == (17 if name == "digits" else 256)
+    assert info.num_train > 0 and info.num_test > 0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+      info.num_levels = 3
+  assert set(FLIP_NAMES) == {"cifar10", "celeb_a", "lsun_bedroom"}
 
 
 def test_unknown_dataset_lists_known_names():
-    with pytest.raises(ValueError) as err:
-        data.make_dataset("cifar100")
-    for name in data.DATASET_NAMES:
-        assert name in str(err.value)
-    with pytest.raises(ValueError, match="known datasets"):
-        data.get_dataset_info("MNIST")
+  with pytest.raises(ValueError) as err:
+    data.make_dataset("cifar100")
+  for name in data.DATASET_NAMES:
+    assert name in str(err.value)
+  with pytest.raises(ValueError, match="known datasets"):
+    data.get_dataset_info("MNIST")
 
 
 def test_bad_batch_size():
-    with pytest.raises(ValueError, match="batch_size"):
-        data.make_dataset("digits", batch_size=0)
+  with pytest.raises(ValueError, match="batch_size"):
+    data.make_dataset("digits", batch_size=0)
 
 
 @pytest.mark.parametrize("name", TFDS_NAMES)
 def test_manual_file_names_are_the_ones_tfds_registers(name):
-    """The names in error messages are what tfds looks up in manual_dir."""
-    info = data.get_dataset_info(name)
-    builder_cls = tfds.builder_cls(info.tfds_name.split("/")[0])
-    registered = {ui.filename for ui in builder_cls.url_infos.values()}
-    assert set(info.manual_files) <= registered
-    assert len(data._download_urls(info)) == len(info.manual_files)
+  """The names in error messages are what tfds looks up in manual_dir."""
+  info = data.get_dataset_info(name)
+  builder_cls = tfds.builder_cls(info.tfds_name.split("/")[0])
+  registered = {ui.filename for ui in builder_cls.url_infos.values()}
+  assert set(info.manual_files) <= registered
+  assert len(tfds_prep.download_urls(info)) == len(info.manual_files)
 
 
 # ------------------------------------------------------------------ mocked pipelines
@@ -110,229 +118,253 @@ def test_manual_file_names_are_the_ones_tfds_registers(name):
 
 @pytest.mark.parametrize("name", TFDS_NAMES)
 def test_mock_pipeline_shapes_counts_and_determinism(name, monkeypatch):
-    info = data.get_dataset_info(name)
-    k = info.num_levels
-    with _mock_tfds(monkeypatch, num_examples=10, max_value=256):
-        train = data.make_dataset(name, "train", batch_size=4, training=True, repeat=1)
-        batches = [b.numpy() for b in train]
-        assert [b.shape for b in batches] == [(4, *info.image_shape)] * 2  # 2 dropped
-        for b in batches:
-            assert b.dtype == np.float32 and b.min() >= 0.0 and b.max() < k
+  info = data.get_dataset_info(name)
+  k = info.num_levels
+  with _mock_tfds(monkeypatch, num_examples=10, max_value=256):
+    train = data.make_dataset(name, "train", batch_size=4, training=True, repeat=1)
+    batches = [b.numpy() for b in train]
+    assert [b.shape for b in batches] == [(4, *info.image_shape)] * 2  # 2 dropped
+    for b in batches:
+      assert b.dtype == np.float32 and b.min() >= 0.0 and b.max() < k
 
-        forever = data.make_dataset(name, "train", batch_size=4, training=True)
-        assert len(list(forever.take(7))) == 7  # repeats by default
+    forever = data.make_dataset(name, "train", batch_size=4, training=True)
+    assert len(list(forever.take(7))) == 7  # repeats by default
 
-        test = data.make_dataset(name, "test", batch_size=4, training=False)
-        first = [b.numpy() for b in test]
-        assert [len(b) for b in first] == [4, 4, 2]  # the last partial batch is kept
-        again = _images(test)
-        np.testing.assert_array_equal(np.concatenate(first), again)  # same noise
-        assert again.dtype == np.float32 and again.min() >= 0.0 and again.max() < k
-        # Evaluation adds noise in [0, 1) to the unaltered integer pixels.
-        raw = np.stack(list(data.make_uint8_dataset(name, "test").as_numpy_iterator()))
-        np.testing.assert_array_equal(np.floor(again), raw.astype(np.float32))
-        assert 0.0 < (again - raw).mean() < 1.0
+    test = data.make_dataset(name, "test", batch_size=4, training=False)
+    first = [b.numpy() for b in test]
+    assert [len(b) for b in first] == [4, 4, 2]  # the last partial batch is kept
+    again = _images(test)
+    np.testing.assert_array_equal(np.concatenate(first), again)  # same noise
+    assert again.dtype == np.float32 and again.min() >= 0.0 and again.max() < k
+    # Evaluation adds noise in [0, 1) to the unaltered integer pixels.
+    raw = np.stack(list(data.make_uint8_dataset(name, "test").as_numpy_iterator()))
+    np.testing.assert_array_equal(np.floor(again), raw.astype(np.float32))
+    assert 0.0 < (again - raw).mean() < 1.0
 
-        # Noise of image i depends on (seed, i) only: not on the batch size.
-        other = _images(data.make_dataset(name, "test", batch_size=3, training=False))
-        np.testing.assert_array_equal(other, again)
-        reseeded = _images(data.make_dataset(name, "test", batch_size=4,
-                                             training=False, seed=1))
-        assert not np.array_equal(reseeded, again)
-        np.testing.assert_array_equal(np.floor(reseeded), np.floor(again))
+    # Noise of image i depends on (seed, i) only: not on the batch size.
+    other = _images(data.make_dataset(name, "test", batch_size=3, training=False))
+    np.testing.assert_array_equal(other, again)
+    reseeded = _images(
+        data.make_dataset(name, "test", batch_size=4, training=False, seed=1))
+    assert not np.array_equal(reseeded, again)
+    np.testing.assert_array_equal(np.floor(reseeded), np.floor(again))
 
 
 @pytest.mark.parametrize("name", TFDS_NAMES)
 def test_mock_training_noise_differs_between_epochs(name, monkeypatch):
-    info = data.get_dataset_info(name)
-    with _mock_tfds(monkeypatch, num_examples=1, max_value=256):
-        ds = data.make_dataset(name, "train", batch_size=1, training=True, repeat=2)
-        e1, e2 = [b.numpy()[0] for b in ds]
-        assert e1.shape == e2.shape == info.image_shape
-        noise1, noise2 = e1 - np.floor(e1), e2 - np.floor(e2)
-        assert np.mean(noise1 != noise2) > 0.99
-        # The training stream is reproducible from its seed.
-        again = [b.numpy()[0] for b in data.make_dataset(
-            name, "train", batch_size=1, training=True, repeat=2)]
-        np.testing.assert_array_equal(again[0], e1)
-        np.testing.assert_array_equal(again[1], e2)
+  info = data.get_dataset_info(name)
+  with _mock_tfds(monkeypatch, num_examples=1, max_value=256):
+    ds = data.make_dataset(name, "train", batch_size=1, training=True, repeat=2)
+    e1, e2 = [b.numpy()[0] for b in ds]
+    assert e1.shape == e2.shape == info.image_shape
+    noise1, noise2 = e1 - np.floor(e1), e2 - np.floor(e2)
+    assert np.mean(noise1 != noise2) > 0.99
+    # The training stream is reproducible from its seed.
+    again = [
+        b.numpy()[0]
+        for b in data.make_dataset(name, "train", batch_size=1, training=True, repeat=2)
+    ]
+    np.testing.assert_array_equal(again[0], e1)
+    np.testing.assert_array_equal(again[1], e2)
 
 
 def _column_gradient(height, width, n):
-    """n identical images whose channel 0 grows left to right (so flips show)."""
-    col = np.round(np.linspace(0, 255, width)).astype(np.uint8)
-    image = np.zeros((height, width, 3), np.uint8)
-    image[..., 0] = col[None, :]
-    image[..., 1] = (np.arange(height) % 256)[:, None]
-    return np.repeat(image[None], n, axis=0)
+  """n identical images whose channel 0 grows left to right (so flips show)."""
+  col = np.round(np.linspace(0, 255, width)).astype(np.uint8)
+  image = np.zeros((height, width, 3), np.uint8)
+  image[..., 0] = col[None, :]
+  image[..., 1] = (np.arange(height) % 256)[:, None]
+  return np.repeat(image[None], n, axis=0)
 
 
 def _directions(images):
-    """+1 where channel 0 grows left to right, -1 where it shrinks (flipped)."""
-    profile = np.floor(images[..., 0]).mean(axis=1)  # [B, W]
-    steps = np.diff(profile, axis=1)
-    increasing = (steps >= 0).all(axis=1) & (steps.sum(axis=1) > 0)
-    decreasing = (steps <= 0).all(axis=1) & (steps.sum(axis=1) < 0)
-    assert (increasing | decreasing).all()
-    return np.where(increasing, 1, -1)
+  """+1 where channel 0 grows left to right, -1 where it shrinks (flipped)."""
+  profile = np.floor(images[..., 0]).mean(axis=1)  # [B, W]
+  steps = np.diff(profile, axis=1)
+  increasing = (steps >= 0).all(axis=1) & (steps.sum(axis=1) > 0)
+  decreasing = (steps <= 0).all(axis=1) & (steps.sum(axis=1) < 0)
+  assert (increasing | decreasing).all()
+  return np.where(increasing, 1, -1)
 
 
 @pytest.mark.parametrize("name", ["cifar10", "celeb_a", "imagenet32"])
 def test_flips_in_training_only_where_the_paper_uses_them(name, monkeypatch):
-    info = data.get_dataset_info(name)
-    source_shape = {"cifar10": (32, 32), "celeb_a": (218, 178),
-                    "imagenet32": (32, 32)}[name]
-    images = _column_gradient(*source_shape, n=32)
-    with _mock_tfds(monkeypatch, as_dataset_fn=_constant_images(images)):
-        train = _images(data.make_dataset(name, "train", batch_size=8, training=True,
-                                          repeat=1))
-        test = _images(data.make_dataset(name, "test", batch_size=8, training=False))
-    assert train.shape == test.shape == (32, *info.image_shape)
-    assert (_directions(test) == 1).all()  # never flipped in evaluation
-    directions = _directions(train)
-    if info.random_flips:
-        assert 4 <= (directions == -1).sum() <= 28  # both, about half each
-    else:
-        assert (directions == 1).all()
+  info = data.get_dataset_info(name)
+  source_shape = {
+      "cifar10": (32, 32),
+      "celeb_a": (218, 178),
+      "imagenet32": (32, 32)
+  }[name]
+  images = _column_gradient(*source_shape, n=32)
+  with _mock_tfds(monkeypatch, as_dataset_fn=_constant_images(images)):
+    train = _images(
+        data.make_dataset(name, "train", batch_size=8, training=True, repeat=1))
+    test = _images(data.make_dataset(name, "test", batch_size=8, training=False))
+  assert train.shape == test.shape == (32, *info.image_shape)
+  assert (_directions(test) == 1).all()  # never flipped in evaluation
+  directions = _directions(train)
+  if info.random_flips:
+    assert 4 <= (directions == -1).sum() <= 28  # both, about half each
+  else:
+    assert (directions == 1).all()
 
 
 def test_lsun_resize_random_crops_and_flips(monkeypatch):
-    """96x160 images: channel 0 = column, channel 1 = 2 * row (the resize keeps them)."""
-    n = 32
-    image = np.zeros((96, 160, 3), np.uint8)
-    image[..., 0] = np.arange(160)[None, :]
-    image[..., 1] = 2 * np.arange(96)[:, None]
-    image[..., 2] = 7
-    images = np.repeat(image[None], n, axis=0)
-    with _mock_tfds(monkeypatch, as_dataset_fn=_constant_images(images)):
-        train = np.floor(_images(data.make_dataset(
-            "lsun_bedroom", "train", batch_size=8, training=True, repeat=1)))
-        test = np.floor(_images(data.make_dataset(
-            "lsun_bedroom", "test", batch_size=8, training=False)))
-    assert train.shape == test.shape == (n, 64, 64, 3)
-    # Evaluation: the centre crop, unflipped: rows 16..79, columns 48..111.
-    for crop in test:
-        np.testing.assert_array_equal(crop[0, :, 0], np.arange(48, 112))
-        np.testing.assert_array_equal(crop[:, 0, 1], 2 * np.arange(16, 80))
-    # Training: random 64x64 windows of the resized image, some mirrored.
-    tops, lefts, flipped = set(), set(), 0
-    for crop in train:
-        cols = crop[0, :, 0]
-        if cols[0] > cols[-1]:
-            flipped += 1
-            cols = cols[::-1]
-        np.testing.assert_array_equal(cols, np.arange(cols[0], cols[0] + 64))
-        rows = crop[:, 0, 1] / 2
-        np.testing.assert_array_equal(rows, np.arange(rows[0], rows[0] + 64))
-        assert 0 <= rows[0] <= 32 and 0 <= cols[0] <= 96
-        tops.add(rows[0])
-        lefts.add(cols[0])
-    assert 4 <= flipped <= 28
-    assert len(tops) > 5 and len(lefts) > 5
+  """96x160 images: channel 0 = column, channel 1 = 2 * row (the resize keeps them)."""
+  n = 32
+  image = np.zeros((96, 160, 3), np.uint8)
+  image[..., 0] = np.arange(160)[None, :]
+  image[..., 1] = 2 * np.arange(96)[:, None]
+  image[..., 2] = 7
+  images = np.repeat(image[None], n, axis=0)
+  with _mock_tfds(monkeypatch, as_dataset_fn=_constant_images(images)):
+    train = np.floor(
+        _images(
+            data.make_dataset("lsun_bedroom",
+                              "train",
+                              batch_size=8,
+                              training=True,
+                              repeat=1)))
+    test = np.floor(
+        _images(data.make_dataset("lsun_bedroom", "test", batch_size=8,
+                                  training=False)))
+  assert train.shape == test.shape == (n, 64, 64, 3)
+  # Evaluation: the centre crop, unflipped: rows 16..79, columns 48..111.
+  for crop in test:
+    np.testing.assert_array_equal(crop[0, :, 0], np.arange(48, 112))
+    np.testing.assert_array_equal(crop[:, 0, 1], 2 * np.arange(16, 80))
+  # Training: random 64x64 windows of the resized image, some mirrored.
+  tops, lefts, flipped = set(), set(), 0
+  for crop in train:
+    cols = crop[0, :, 0]
+    if cols[0] > cols[-1]:
+      flipped += 1
+      cols = cols[::-1]
+    np.testing.assert_array_equal(cols, np.arange(cols[0], cols[0] + 64))
+    rows = crop[:, 0, 1] / 2
+    np.testing.assert_array_equal(rows, np.arange(rows[0], rows[0] + 64))
+    assert 0 <= rows[0] <= 32 and 0 <= cols[0] <= 96
+    tops.add(rows[0])
+    lefts.add(cols[0])
+  assert 4 <= flipped <= 28
+  assert len(tops) > 5 and len(lefts) > 5
 
 
 def test_lsun_smallest_side_resized_to_96():
-    for h, w in [(20, 32), (300, 200), (96, 96)]:
-        out = data._lsun_resize(tf.zeros((h, w, 3), tf.uint8))
-        assert min(out.shape[:2]) == 96
-        assert abs(out.shape[0] / out.shape[1] - h / w) < 0.05
+  for h, w in [(20, 32), (300, 200), (96, 96)]:
+    out = transforms.ResizeSmallestSide(96)(tf.zeros((h, w, 3), tf.uint8))
+    assert min(out.shape[:2]) == 96
+    assert abs(out.shape[0] / out.shape[1] - h / w) < 0.05
 
 
 def test_celeba_crop_resize_keeps_integer_pixels():
-    image = tf.constant(np.random.RandomState(0).randint(0, 256, (218, 178, 3)),
-                        tf.uint8)
-    out = data._celeba_crop_resize(image)
-    assert out.shape == (64, 64, 3) and out.dtype == tf.uint8
-    constant = data._celeba_crop_resize(tf.fill((218, 178, 3), tf.constant(255, tf.uint8)))
-    assert int(tf.reduce_min(constant)) == 255  # clipped, not wrapped to 0
+  image = tf.constant(np.random.RandomState(0).randint(0, 256, (218, 178, 3)), tf.uint8)
+  celeba = lambda im: transforms.Resize((64, 64))(transforms.CentralCrop(148)(im))
+  assert data.get_dataset_info("celeb_a").preprocess == (transforms.CentralCrop(148),
+                                                         transforms.Resize((64, 64)))
+  out = celeba(image)
+  assert out.shape == (64, 64, 3) and out.dtype == tf.uint8
+  constant = celeba(tf.fill((218, 178, 3), tf.constant(255, tf.uint8)))
+  assert int(tf.reduce_min(constant)) == 255  # clipped, not wrapped to 0
 
 
 @pytest.mark.parametrize("pixel", [255, 98, 0])
 def test_dequantized_values_keep_their_integer_part(pixel):
-    """255 + u rounds to 256.0 in float32 for u > 1 - 2**-17 (about 15 times in 2M)."""
-    pixels = tf.fill((2_000_000,), tf.constant(pixel, tf.uint8))
-    x = data._dequantize(pixels, tf.constant([3, 4], tf.int64), 256)
-    assert float(tf.reduce_max(x)) < pixel + 1
-    assert float(tf.reduce_min(x)) >= pixel
-    np.testing.assert_array_equal(np.floor(x.numpy()), float(pixel))
+  """255 + u rounds to 256.0 in float32 for u > 1 - 2**-17 (about 15 times in 2M)."""
+  pixels = tf.fill((2_000_000,), tf.constant(pixel, tf.uint8))
+  x = transforms.dequantize(pixels, tf.constant([3, 4], tf.int64))
+  assert float(tf.reduce_max(x)) < pixel + 1
+  assert float(tf.reduce_min(x)) >= pixel
+  np.testing.assert_array_equal(np.floor(x.numpy()), float(pixel))
 
 
 # -------------------------------------------------------------------------- digits
 
 
 def test_digits_counts_range_and_split():
-    info = data.get_dataset_info("digits")
-    assert info.num_levels == 17 and info.image_shape == (8, 8, 1)
-    assert info.num_train + info.num_test == 1797
-    train = _images(data.make_dataset("digits", "train", batch_size=100, training=False))
-    test = _images(data.make_dataset("digits", "test", batch_size=100, training=False))
-    assert train.shape == (info.num_train, 8, 8, 1) and train.dtype == np.float32
-    assert test.shape == (info.num_test, 8, 8, 1)
-    for x in (train, test):
-        assert x.min() >= 0.0 and x.max() < 17.0
-        assert np.floor(x).max() == 16.0
-    # The split is a fixed permutation of the bundled set: stable and complete.
-    raw_train = np.stack(list(data.make_uint8_dataset("digits", "train")))
-    raw_test = np.stack(list(data.make_uint8_dataset("digits", "test")))
-    np.testing.assert_array_equal(np.floor(train), raw_train)
-    from sklearn.datasets import load_digits
-    everything = load_digits().images.astype(np.uint8)[..., None]
-    ours = np.concatenate([raw_train, raw_test])
-    key = lambda a: sorted(map(bytes, a))  # noqa: E731
-    assert key(ours) == key(everything)
+  info = data.get_dataset_info("digits")
+  assert info.num_levels == 17 and info.image_shape == (8, 8, 1)
+  assert info.num_train + info.num_test == 1797
+  train = _images(data.make_dataset("digits", "train", batch_size=100, training=False))
+  test = _images(data.make_dataset("digits", "test", batch_size=100, training=False))
+  assert train.shape == (info.num_train, 8, 8, 1) and train.dtype == np.float32
+  assert test.shape == (info.num_test, 8, 8, 1)
+  for x in (train, test):
+    assert x.min() >= 0.0 and x.max() < 17.0
+    assert np.floor(x).max() == 16.0
+  # The split is a fixed permutation of the bundled set: stable and complete.
+  raw_train = np.stack(list(data.make_uint8_dataset("digits", "train")))
+  raw_test = np.stack(list(data.make_uint8_dataset("digits", "test")))
+  np.testing.assert_array_equal(np.floor(train), raw_train)
+  from sklearn.datasets import load_digits
+  everything = load_digits().images.astype(np.uint8)[..., None]
+  ours = np.concatenate([raw_train, raw_test])
+  key = lambda a: sorted(map(bytes, a))  # noqa: E731
+  assert key(ours) == key(everything)
 
-    batches = list(data.make_dataset("digits", "train", batch_size=64).take(30))
-    assert all(b.shape == (64, 8, 8, 1) for b in batches)  # past one epoch (23 batches)
-    with pytest.raises(ValueError, match="digits"):
-        data.make_dataset("digits", "validation")
+  batches = list(data.make_dataset("digits", "train", batch_size=64).take(30))
+  assert all(b.shape == (64, 8, 8, 1) for b in batches)  # past one epoch (23 batches)
+  with pytest.raises(ValueError, match="digits"):
+    data.make_dataset("digits", "validation")
 
 
 def test_digits_needs_no_network(offline):
-    assert data.prepare_dataset("digits") is None
-    next(iter(data.make_dataset("digits", batch_size=8)))
-    assert offline == []  # never asked
+  assert data.prepare_dataset("digits") is None
+  next(iter(data.make_dataset("digits", batch_size=8)))
+  assert offline == []  # never asked
 
 
 # ----------------------------------------------------------------- distribution
 
 
 def test_input_context_per_replica_batch_with_mirrored_strategy():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    assert strategy.num_replicas_in_sync == 2
-    dist = data.make_distributed_dataset(strategy, "digits", "train",
-                                         global_batch_size=32, training=True)
-    per_replica = next(iter(dist))
-    shards = strategy.experimental_local_results(per_replica)
-    assert [s.shape for s in shards] == [(16, 8, 8, 1)] * 2
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  assert strategy.num_replicas_in_sync == 2
+  dist = data.make_distributed_dataset(strategy,
+                                       "digits",
+                                       "train",
+                                       global_batch_size=32,
+                                       training=True)
+  per_replica = next(iter(dist))
+  shards = strategy.experimental_local_results(per_replica)
+  assert [s.shape for s in shards] == [(16, 8, 8, 1)] * 2
 
-    # Evaluation keeps every image across replicas, partial last batches included.
-    dist = data.make_distributed_dataset(strategy, "digits", "test",
-                                         global_batch_size=32, training=False)
-    seen = sum(int(s.shape[0]) for batch in dist
-               for s in strategy.experimental_local_results(batch))
-    assert seen == data.get_dataset_info("digits").num_test
+  # Evaluation keeps every image across replicas, partial last batches included.
+  dist = data.make_distributed_dataset(strategy,
+                                       "digits",
+                                       "test",
+                                       global_batch_size=32,
+                                       training=False)
+  seen = sum(
+      int(s.shape[0])
+      for batch in dist
+      for s in strategy.experimental_local_results(batch))
+  assert seen == data.get_dataset_info("digits").num_test
 
 
 def test_input_context_shards_are_disjoint_and_complete():
-    full = _images(data.make_dataset("digits", "test", batch_size=50, training=False))
-    parts = []
-    for pipeline in range(2):
-        ctx = tf.distribute.InputContext(num_input_pipelines=2,
-                                         input_pipeline_id=pipeline,
-                                         num_replicas_in_sync=4)
-        ds = data.make_dataset("digits", "test", batch_size=40, training=False,
-                               input_context=ctx)
-        batches = [b.numpy() for b in ds]
-        assert batches[0].shape == (10, 8, 8, 1)  # 40 global / 4 replicas
-        parts.append(np.concatenate(batches))
-    # Per-image noise is seeded by the global index: the shards reproduce the full set.
-    key = lambda a: sorted(map(bytes, a))  # noqa: E731
-    assert len(parts[0]) + len(parts[1]) == len(full)
-    assert key(np.concatenate(parts)) == key(full)
+  full = _images(data.make_dataset("digits", "test", batch_size=50, training=False))
+  parts = []
+  for pipeline in range(2):
+    ctx = tf.distribute.InputContext(num_input_pipelines=2,
+                                     input_pipeline_id=pipeline,
+                                     num_replicas_in_sync=4)
+    ds = data.make_dataset("digits",
+                           "test",
+                           batch_size=40,
+                           training=False,
+                           input_context=ctx)
+    batches = [b.numpy() for b in ds]
+    assert batches[0].shape == (10, 8, 8, 1)  # 40 global / 4 replicas
+    parts.append(np.concatenate(batches))
+  # Per-image noise is seeded by the global index: the shards reproduce the full set.
+  key = lambda a: sorted(map(bytes, a))  # noqa: E731
+  assert len(parts[0]) + len(parts[1]) == len(full)
+  assert key(np.concatenate(parts)) == key(full)
 
-    ctx = tf.distribute.InputContext(2, 0, 4)
-    train = data.make_dataset("digits", "train", batch_size=40, input_context=ctx)
-    assert next(iter(train)).shape == (10, 8, 8, 1)
+  ctx = tf.distribute.InputContext(2, 0, 4)
+  train = data.make_dataset("digits", "train", batch_size=40, input_context=ctx)
+  assert next(iter(train)).shape == (10, 8, 8, 1)
 
 
 # ------------------------------------------------------------------ offline paths
@@ -340,47 +372,46 @@ def test_input_context_shards_are_disjoint_and_complete():
 
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10", "celeb_a"])
 def test_offline_without_data_fails_fast_with_instructions(name, tmp_path, offline):
-    info = data.get_dataset_info(name)
-    start = time.monotonic()
-    with pytest.raises(data.DataUnavailableError) as err:
-        data.make_dataset(name, data_dir=str(tmp_path))
-    assert time.monotonic() - start < 15.0
-    assert isinstance(err.value, RuntimeError)
-    message = str(err.value)
-    assert "--manual_dir" in message
-    for filename in info.manual_files:
-        assert filename in message
-    assert len(offline) == 1 and offline[0].startswith("http")  # checked, not fetched
+  info = data.get_dataset_info(name)
+  start = time.monotonic()
+  with pytest.raises(data.DataUnavailableError) as err:
+    data.make_dataset(name, data_dir=str(tmp_path))
+  assert time.monotonic() - start < 15.0
+  assert isinstance(err.value, RuntimeError)
+  message = str(err.value)
+  assert "--manual_dir" in message
+  for filename in info.manual_files:
+    assert filename in message
+  assert len(offline) == 1 and offline[0].startswith("http")  # checked, not fetched
 
 
 def test_manual_dir_missing_files_named(tmp_path):
-    manual = tmp_path / "manual"
-    manual.mkdir()
-    (manual / "train-images-idx3-ubyte.gz").write_bytes(b"")
-    with pytest.raises(data.DataUnavailableError) as err:
-        data.make_dataset("mnist", data_dir=str(tmp_path / "tfds"),
-                          manual_dir=str(manual))
-    message = str(err.value)
-    assert "--manual_dir" in message and "t10k-labels-idx1-ubyte.gz" in message
-    assert "missing train-labels-idx1-ubyte.gz" in message
+  manual = tmp_path / "manual"
+  manual.mkdir()
+  (manual / "train-images-idx3-ubyte.gz").write_bytes(b"")
+  with pytest.raises(data.DataUnavailableError) as err:
+    data.make_dataset("mnist", data_dir=str(tmp_path / "tfds"), manual_dir=str(manual))
+  message = str(err.value)
+  assert "--manual_dir" in message and "t10k-labels-idx1-ubyte.gz" in message
+  assert "missing train-labels-idx1-ubyte.gz" in message
 
 
 def test_lsun_prerequisite_reported_before_any_download():
-    try:
-        import tensorflow_io  # noqa: F401
-    except Exception:  # the normal case here: not installed
-        with pytest.raises(data.DataUnavailableError, match="tensorflow-io"):
-            _REAL_PREREQUISITES_CHECK(data.get_dataset_info("lsun_bedroom"))
-    else:
-        _REAL_PREREQUISITES_CHECK(data.get_dataset_info("lsun_bedroom"))
-    _REAL_PREREQUISITES_CHECK(data.get_dataset_info("mnist"))  # nothing needed
+  try:
+    import tensorflow_io  # noqa: F401
+  except Exception:  # the normal case here: not installed
+    with pytest.raises(data.DataUnavailableError, match="tensorflow-io"):
+      _REAL_PREREQUISITES_CHECK(data.get_dataset_info("lsun_bedroom"))
+  else:
+    _REAL_PREREQUISITES_CHECK(data.get_dataset_info("lsun_bedroom"))
+  _REAL_PREREQUISITES_CHECK(data.get_dataset_info("mnist"))  # nothing needed
 
 
 def test_network_check_is_quick_against_a_closed_local_port():
-    """The real check, aimed at this machine only (nothing listens on port 9)."""
-    start = time.monotonic()
-    assert _REAL_NETWORK_CHECK("http://127.0.0.1:9/x", timeout=1.0) is False
-    assert time.monotonic() - start < 3.0
+  """The real check, aimed at this machine only (nothing listens on port 9)."""
+  start = time.monotonic()
+  assert _REAL_NETWORK_CHECK("http://127.0.0.1:9/x", timeout=1.0) is False
+  assert time.monotonic() - start < 3.0
 
 
 # --------------------------------------------------------------- real files (CI)
@@ -390,30 +421,32 @@ SHARED_DATA = os.environ.get("REALNVP_TF_SHARED_DATA")
 REAL_STATS = {"mnist": (33.32, 33.79), "fashion_mnist": (72.94, 73.15)}
 
 
-@pytest.mark.skipif(not SHARED_DATA, reason="REALNVP_TF_SHARED_DATA is not set "
+@pytest.mark.skipif(not SHARED_DATA,
+                    reason="REALNVP_TF_SHARED_DATA is not set "
                     "(CI sets it to ../shared/data, the official MNIST files)")
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
 def test_prepare_from_official_files(name, tmp_path, offline):
-    manual_dir = os.path.join(SHARED_DATA, name)
-    info = data.get_dataset_info(name)
-    missing = [f for f in info.manual_files
-               if not os.path.isfile(os.path.join(manual_dir, f))]
-    assert not missing, f"REALNVP_TF_SHARED_DATA is set but {manual_dir} lacks {missing}"
+  manual_dir = os.path.join(SHARED_DATA, name)
+  info = data.get_dataset_info(name)
+  missing = [
+      f for f in info.manual_files if not os.path.isfile(os.path.join(manual_dir, f))
+  ]
+  assert not missing, f"REALNVP_TF_SHARED_DATA is set but {manual_dir} lacks {missing}"
 
-    start = time.monotonic()
-    data.prepare_dataset(name, data_dir=str(tmp_path), manual_dir=manual_dir)
-    print(f"{name} prepared from the official files in {time.monotonic() - start:.1f} s")
-    for split, count, mean in [("train", 60_000, REAL_STATS[name][0]),
-                               ("test", 10_000, REAL_STATS[name][1])]:
-        total, n = 0, 0
-        raw = data.make_uint8_dataset(name, split, data_dir=str(tmp_path))
-        for batch in raw.batch(10_000):
-            total += int(tf.reduce_sum(tf.cast(batch, tf.int64)))
-            n += int(batch.shape[0])
-        assert n == count
-        assert round(total / (n * 784), 2) == mean
-    # The prepared data is then reused with no network and no manual_dir.
-    batch = next(iter(data.make_dataset(name, "train", batch_size=64,
-                                        data_dir=str(tmp_path))))
-    assert batch.shape == (64, 28, 28, 1)
-    assert offline == []
+  start = time.monotonic()
+  data.prepare_dataset(name, data_dir=str(tmp_path), manual_dir=manual_dir)
+  print(f"{name} prepared from the official files in {time.monotonic() - start:.1f} s")
+  for split, count, mean in [("train", 60_000, REAL_STATS[name][0]),
+                             ("test", 10_000, REAL_STATS[name][1])]:
+    total, n = 0, 0
+    raw = data.make_uint8_dataset(name, split, data_dir=str(tmp_path))
+    for batch in raw.batch(10_000):
+      total += int(tf.reduce_sum(tf.cast(batch, tf.int64)))
+      n += int(batch.shape[0])
+    assert n == count
+    assert round(total / (n * 784), 2) == mean
+  # The prepared data is then reused with no network and no manual_dir.
+  batch = next(
+      iter(data.make_dataset(name, "train", batch_size=64, data_dir=str(tmp_path))))
+  assert batch.shape == (64, 28, 28, 1)
+  assert offline == []

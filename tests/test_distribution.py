@@ -16,6 +16,7 @@ import pytest
 import tensorflow as tf
 
 import realnvp_tf
+from realnvp_tf import adam
 from realnvp_tf import data
 from realnvp_tf import nets
 from realnvp_tf import training
@@ -75,10 +76,10 @@ def _compare_one_and_two_replicas(tmp_path, steps=2):
       np.testing.assert_allclose(variance, norm_one.moving_variance.numpy(), rtol=1e-4)
       np.testing.assert_allclose(mean, norm_one.moving_mean.numpy(), rtol=0,
                                  atol=1e-4 * np.sqrt(np.max(variance)))
-    for name in ("_momentums", "_velocities"):
-      _assert_close(_flat(local(getattr(two.optimizer, name))),
-                    _flat([v.numpy() for v in getattr(one.optimizer, name)]), name,
-                    rtol=1e-3)
+    for name in ("first_moments", "second_moments"):
+      _assert_close(_flat(local(getattr(two.state.optimizer, name))),
+                    _flat([v.numpy() for v in getattr(one.state.optimizer, name)]),
+                    name, rtol=1e-3)
     # Adam divides by sqrt(v): where the true gradient is zero (a conv bias before a
     # batch norm), round-off of either order steers the step, up to a learning rate
     # per step. Elsewhere the weights agree to 1% of a step.
@@ -172,18 +173,9 @@ def test_gradients_are_the_global_batch_gradient_scaled_summed_and_clipped(tmp_p
   # step is (1 - beta_1) * g.
   fx.copy_state(probe, two)
   fx.one_step(two, batch)
-  first_moments = [fx.replica_values(two, m)[0] for m in two.optimizer._momentums]  # pylint: disable=protected-access
-  _assert_close(_flat(first_moments),
-                0.1 * _flat(_in_optimizer_order(two, out["clipped"])), "Adam's m")
-
-
-def _in_optimizer_order(trainer, values):
-  """`values` (in the order of trainer.variables) in the order of Keras's slots."""
-  index = trainer.optimizer._get_variable_index  # pylint: disable=protected-access
-  ordered = [None] * len(values)
-  for variable, value in zip(trainer.variables, values):
-    ordered[index(variable)] = value
-  return ordered
+  first_moments = [fx.replica_values(two, m)[0]
+                   for m in two.state.optimizer.first_moments]
+  _assert_close(_flat(first_moments), 0.1 * _flat(out["clipped"]), "Adam's m")
 
 
 def test_several_adam_steps_with_warmup_equal_keras_adam_on_plain_gradients(tmp_path):
@@ -192,8 +184,11 @@ def test_several_adam_steps_with_warmup_equal_keras_adam_on_plain_gradients(tmp_
                              strategy=fx.strategy(1))
   perturb_variables(trainer.flow, seed=7)
   flow = _plain_flow_like(trainer)
-  optimizer = keras.optimizers.Adam(training._WarmupSchedule(2e-3, 2))  # pylint: disable=protected-access
+  # The warm-up by hand (not the class under test): 1e-3 at step 0, then 2e-3.
+  optimizer = keras.optimizers.Adam(
+      keras.optimizers.schedules.PiecewiseConstantDecay([0], [1e-3, 2e-3]))
   start = _flat([v.numpy() for v in trainer.variables])
+  first_moment = np.zeros_like(start)
   for step in range(4):
     batch = fx.images(40 + step)
     _, plain = _plain_gradients(flow, batch, config.l2_coeff)
@@ -202,13 +197,12 @@ def test_several_adam_steps_with_warmup_equal_keras_adam_on_plain_gradients(tmp_
     bits, grad_norm, finite = fx.one_step(trainer, batch)
     assert bool(finite)
     np.testing.assert_allclose(grad_norm, norm, rtol=1e-4)
-    # Adam's slots are linear in the gradients; the weights follow m / sqrt(v), where
-    # round-off steers a zero-gradient weight (see above): 99% agree to 1% of a step.
-    _assert_close(_flat(trainer.optimizer._momentums),  # pylint: disable=protected-access
-                  _flat(_in_optimizer_order(trainer, [
-                      optimizer._momentums[optimizer._get_variable_index(v)]  # pylint: disable=protected-access
-                      for v in flow.trainable_variables])), f"step {step + 1}: m",
-                  rtol=1e-3)
+    # Adam's first moment, computed here: m <- 0.9 m + 0.1 g (g clipped).
+    first_moment = 0.9 * first_moment + 0.1 * _flat(clipped)
+    _assert_close(_flat(trainer.state.optimizer.first_moments), first_moment,
+                  f"step {step + 1}: m", rtol=1e-3)
+    # The weights follow m / sqrt(v), where round-off steers a zero-gradient weight
+    # (see above): 99% agree with Keras's Adam to 1% of a step.
     ours = _flat([v.numpy() for v in trainer.variables])
     theirs = _flat([v.numpy() for v in flow.trainable_variables])
     assert np.mean(np.abs(ours - theirs) <= 1e-5) > 0.99, step
@@ -220,11 +214,11 @@ def test_several_adam_steps_with_warmup_equal_keras_adam_on_plain_gradients(tmp_
 
 
 def test_warmup_schedule_is_linear_then_constant():
-  schedule = training._WarmupSchedule(1e-3, 4)  # pylint: disable=protected-access
+  schedule = adam.WarmupSchedule(1e-3, 4)
   values = [float(schedule(tf.constant(step))) for step in range(7)]
   np.testing.assert_allclose(values, [2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3, 1e-3],
                              rtol=1e-6)
-  flat = training._WarmupSchedule(1e-3, 0)  # pylint: disable=protected-access
+  flat = adam.WarmupSchedule(1e-3, 0)
   assert float(flat(tf.constant(0))) == pytest.approx(1e-3)
 
 
@@ -303,15 +297,24 @@ def test_multi_worker_run_is_one_synchronous_run_written_by_the_chief(tmp_path):
   for variable, name in zip(single.flow.variables, initial[0].files):
     variable.assign(initial[0][name])
   single.fit(progress=False)
-  ours = _flat([v.numpy() for v in single.flow.trainable_variables])
-  workers = _flat([final[0][name] for name, v in zip(final[0].files,
-                                                     single.flow.variables)
-                   if v.trainable])
-  assert np.mean(np.abs(ours - workers) <= 1e-5) > 0.99
+  trainable = [i for i, v in enumerate(single.flow.variables) if v.trainable]
+  names = initial[0].files
+  ours = _flat([single.flow.variables[i].numpy() for i in trainable])
+  workers = _flat([final[0][names[i]] for i in trainable])
+  start = _flat([initial[0][names[i]] for i in trainable])
+  # Where the true gradient is zero, round-off of either summation order steers Adam
+  # (see above), so the weights are compared by how far they moved: the two runs end
+  # within 5% of the distance training went, no weight further apart than Adam can
+  # move in 6 steps; and the two models score images alike.
+  assert np.linalg.norm(ours - workers) < 0.05 * np.linalg.norm(workers - start)
   assert np.max(np.abs(ours - workers)) <= 2 * 1e-3 * 6
-  statistics = [(v, final[0][name]) for name, v in zip(final[0].files,
-                                                       single.flow.variables)
-                if not v.trainable]
-  assert statistics
-  for variable, value in statistics:
-    np.testing.assert_allclose(value, variable.numpy(), rtol=1e-3, atol=1e-3)
+  for variable, name in zip(single.flow.variables, names):
+    if not variable.trainable:
+      np.testing.assert_allclose(final[0][name], variable.numpy(), rtol=1e-3,
+                                 atol=1e-3)
+  theirs = realnvp_tf.build_realnvp(fx.model_config())
+  for variable, name in zip(theirs.variables, names):
+    variable.assign(final[0][name])
+  batch = tf.floor(fx.images(50)) + 0.5
+  np.testing.assert_allclose(theirs.log_prob(batch), single.flow.log_prob(batch),
+                             rtol=1e-3)

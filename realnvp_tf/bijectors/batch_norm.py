@@ -16,7 +16,8 @@ class FlowBatchNorm(fused.FusedBijector):
   per channel c. In training mode (`training=True`) mean and var are the statistics of
   the batch, and the moving averages are updated with `momentum`; in inference mode
   (the default) the moving averages are used, which makes the layer an ordinary
-  per-channel affine map. The log-det is that of the statistics used, holding them
+  per-channel affine map. `training=nets.ESTIMATE_STATISTICS` normalises as training
+  mode does and sets the moving averages to the batch's statistics. The log-det is that of the statistics used, holding them
   fixed, as in the paper.
 
   `forward` (latent side to image side, i.e. sampling) has no batch of images to take
@@ -32,7 +33,6 @@ class FlowBatchNorm(fused.FusedBijector):
       raise ValueError(f"momentum must be in [0, 1); got {momentum}.")
     if epsilon <= 0:
       raise ValueError(f"epsilon must be positive; got {epsilon}.")
-    # Public, like nets.BatchNorm's: read when a training-mode pass is traced.
     self.momentum = float(momentum)
     self._epsilon = float(epsilon)
     with tf.name_scope(name) as name:
@@ -61,7 +61,7 @@ class FlowBatchNorm(fused.FusedBijector):
   def _inverse_and_log_det(self, y, training=False):
     mean, variance = self._statistics(y, training)
     if training:
-      nets.update_moving_averages(self, mean, variance)
+      nets.update_moving_averages(self, mean, variance, training)
     x = (y - mean) * tf.math.rsqrt(variance + self._epsilon)
     return x, self._log_det(variance, y)
 

@@ -1,0 +1,183 @@
+"""What happens between training steps: actions and stop conditions for `Controller`.
+
+An action is called with each step's `controller.StepResult` and keeps its own cadence;
+a stop condition is called after the actions and returns True to end the loop. A
+stop condition with `interrupts = True` (a signal) ends training without finishing it:
+the trainer saves a checkpoint and exits; others (a time budget) end it as if the step
+count had been reached.
+"""
+
+import collections
+import signal
+import time
+
+from absl import logging
+import tensorflow as tf
+
+
+class NonFiniteLossError(RuntimeError):
+  """Too many consecutive steps with a non-finite loss or gradient."""
+
+
+def _due(step, every, last_step=None):
+  return step % every == 0 or step == last_step
+
+
+class _Rate:
+  """Images per second between two calls."""
+
+  def __init__(self, batch_size):
+    self.batch_size = batch_size
+    self._time, self._step = time.perf_counter(), None
+
+  def __call__(self, step):
+    now = time.perf_counter()
+    rate = (0.0 if self._step is None else
+            (step - self._step) * self.batch_size / max(now - self._time, 1e-9))
+    self._time, self._step = now, step
+    return rate
+
+
+class NonFiniteGuard:
+  """Logs each skipped step; stops training after `max_steps` consecutive ones."""
+
+  def __init__(self, streak_variable, max_steps, checkpoint_dir):
+    self.streak_variable = streak_variable
+    self.max_steps = max_steps
+    self.checkpoint_dir = checkpoint_dir
+
+  def __call__(self, result):
+    if result.finite:
+      return
+    streak = int(self.streak_variable.numpy())
+    if streak >= self.max_steps:
+      raise NonFiniteLossError(
+          f"{streak} consecutive steps had a non-finite loss or gradient (last at step "
+          f"{result.step}); stopped. The last checkpoint in {self.checkpoint_dir} holds "
+          f"the last good weights. Lower --learning_rate or add --warmup_steps.")
+    logging.warning("Step %d: non-finite loss or gradient; update skipped.",
+                    result.step)
+
+
+class LossTracker:
+  """The training loss of the last `tail` applied (finite) steps."""
+
+  def __init__(self, tail=1):
+    self.recent = collections.deque(maxlen=tail)
+
+  def __call__(self, result):
+    if result.finite:
+      self.recent.append(result.bits)
+
+  @property
+  def last(self):
+    return self.recent[-1] if self.recent else float("nan")
+
+  @property
+  def mean(self):
+    return sum(self.recent) / len(self.recent) if self.recent else float("nan")
+
+
+class TrainSummaries:
+  """TensorBoard scalars every `every` steps and at `last_step`: the batch's bits/dim,
+  gradient norm, learning rate, images/s and the count of skipped steps."""
+
+  def __init__(self, writer, state, batch_size, every, last_step):
+    self.writer, self.state = writer, state
+    self.every, self.last_step = every, last_step
+    self._rate = _Rate(batch_size)
+    self._rate(int(state.step.numpy()))
+
+  def __call__(self, result):
+    if not _due(result.step, self.every, self.last_step):
+      return
+    with self.writer.as_default(step=result.step):
+      tf.summary.scalar("bits_per_dim", result.bits)
+      tf.summary.scalar("grad_norm", result.grad_norm)
+      tf.summary.scalar("learning_rate", self.state.optimizer.learning_rate)
+      tf.summary.scalar("images_per_second", self._rate(result.step))
+      tf.summary.scalar("nonfinite_steps", self.state.nonfinite_total)
+
+
+class ShowProgress:
+  """A Keras progress bar: the last applied step's bits/dim and images/s."""
+
+  def __init__(self, bar, batch_size, every, last_step, start_step):
+    self.bar, self.every, self.last_step = bar, every, last_step
+    self._rate = _Rate(batch_size)
+    self._rate(start_step)
+    self._loss = LossTracker()
+    bar.update(start_step)
+
+  def __call__(self, result):
+    self._loss(result)
+    if _due(result.step, self.every, self.last_step):
+      self.bar.update(result.step, [("bits/dim", self._loss.last),
+                                    ("images/s", self._rate(result.step))])
+
+
+class SaveCheckpoint:
+  """A checkpoint every `every` steps."""
+
+  def __init__(self, manager, every):
+    self.manager, self.every = manager, every
+
+  def __call__(self, result):
+    if _due(result.step, self.every):
+      self.manager.save(checkpoint_number=result.step)
+
+
+class PeriodicEvaluation:
+  """`evaluate(step)` every `every` steps before `last_step` (the final evaluation is
+  the trainer's); every = 0 turns it off."""
+
+  def __init__(self, evaluate, every, last_step):
+    self.evaluate, self.every, self.last_step = evaluate, every, last_step
+
+  def __call__(self, result):
+    if self.every and _due(result.step, self.every) and result.step < self.last_step:
+      self.evaluate(result.step)
+
+
+class SignalStop:
+  """A stop condition that holds once SIGTERM or SIGINT arrived (a context manager:
+  the handlers are installed on entry, the previous ones put back on exit)."""
+
+  interrupts = True
+
+  def __init__(self, signals=(signal.SIGTERM, signal.SIGINT)):
+    self.signals = signals
+    self.received = None
+    self._previous = {}
+
+  def __enter__(self):
+    def handler(signum, frame):
+      del frame
+      self.received = signum
+
+    try:
+      for signum in self.signals:
+        self._previous[signum] = signal.signal(signum, handler)
+    except ValueError:  # not the main thread: leave signals alone
+      pass
+    return self
+
+  def __exit__(self, *exc):
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
+    return False
+
+  def __call__(self):
+    return self.received is not None
+
+
+class TimeBudget:
+  """A stop condition that holds once `seconds` have passed since it was made."""
+
+  interrupts = False
+
+  def __init__(self, seconds):
+    self.deadline = time.perf_counter() + seconds
+
+  def __call__(self):
+    return time.perf_counter() >= self.deadline

@@ -1,0 +1,29 @@
+"""Input data: dequantized images in [0, K) for the flow, as tf.data pipelines.
+
+- `registry`: the datasets (shape, K, splits, preprocessing), one entry each;
+- `tfds_prep`: preparing tensorflow-datasets sets online or from the official files;
+- `transforms`: per-image steps (resize, crops, flips, dequantization);
+- `pipeline`: `make_dataset` and friends.
+"""
+
+from realnvp_tf.data.pipeline import make_dataset
+from realnvp_tf.data.pipeline import make_distributed_dataset
+from realnvp_tf.data.pipeline import make_uint8_dataset
+from realnvp_tf.data.registry import DATASET_NAMES
+from realnvp_tf.data.registry import DatasetInfo
+from realnvp_tf.data.registry import get_dataset_info
+from realnvp_tf.data.tfds_prep import DataUnavailableError
+from realnvp_tf.data.tfds_prep import prepare_dataset
+from realnvp_tf.data.transforms import add_noise
+
+__all__ = [
+    "DATASET_NAMES",
+    "DataUnavailableError",
+    "DatasetInfo",
+    "add_noise",
+    "get_dataset_info",
+    "make_dataset",
+    "make_distributed_dataset",
+    "make_uint8_dataset",
+    "prepare_dataset",
+]

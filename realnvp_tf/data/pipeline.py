@@ -1,0 +1,190 @@
+"""tf.data pipelines: dequantized images in [0, K) for the flow.
+
+Every dataset is served as a `tf.data.Dataset` of float32 `[B, H, W, C]` batches of
+`x + u`, where `x` holds the integer pixels 0..K-1 and `u ~ U[0, 1)`; labels are
+dropped. What a dataset needs (its source, deterministic preprocessing, crop, flips) is
+read from its registry entry.
+
+Training pipelines shuffle, apply the entry's random crops and horizontal flips, draw
+fresh noise every epoch, drop the last partial batch and repeat forever. Evaluation
+pipelines keep every image in order, never flip, crop centrally, and draw the noise of
+image `i` from a stateless generator seeded by `(seed, i)`: a test NLL is reproducible
+to the last digit, whatever the batch size or the number of input pipelines.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from realnvp_tf.data import tfds_prep
+from realnvp_tf.data import transforms
+from realnvp_tf.data.registry import DatasetInfo
+from realnvp_tf.data.registry import get_dataset_info
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+# Shuffle buffer for the datasets that are not held in memory.
+_STREAM_SHUFFLE_BUFFER = 10_000
+# Seed streams, so noise, flips and crops never share random numbers.
+_EVAL_NOISE, _TRAIN_NOISE, _TRAIN_FLIP, _TRAIN_CROP = 0, 1, 2, 3
+
+
+def _source(info: DatasetInfo, split: str, training: bool, data_dir, manual_dir,
+            seed: int) -> tf.data.Dataset:
+  """uint8 images after the entry's deterministic preprocessing (before any crop)."""
+  split = info.split_name(split)
+  if info.load_arrays is not None:
+    ds = tf.data.Dataset.from_tensor_slices(info.load_arrays(split))
+  else:
+    ds = tfds_prep.read_images(info, split, training, data_dir, manual_dir, seed)
+  for step in info.preprocess:
+    ds = ds.map(step, num_parallel_calls=AUTOTUNE)
+  return ds
+
+
+def _check_args(split: str, batch_size: int) -> None:
+  if not isinstance(split, str) or not split:
+    raise ValueError(f"split must be 'train', 'test' or a tfds split, not {split!r}")
+  if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
+
+
+def _center_crop(info: DatasetInfo):
+  height, width = info.crop
+  return lambda image: transforms.center_crop(image, height, width)
+
+
+def make_uint8_dataset(name: str, split: str = "train", data_dir: str | None = None,
+                       manual_dir: str | None = None) -> tf.data.Dataset:
+  """The integer pixels of a split, unbatched uint8 `[H, W, C]`, in file order.
+
+  This is the evaluation view before noise (preprocessed and centrally cropped as the
+  entry says). Useful for statistics on the raw pixels.
+  """
+  info = get_dataset_info(name)
+  _check_args(split, 1)
+  ds = _source(info, split, False, data_dir, manual_dir, 0)
+  if info.crop:
+    ds = ds.map(_center_crop(info), num_parallel_calls=AUTOTUNE)
+  return ds
+
+
+def _evaluation_pipeline(ds, info, batch_size, seed, num_pipelines, pipeline_id,
+                         repeat):
+  ds = ds.enumerate()  # global image index, before sharding
+  if num_pipelines > 1:
+    ds = ds.shard(num_pipelines, pipeline_id)
+  if info.in_memory:
+    ds = ds.cache()
+  crop = _center_crop(info) if info.crop else (lambda image: image)
+
+  def evaluate(index, image):
+    return transforms.dequantize(crop(image),
+                                 transforms.element_seed(seed, _EVAL_NOISE, index))
+
+  ds = ds.map(evaluate, num_parallel_calls=AUTOTUNE)
+  ds = ds.batch(batch_size, drop_remainder=False)
+  if repeat != 1:
+    ds = ds.repeat(repeat)
+  return ds.prefetch(AUTOTUNE)
+
+
+def _training_pipeline(ds, info, batch_size, seed, num_pipelines, pipeline_id, repeat):
+  if num_pipelines > 1:
+    ds = ds.shard(num_pipelines, pipeline_id)
+  if info.in_memory:
+    ds = ds.cache()
+    buffer = info.num_train
+  else:
+    buffer = _STREAM_SHUFFLE_BUFFER
+  ds = ds.shuffle(buffer, seed=seed + 7919 * pipeline_id, reshuffle_each_iteration=True)
+  ds = ds.repeat(repeat)
+  if info.crop:  # random crops, one seed per image drawn
+    crop_shape = tuple(info.crop) + (info.image_shape[-1],)
+
+    def crop(index, image):
+      image_seed = transforms.element_seed(seed, _TRAIN_CROP, pipeline_id, index)
+      return tf.image.stateless_random_crop(image, crop_shape, seed=image_seed)
+
+    ds = ds.enumerate().map(crop, num_parallel_calls=AUTOTUNE)
+  ds = ds.batch(batch_size, drop_remainder=True)
+  flips = info.random_flips
+
+  def augment(step, images):  # vectorised over the batch: cheap per image
+    if flips:
+      images = transforms.random_flip_batch(
+          images, transforms.element_seed(seed, _TRAIN_FLIP, pipeline_id, step))
+    return transforms.dequantize(
+        images, transforms.element_seed(seed, _TRAIN_NOISE, pipeline_id, step))
+
+  ds = ds.enumerate().map(augment, num_parallel_calls=AUTOTUNE)
+  return ds.prefetch(AUTOTUNE)
+
+
+def make_dataset(name: str, split: str = "train", batch_size: int = 64,
+                 training: bool = True, data_dir: str | None = None,
+                 manual_dir: str | None = None, seed: int = 0,
+                 input_context: tf.distribute.InputContext | None = None,
+                 repeat: int | None = None) -> tf.data.Dataset:
+  """A `tf.data.Dataset` of float32 `[B, H, W, C]` images in `[0, K)`.
+
+  Args:
+    name: one of `DATASET_NAMES`.
+    split: `"train"` or `"test"` (mapped to `DatasetInfo.train_split` /
+      `test_split`), or any other tfds split string, passed through as it is.
+    batch_size: the global batch size; with `input_context` each pipeline batches
+      `input_context.get_per_replica_batch_size(batch_size)` images.
+    training: training pipeline (shuffle, random crops and flips where the entry has
+      them, fresh noise every epoch, `drop_remainder`, repeats forever by default) or
+      evaluation pipeline (file order, no flips, central crops, every image kept, noise
+      of image `i` seeded by `(seed, i)`, one pass by default).
+    data_dir: tfds data directory (tfds's default when `None`).
+    manual_dir: folder with the official raw files, for machines without internet.
+    seed: seed of every random choice (shuffle order, noise, flips, crops).
+    input_context: a `tf.distribute.InputContext`: shard by input pipeline and batch
+      per replica (for `strategy.distribute_datasets_from_function`).
+    repeat: number of passes; `None` means forever when training and once when
+      evaluating.
+
+  Raises:
+    ValueError: unknown name, bad split or batch size.
+    DataUnavailableError: the data is not prepared and cannot be obtained.
+  """
+  info = get_dataset_info(name)
+  _check_args(split, batch_size)
+  num_pipelines, pipeline_id = 1, 0
+  if input_context is not None:
+    num_pipelines = input_context.num_input_pipelines
+    pipeline_id = input_context.input_pipeline_id
+    batch_size = input_context.get_per_replica_batch_size(batch_size)
+  if repeat is None:
+    repeat = -1 if training else 1
+  # Sharded by element so every pipeline reads a disjoint part with the same file
+  # order; tfds file shuffling uses the same seed in every pipeline.
+  ds = _source(info, split, training, data_dir, manual_dir, seed)
+  build = _training_pipeline if training else _evaluation_pipeline
+  return build(ds, info, batch_size, seed, num_pipelines, pipeline_id, repeat)
+
+
+def make_distributed_dataset(strategy: tf.distribute.Strategy, name: str,
+                             split: str = "train", global_batch_size: int = 64,
+                             training: bool = True, **kwargs):
+  """`make_dataset` per input pipeline through
+  `strategy.distribute_datasets_from_function`; each replica gets
+  `global_batch_size / num_replicas` images per step. `kwargs` are `make_dataset`'s
+  (`data_dir`, `manual_dir`, `seed`, `repeat`).
+
+  The data is prepared once here, before the per-pipeline functions run.
+  """
+  if "input_context" in kwargs or "batch_size" in kwargs:
+    raise TypeError("make_distributed_dataset sets batch_size and input_context")
+  get_dataset_info(name)
+  tfds_prep.prepare_dataset(name, data_dir=kwargs.get("data_dir"),
+                            manual_dir=kwargs.get("manual_dir"))
+
+  def dataset_fn(input_context):
+    return make_dataset(name, split, batch_size=global_batch_size, training=training,
+                        input_context=input_context, **kwargs)
+
+  return strategy.distribute_datasets_from_function(dataset_fn)

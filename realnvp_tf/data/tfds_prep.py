@@ -1,0 +1,149 @@
+"""Preparing tensorflow-datasets sets, online or from the official files, and reading them.
+
+Offline use: pass `manual_dir` (the official raw files, as tfds expects them) and
+optionally `data_dir` (where tfds writes the prepared dataset). When the data is not
+prepared, no `manual_dir` is given and the download host cannot be reached, a
+`DataUnavailableError` is raised within seconds instead of tfds's minutes of retries.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import importlib
+import os
+import socket
+import urllib.parse
+
+import tensorflow as tf
+
+from realnvp_tf.data.registry import DatasetInfo
+from realnvp_tf.data.registry import get_dataset_info
+
+# Seconds the network check waits for a TCP connection to a download host.
+NETWORK_TIMEOUT_S = 3.0
+
+
+class DataUnavailableError(RuntimeError):
+  """The dataset is neither prepared nor obtainable (no network, missing files)."""
+
+
+def download_urls(info: DatasetInfo) -> list[str]:
+  """The tfds download URLs of `info`'s files (from tfds's registered checksums)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  builder_name = info.tfds_name.split("/")[0]
+  url_infos = tfds.builder_cls(builder_name).url_infos or {}
+  wanted = set(info.manual_files)
+  return sorted(url for url, ui in url_infos.items() if ui.filename in wanted)
+
+
+def network_available(url: str, timeout: float = NETWORK_TIMEOUT_S) -> bool:
+  """Whether a TCP connection to `url`'s host can be opened within `timeout` s.
+
+  Name resolution has no timeout of its own, so the whole check runs in a thread that
+  is given up after `timeout + 1` seconds. Tests replace this function.
+  """
+  parts = urllib.parse.urlsplit(url)
+  host = parts.hostname
+  port = parts.port or (443 if parts.scheme == "https" else 80)
+
+  def connect() -> bool:
+    try:
+      with socket.create_connection((host, port), timeout=timeout):
+        return True
+    except OSError:
+      return False
+
+  pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+  try:
+    return pool.submit(connect).result(timeout=timeout + 1.0)
+  except concurrent.futures.TimeoutError:
+    return False
+  finally:
+    pool.shutdown(wait=False)
+
+
+def _manual_dir_hint(info: DatasetInfo) -> str:
+  files = ", ".join(info.manual_files)
+  return (
+      f"Download the official files on a machine with internet and pass their folder "
+      f"with --manual_dir (make_dataset(..., manual_dir=...)); for {info.name} tfds "
+      f"expects these file names in it: {files}. The dataset is then prepared once "
+      f"into --data_dir and reused from there.")
+
+
+def check_prepare_prerequisites(info: DatasetInfo) -> None:
+  """Fails before any download if tfds could not prepare `info` here.
+
+  tfds prepares LSUN from LMDB files through `tensorflow-io` (not a dependency of this
+  package: its releases lag TensorFlow's); without it a download of tens of GB would
+  be wasted. Tests that mock tfds replace this function.
+  """
+  for module in info.prepare_requires:
+    try:
+      importlib.import_module(module)
+    except Exception as e:  # ImportError, or a binary built for another TF
+      raise DataUnavailableError(
+          f"Preparing {info.name} with tfds needs the `{module}` module "
+          f"(pip: {module.replace('_', '-')}), which cannot be imported here ({e}). "
+          f"Prepare it on a machine where it matches TensorFlow and pass that "
+          f"--data_dir.") from e
+
+
+def prepare_dataset(name: str, data_dir: str | None = None,
+                    manual_dir: str | None = None):
+  """Makes sure `name` is prepared in `data_dir` and returns its tfds builder.
+
+  Order: data already prepared in `data_dir` -> reuse it; `manual_dir` given -> check
+  that the expected files are there and prepare from them with no network; otherwise
+  check that the download host answers (a few seconds) and let tfds download. Returns
+  `None` for sets without tfds (digits), which need nothing.
+
+  Raises:
+    ValueError: unknown `name`.
+    DataUnavailableError: files missing from `manual_dir`, or no network and no
+      prepared data.
+  """
+  info = get_dataset_info(name)
+  if info.tfds_name is None:
+    return None
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  builder = tfds.builder(info.tfds_name, data_dir=data_dir)
+  if builder.is_prepared():
+    return builder
+  if manual_dir is not None:
+    manual_dir = os.path.expanduser(os.fspath(manual_dir))
+    missing = [f for f in info.manual_files
+               if not os.path.isfile(os.path.join(manual_dir, f))]
+    if missing:
+      raise DataUnavailableError(
+          f"--manual_dir {manual_dir!r} lacks the files tfds needs to prepare "
+          f"{info.name}: missing {', '.join(missing)} (expected all of: "
+          f"{', '.join(info.manual_files)}).")
+    check_prepare_prerequisites(info)
+    config = tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False)
+    builder.download_and_prepare(download_config=config)
+    return builder
+  urls = download_urls(info)
+  if not urls or not network_available(urls[0]):
+    host = urllib.parse.urlsplit(urls[0]).hostname if urls else "the download host"
+    raise DataUnavailableError(
+        f"Dataset {info.name!r} is not prepared in data_dir "
+        f"{builder.data_dir_root!s} and {host} cannot be reached (no network?). "
+        + _manual_dir_hint(info))
+  check_prepare_prerequisites(info)
+  builder.download_and_prepare()
+  return builder
+
+
+def read_images(info: DatasetInfo, split: str, shuffle_files: bool, data_dir,
+                manual_dir, seed: int) -> tf.data.Dataset:
+  """Decoded uint8 images (unbatched) of a tfds dataset's split, labels dropped."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  builder = prepare_dataset(info.name, data_dir=data_dir, manual_dir=manual_dir)
+  read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False)
+  ds = builder.as_dataset(split=split, shuffle_files=shuffle_files,
+                          read_config=read_config)
+  return ds.map(lambda example: example["image"], num_parallel_calls=tf.data.AUTOTUNE)

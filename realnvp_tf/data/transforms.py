@@ -1,0 +1,93 @@
+"""Per-image steps of the input pipelines: resizing, crops, flips, dequantization.
+
+The deterministic steps (`Resize`, `CentralCrop`, `ResizeSmallestSide`) are small frozen
+dataclasses, so that a dataset's registry entry can list them as data; each maps a uint8
+`[H, W, C]` image to a uint8 image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+
+def to_pixels(image: tf.Tensor, num_levels: int) -> tf.Tensor:
+  """Rounds and clips a resized image back to integer pixels 0..K-1 (uint8)."""
+  image = tf.clip_by_value(tf.round(image), 0.0, float(num_levels - 1))
+  return tf.cast(image, tf.uint8)
+
+
+def resize(image: tf.Tensor, size, num_levels: int = 256) -> tf.Tensor:
+  """Bilinear resize with antialiasing, back to integer pixels."""
+  image = tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear",
+                          antialias=True)
+  return to_pixels(image, num_levels)
+
+
+def center_crop(image: tf.Tensor, height: int, width: int) -> tf.Tensor:
+  shape = tf.shape(image)
+  top = (shape[0] - height) // 2
+  left = (shape[1] - width) // 2
+  return tf.image.crop_to_bounding_box(image, top, left, height, width)
+
+
+@dataclasses.dataclass(frozen=True)
+class CentralCrop:
+  """The central `size` x `size` window (padded with zeros if the image is smaller)."""
+  size: int
+
+  def __call__(self, image):
+    return tf.image.resize_with_crop_or_pad(image, self.size, self.size)
+
+
+@dataclasses.dataclass(frozen=True)
+class Resize:
+  """Resize to `size` = (height, width), antialiased."""
+  size: tuple
+
+  def __call__(self, image):
+    return resize(image, self.size)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResizeSmallestSide:
+  """Resize so that the smallest side is `size` pixels, keeping the aspect ratio."""
+  size: int
+
+  def __call__(self, image):
+    hw = tf.cast(tf.shape(image)[:2], tf.float32)
+    new_size = tf.cast(tf.round(hw * (self.size / tf.reduce_min(hw))), tf.int32)
+    return resize(image, tf.maximum(new_size, self.size))
+
+
+def random_flip_batch(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+  """Flips each image of a [B, H, W, C] batch left-right with probability 1/2."""
+  flip = tf.random.stateless_uniform(tf.shape(images)[:1], seed=seed) < 0.5
+  return tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
+
+
+def add_noise(pixels: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
+  """`pixels + noise` for integer-valued float32 pixels and noise in [0, 1), kept
+  below `pixels + 1` in float32, so that `floor` gives back the pixels.
+
+  In float32, x + u rounds up to x + 1 when u is within half an ulp of x + 1 of 1 (for
+  x = 255: u > 1 - 2**-17, a few times per MNIST epoch); such values are moved to the
+  largest float32 below x + 1.
+  """
+  return tf.minimum(pixels + noise, tf.math.nextafter(pixels + 1.0, pixels))
+
+
+def dequantize(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+  """x + u, u ~ U[0, 1) drawn with the stateless seed, with floor(x + u) == x."""
+  x = tf.cast(image, tf.float32)
+  return add_noise(x, tf.random.stateless_uniform(tf.shape(x), seed=seed,
+                                                  dtype=tf.float32))
+
+
+def element_seed(seed: int, stream: int, *indices) -> tf.Tensor:
+  """A stateless-RNG seed (shape [2]) for `(seed, stream, *indices)`."""
+  key = tf.constant([seed, stream], dtype=tf.int64)
+  for index in indices:
+    key = tf.random.experimental.stateless_fold_in(key, tf.cast(index, tf.int64))
+  return key
