@@ -212,3 +212,22 @@ def test_eval_py_mixed_precision_for_checkpoints_only(trained_run, tmp_path):
   assert refused.returncode == 1
   assert "--mixed_precision applies to --model_dir" in refused.stderr
   assert len(_own_lines(refused.stderr)) == 1, refused.stderr
+
+
+def test_load_serves_an_export_and_a_run_directory_alike(trained_run, tmp_path):
+  from_export = realnvp_tf.load(os.path.join(trained_run, "export"))
+  from_run = realnvp_tf.load(trained_run)  # its latest checkpoint, EMA weights
+  assert from_export.image_shape == from_run.image_shape == SHAPE
+  x = _pixels(4, 9).numpy()
+  np.testing.assert_allclose(from_run.log_prob(x), from_export.log_prob(x), rtol=1e-4)
+  np.testing.assert_allclose(from_export.decode(from_export.encode(x))["values"], x,
+                             rtol=1e-3, atol=1e-3)
+  bits = from_export.bits_per_dim(np.floor(x).astype(np.uint8), seed=(1, 2))
+  assert bits.shape == (4,) and np.all(np.isfinite(bits))
+  cold = from_export.sample(3, temperature=0.0, seed=(5, 6))
+  warm = from_export.sample(3, temperature=0.8, seed=(5, 6))
+  assert cold["images"].dtype == np.uint8 and cold["values"].shape == (3,) + SHAPE
+  np.testing.assert_allclose(cold["values"][0], cold["values"][2], rtol=1e-6)
+  assert not np.allclose(warm["values"][0], warm["values"][2])
+  with pytest.raises(ValueError, match="neither a SavedModel"):
+    realnvp_tf.load(str(tmp_path))

@@ -243,3 +243,17 @@ def test_bfloat16_networks_keep_the_flow_exact(image_shape, num_scales):
                              float32.log_prob(tf.identity(x)), rtol=2e-2)
   with pytest.raises(ValueError, match="compute_dtype"):
     realnvp_tf.RealNVPConfig(compute_dtype="float16")
+
+
+def test_sample_at_a_temperature_decodes_scaled_normal_noise():
+  config = realnvp_tf.RealNVPConfig(image_shape=(8, 8, 1), num_levels=17, num_scales=2,
+                                    num_res_blocks=1, num_filters=4)
+  flow = realnvp_tf.build_realnvp(config)
+  perturb_variables(flow, seed=2)
+  cold = realnvp_tf.sample(flow, 2, temperature=0.0, seed=[1, 2])
+  np.testing.assert_allclose(cold, flow.bijector.forward(tf.zeros([2, 8, 8, 1])),
+                             rtol=1e-6)
+  warm = realnvp_tf.sample(flow, 2, temperature=0.6, seed=[1, 2])
+  z = 0.6 * tf.random.stateless_normal([2, 8, 8, 1], [1, 2])
+  np.testing.assert_allclose(warm, flow.bijector.forward(z), rtol=1e-5, atol=1e-5)
+  assert realnvp_tf.sample(flow, 3).shape == (3, 8, 8, 1)  # unseeded
