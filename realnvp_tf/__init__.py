@@ -3,6 +3,12 @@
 Dinh, Sohl-Dickstein and Bengio, "Density estimation using Real NVP", ICLR 2017.
 """
 
+from realnvp_tf import startup
+
+startup.import_tensorflow_quietly()
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+
 from realnvp_tf.config import RealNVPConfig
 from realnvp_tf.flow import bits_per_dim
 from realnvp_tf.config import TrainConfig

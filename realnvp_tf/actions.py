@@ -4,7 +4,8 @@ An action is called with each step's `controller.StepResult` and keeps its own c
 a stop condition is called after the actions and returns True to end the loop. A
 stop condition with `interrupts = True` (a signal) ends training without finishing it:
 the trainer saves a checkpoint and exits; others (a time budget) end it as if the step
-count had been reached.
+count had been reached. An action that saved a checkpoint itself (a preemption) ends
+training by raising `Interrupted`.
 """
 
 import collections
@@ -17,6 +18,15 @@ import tensorflow as tf
 
 class NonFiniteLossError(RuntimeError):
   """Too many consecutive steps with a non-finite loss or gradient."""
+
+
+class Interrupted(Exception):
+  """Raised by an action to end training without finishing it, after it saved a
+  checkpoint of `step`."""
+
+  def __init__(self, step, reason):
+    super().__init__(f"{reason}: checkpoint saved at step {step}; stopping.")
+    self.step = step
 
 
 def _due(step, every, last_step=None):
@@ -139,6 +149,33 @@ class PeriodicEvaluation:
       self.evaluate(result.step)
 
 
+class SaveCheckpointIfPreempted:
+  """Preemption of a multi-worker run: a SIGTERM to any worker makes every worker save
+  a checkpoint at the same step and stop (TensorFlow's PreemptionCheckpointHandler,
+  as orbit's action of the same name uses it); raises `Interrupted` then.
+
+  The handler agrees on the step through the cluster's coordination service and
+  takes over SIGTERM in this process; the chief's checkpoint lands in the run
+  directory, the others' in their temporary ones.
+  """
+
+  def __init__(self, cluster_resolver, manager):
+    self.saved = False
+
+    def exit_fn():
+      self.saved = True
+
+    self.handler = tf.distribute.experimental.PreemptionCheckpointHandler(
+        cluster_resolver, manager,
+        termination_config=tf.distribute.experimental.TerminationConfig(
+            exit_fn=exit_fn))
+
+  def __call__(self, result):
+    self.handler.save_checkpoint_if_preempted(checkpoint_number=result.step)
+    if self.saved:
+      raise Interrupted(result.step, "Preempted (SIGTERM to a worker)")
+
+
 class SignalStop:
   """A stop condition that holds once SIGTERM or SIGINT arrived (a context manager:
   the handlers are installed on entry, the previous ones put back on exit)."""
@@ -169,6 +206,10 @@ class SignalStop:
 
   def __call__(self):
     return self.received is not None
+
+  @property
+  def reason(self):
+    return f"Signal {self.received}"
 
 
 class TimeBudget:

@@ -2,11 +2,14 @@
 
 import dataclasses
 import importlib.resources
+import logging as python_logging
+import math
 import os
 import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 
 from realnvp_tf import data
 from realnvp_tf.config import COMPUTE_DTYPES
@@ -63,7 +66,18 @@ def run_app(main, app_module, argv=None):
   the script that was started, which defines none itself)."""
   for flag in FLAGS.get_key_flags_for_module(app_module):
     FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+
+  # absl's handler passes records to its Python handler without consulting its own
+  # filters, so the filter goes there.
+  logging.get_absl_handler().python_handler.addFilter(_tensorflow_info_filter)
   app.run(main, argv=argv)
+
+
+def _tensorflow_info_filter(record):
+  """Drops TensorFlow's own INFO lines (saver timings, signature names) from the apps'
+  log; its warnings and errors, and everything of this package's, pass."""
+  return record.levelno >= python_logging.WARNING or (
+      f"{os.sep}tensorflow{os.sep}" not in record.pathname)
 
 
 def define_data_flags():
@@ -87,6 +101,7 @@ def define_model_flags():
   flags.DEFINE_float("logit_alpha", _MODEL_DEFAULTS.logit_alpha,
                      "alpha of the logit preprocessing.")
   define_precision_flag(_MODEL_DEFAULTS.compute_dtype)
+  _require_finite("batch_norm_momentum", "logit_alpha")
 
 
 def define_optimization_flags():
@@ -109,12 +124,20 @@ def define_optimization_flags():
   flags.DEFINE_integer("max_nonfinite_steps", defaults["max_nonfinite_steps"],
                        "Consecutive skipped non-finite steps before training stops.")
   flags.DEFINE_integer("seed", defaults["seed"], "Seed of data order, noise and samples.")
+  _require_finite("learning_rate", "l2_coeff", "clip_norm", "ema_decay")
 
 
 def define_precision_flag(default):
   flags.DEFINE_enum("mixed_precision", default, list(COMPUTE_DTYPES),
                     "bfloat16: run the s/t networks in bfloat16 (the flow's "
                     "arithmetic, log-dets and loss stay float32).")
+
+
+def _require_finite(*names):
+  """absl rejects NaN and infinite values of these float flags in one line."""
+  for name in names:
+    flags.register_validator(name, lambda value: value is None or math.isfinite(value),
+                             message=f"--{name} must be a finite number")
 
 
 def register_model_validators():

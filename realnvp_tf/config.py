@@ -1,11 +1,20 @@
 """Configurations: `RealNVPConfig` (the flow) and `TrainConfig` (its training run)."""
 
 import dataclasses
+import math
 from typing import Optional, Tuple
 
 from realnvp_tf.data import registry
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def _check_finite(config):
+  """Every float setting must be a finite number (a NaN passes every `<` check)."""
+  for field in dataclasses.fields(config):
+    value = getattr(config, field.name)
+    if isinstance(value, float) and not math.isfinite(value):
+      raise ValueError(f"{field.name} must be a finite number; got {value}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +54,7 @@ class RealNVPConfig:
   compute_dtype: str = "float32"
 
   def __post_init__(self):
+    _check_finite(self)
     shape = tuple(int(d) for d in self.image_shape)
     object.__setattr__(self, "image_shape", shape)
     if len(shape) != 3 or min(shape) <= 0:
@@ -137,6 +147,7 @@ class TrainConfig:
   export: bool = True
 
   def __post_init__(self):
+    _check_finite(self)
     registry.get_dataset_info(self.dataset)  # unknown names fail here, with the list
     for name in ("batch_size", "train_steps", "checkpoint_every", "eval_images",
                  "eval_batch_size", "log_every", "max_nonfinite_steps", "num_samples"):

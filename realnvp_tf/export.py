@@ -64,11 +64,19 @@ class RealNVPServing(tf.Module):
     return {"bits_per_dim": flow_lib.bits_per_dim(log_prob, self._image_shape)}
 
   def _decode_values(self, z):
-    values = self._flow.bijector.forward(z)
+    check = tf.debugging.assert_all_finite(
+        z, message="z must be finite (no NaN or infinite latents)")
+    with tf.control_dependencies([check]):
+      values = self._flow.bijector.forward(tf.identity(z))
     return {"values": values, "images": flow_lib.to_images(values, self._num_levels)}
 
   def _sample(self, num_samples, temperature, seed):
-    values = flow_lib.sample(self._flow, num_samples, temperature, seed)
+    message = "temperature must be a finite number >= 0"
+    # `>= 0` is False for NaN: the first check refuses NaN and negatives.
+    checks = [tf.debugging.assert_greater_equal(temperature, 0.0, message=message),
+              tf.debugging.assert_all_finite(temperature, message=message)]
+    with tf.control_dependencies(checks):
+      values = flow_lib.sample(self._flow, num_samples, tf.identity(temperature), seed)
     return {"values": values, "images": flow_lib.to_images(values, self._num_levels)}
 
   def _encode(self, images):

@@ -12,11 +12,16 @@ so the layout is written down once.
 """
 
 import dataclasses
+import fcntl
+import glob
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 
+from absl import logging
 import tensorflow as tf
 
 from realnvp_tf import flow as flow_lib
@@ -27,7 +32,10 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 CHECKPOINT_DIR = "checkpoints"
 EXPORT_DIR = "export"
+LOCK_FILE = ".lock"
 MAX_CHECKPOINTS = 3
+# Model settings a run may change when it resumes: they create no variables.
+_RESUMABLE_MODEL_CHANGES = ("compute_dtype",)
 
 
 class RunDirectory:
@@ -39,6 +47,7 @@ class RunDirectory:
     self.is_chief = is_chief
     self.write_path = (self.path if is_chief else
                        tempfile.mkdtemp(prefix="realnvp_worker_"))
+    self._lock = None
 
   @property
   def checkpoint_dir(self):
@@ -52,13 +61,68 @@ class RunDirectory:
   def log_dir(self, name):
     return os.path.join(self.write_path, name)
 
+  def open_for_writing(self):
+    """Makes sure the chief can write the run directory and takes its lock.
+
+    Raises a one-line ValueError when the path is a file, cannot be created or
+    written, or another process holds the lock (it is released when that process
+    ends, however it ends).
+    """
+    if not self.is_chief:
+      return
+    _check_writable(self.path)
+    lock = open(os.path.join(self.path, LOCK_FILE), "a+")
+    try:
+      fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+      lock.seek(0)
+      holder = lock.read().strip() or "another process"
+      lock.close()
+      raise ValueError(
+          f"--model_dir={self.path} is in use by another training run ({holder}); "
+          f"wait for it to end, or pass another --model_dir.") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    lock.flush()
+    self._lock = lock
+
+  def checkpoints(self):
+    """The run's checkpoints (in `path`: the chief's), newest first."""
+    return checkpoints_newest_first(os.path.join(self.path, CHECKPOINT_DIR))
+
   def latest_checkpoint(self):
-    """The run's latest checkpoint (read from `path`: the chief's), or None."""
-    return tf.train.latest_checkpoint(os.path.join(self.path, CHECKPOINT_DIR))
+    """The run's latest checkpoint, or None."""
+    return next(iter(self.checkpoints()), None)
 
   def write_config(self, model_config, train_config):
     if self.is_chief:
       write_run_config(self.path, model_config, train_config)
+
+  def check_resumable(self, model_config, train_config):
+    """A one-line ValueError if the run's config.json says its checkpoints hold
+    another model than `model_config` (or EMA weights where there are none)."""
+    if not tf.io.gfile.exists(os.path.join(self.path, CONFIG_FILE)):
+      return
+    saved_model, saved_train = read_run_config(self.path)
+    differences = [
+        f"{field.name}={getattr(saved_model, field.name)!r} (now "
+        f"{getattr(model_config, field.name)!r})"
+        for field in dataclasses.fields(model_config)
+        if field.name not in _RESUMABLE_MODEL_CHANGES
+        and getattr(saved_model, field.name) != getattr(model_config, field.name)]
+    if saved_train.dataset != train_config.dataset:
+      differences.append(f"dataset={saved_train.dataset!r} (now "
+                         f"{train_config.dataset!r})")
+    if bool(saved_train.ema_decay) != bool(train_config.ema_decay):
+      differences.append(f"ema_decay={saved_train.ema_decay} (now "
+                         f"{train_config.ema_decay}; EMA on or off changes what "
+                         f"is checkpointed)")
+    if differences:
+      raise ValueError(
+          f"--model_dir={self.path} holds a run with other settings: "
+          f"{', '.join(differences)}. Resume it with its own settings, or pass a new "
+          f"--model_dir.")
 
   def write_metrics(self, metrics):
     if self.is_chief:
@@ -66,8 +130,78 @@ class RunDirectory:
         json.dump(metrics, f, indent=2)
 
   def close(self):
+    if self._lock is not None:
+      self._lock.close()  # releases the lock
+      self._lock = None
     if not self.is_chief:
       shutil.rmtree(self.write_path, ignore_errors=True)
+
+
+def _check_writable(path):
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise ValueError(f"--model_dir={path} is a file, not a directory; pass a "
+                     f"directory (it is created if missing).")
+  try:
+    os.makedirs(path, exist_ok=True)
+    with tempfile.TemporaryFile(dir=path):
+      pass
+  except OSError as e:
+    raise ValueError(f"--model_dir={path} cannot be created or written "
+                     f"({e.strerror}); pass a directory you can write to.") from None
+
+
+def checkpoints_newest_first(directory):
+  """The checkpoint prefixes in `directory`, newest (highest number) first: those the
+  state file lists and those whose index file is there (the state file may be lost)."""
+  found = set()
+  try:
+    state = tf.train.get_checkpoint_state(directory)
+  except (tf.errors.OpError, ValueError):  # an unreadable state file
+    state = None
+  if state is not None:
+    found.update(os.path.join(directory, os.path.basename(path))
+                 for path in state.all_model_checkpoint_paths)
+  found.update(path[:-len(".index")]
+               for path in glob.glob(os.path.join(directory, "ckpt-*.index")))
+  number = lambda path: int(re.search(r"-(\d+)$", path).group(1))
+  return sorted((p for p in found if re.search(r"-\d+$", p)), key=number, reverse=True)
+
+
+def restore_newest(checkpoint, directory, partial=False):
+  """Restores the newest checkpoint of `directory` that restores; returns its path, or
+  None when there is none.
+
+  A checkpoint that fails (a truncated or unreadable file after a full disk or a
+  partial copy) is skipped with one warning line. If checkpoints exist and none
+  restores, a one-line ValueError names the directory.
+  """
+  candidates = checkpoints_newest_first(directory)
+  failures = []
+  for path in candidates:
+    try:
+      status = checkpoint.restore(path)
+      if partial:
+        status.expect_partial()
+      status.assert_existing_objects_matched()
+    except Exception as e:  # pylint: disable=broad-except
+      # Corrupt files fail in many ways (DataLossError, IndexError from the
+      # reader, ...); whatever it is, this checkpoint cannot be used.
+      reason = _first_line(e)
+      failures.append(f"{os.path.basename(path)}: {reason}")
+      logging.warning("Skipped checkpoint %s: it cannot be restored (%s).", path,
+                      reason)
+      continue
+    return path
+  if failures:
+    raise ValueError(
+        f"No checkpoint in {directory} can be restored ({'; '.join(failures)}); move "
+        f"the directory aside or pass a new --model_dir.")
+  return None
+
+
+def _first_line(error):
+  text = getattr(error, "message", None) or str(error)
+  return text.strip().splitlines()[0][:200] if text.strip() else type(error).__name__
 
 
 def write_run_config(model_dir, model_config, train_config):
@@ -114,17 +248,17 @@ def restore_for_inference(model_dir, compute_dtype=None):
   model_config, train_config = read_run_config(model_dir)
   if compute_dtype:
     model_config = dataclasses.replace(model_config, compute_dtype=compute_dtype)
-  latest = RunDirectory(model_dir).latest_checkpoint()
-  if latest is None:
-    raise ValueError(f"--model_dir={model_dir} has no checkpoint in "
-                     f"{CHECKPOINT_DIR}/.")
   flow = flow_lib.build_realnvp(model_config)
   variables = list(flow.trainable_variables)
   step = tf.Variable(0, dtype=tf.int64)
   ema = ([tf.Variable(tf.zeros_like(v)) for v in variables]
          if train_config.ema_decay else None)
   checkpoint = make_checkpoint(flow, step, ema=ema)
-  checkpoint.restore(latest).expect_partial().assert_existing_objects_matched()
+  latest = restore_newest(checkpoint, os.path.join(model_dir, CHECKPOINT_DIR),
+                          partial=True)
+  if latest is None:
+    raise ValueError(f"--model_dir={model_dir} has no checkpoint in "
+                     f"{CHECKPOINT_DIR}/.")
   for variable, average in zip(variables, ema or []):
     variable.assign(average)
   metadata = {"dataset": train_config.dataset, "step": int(step.numpy()),

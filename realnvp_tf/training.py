@@ -16,7 +16,9 @@ and `run_dir` (files and checkpoints).
 import ctypes
 import dataclasses
 import json
+import math
 import os
+import signal
 
 from absl import logging
 import keras
@@ -33,7 +35,7 @@ from realnvp_tf import run_dir as run_dir_lib
 from realnvp_tf import train_state
 from realnvp_tf import train_step
 # Names that lived here before the split, so that old imports keep working.
-from realnvp_tf.actions import NonFiniteLossError  # noqa: F401
+from realnvp_tf.actions import NonFiniteLossError
 from realnvp_tf.adam import WarmupSchedule as _WarmupSchedule  # noqa: F401
 from realnvp_tf.config import TrainConfig  # noqa: F401
 from realnvp_tf.run_dir import read_run_config  # noqa: F401
@@ -61,6 +63,12 @@ def is_chief(strategy):
   task_type, task_id = resolver.task_type, resolver.task_id
   return task_type is None or task_type == "chief" or (
       task_type == "worker" and task_id == 0)
+
+
+def _is_multi_worker(strategy):
+  resolver = getattr(strategy, "cluster_resolver", None)
+  return resolver is not None and sum(
+      len(tasks) for tasks in resolver.cluster_spec().as_dict().values()) > 1
 
 
 def limit_malloc_arenas(count=1):
@@ -106,6 +114,9 @@ class Trainer:
     self.strategy = strategy or make_strategy()
     check_batch_size(train_config.batch_size, self.strategy)
     self.run_dir = run_dir_lib.RunDirectory(model_dir, is_chief(self.strategy))
+    # Before the model is built: bad directories and mismatched settings fail at once.
+    self.run_dir.check_resumable(model_config, train_config)
+    self.run_dir.open_for_writing()
     self.state = train_state.TrainState(model_config, train_config, self.strategy)
     self.step_fn = train_step.TrainStep(self.state, model_config, train_config,
                                         self.strategy)
@@ -136,11 +147,12 @@ class Trainer:
     return self.state.averaged_weights()
 
   def restore(self):
-    """Restores the latest checkpoint of the run, if any; returns its step."""
-    latest = self.run_dir.latest_checkpoint()
-    if latest:
-      self.checkpoint.restore(latest).assert_existing_objects_matched()
-      logging.info("Resumed from %s at step %d.", latest, int(self.step.numpy()))
+    """Restores the newest checkpoint of the run that restores (see
+    `run_dir.restore_newest`), if any; returns its step."""
+    restored = run_dir_lib.restore_newest(
+        self.checkpoint, os.path.join(self.run_dir.path, run_dir_lib.CHECKPOINT_DIR))
+    if restored:
+      logging.info("Resumed from %s at step %d.", restored, int(self.step.numpy()))
     return int(self.step.numpy())
 
   def data_seed(self, step):
@@ -190,22 +202,33 @@ class Trainer:
 
   def train(self, actions=(), stop_conditions=(), progress=True):
     """The loop from the latest checkpoint to `train_steps`, with the default actions
-    and `actions` after each step. Returns the stop condition that ended it early (a
-    checkpoint is saved when it `interrupts`), or None."""
+    and `actions` after each step. Returns None when the step count was reached, or
+    what ended it early: a stop condition, or an `actions.Interrupted` (a checkpoint
+    is saved when training is interrupted: a signal, a preemption)."""
     start = self.restore()
     self.run_dir.write_config(self.model_config, self.config)
     self._loss = actions_lib.LossTracker()
-    with actions_lib.SignalStop() as signal_stop:
+    extra, signals = [], (signal.SIGTERM, signal.SIGINT)
+    if _is_multi_worker(self.strategy):
+      # SIGTERM to any worker: every worker saves at the same step.
+      extra.append(actions_lib.SaveCheckpointIfPreempted(
+          self.strategy.cluster_resolver, self.manager))
+      signals = (signal.SIGINT,)
+    with actions_lib.SignalStop(signals) as signal_stop:
       loop = controller_lib.Controller(
           self.train_step, self.step,
-          self.default_actions(start, progress) + [self._loss, *actions],
+          self.default_actions(start, progress) + extra + [self._loss, *actions],
           [signal_stop, *stop_conditions])
-      stopped = loop.run(iter(self.train_dataset(start)), self.config.train_steps)
+      try:
+        stopped = loop.run(iter(self.train_dataset(start)), self.config.train_steps)
+      except actions_lib.Interrupted as interruption:
+        logging.warning("%s", interruption)
+        return interruption
     if getattr(stopped, "interrupts", False):
       step = int(self.step.numpy())
       self.manager.save(checkpoint_number=step)
-      logging.warning("Signal %d: checkpoint saved at step %d; stopping.",
-                      signal_stop.received, step)
+      logging.warning("%s: checkpoint saved at step %d; stopping.",
+                      getattr(stopped, "reason", type(stopped).__name__), step)
     return stopped
 
   def finish(self):
@@ -219,6 +242,15 @@ class Trainer:
         self.manager.directory, f"ckpt-{step}"):
       self.manager.save(checkpoint_number=step)
     result = self.evaluate(None)
+    # A model that is not finite is neither recorded nor exported.
+    with self.averaged_weights():
+      finite = all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in self.flow.variables)
+    if not (finite and math.isfinite(result["bits_per_dim"])):
+      raise NonFiniteLossError(
+          f"Training ended at step {step} with "
+          + ("non-finite weights" if not finite else
+             f"a non-finite test figure ({result['bits_per_dim']})")
+          + "; nothing was exported. Lower --learning_rate or add --warmup_steps.")
     result.update(step=step, train_bits_per_dim=self._loss.last,
                   nonfinite_steps=int(self.nonfinite_total.numpy()),
                   dataset=self.config.dataset,
@@ -236,7 +268,8 @@ class Trainer:
     model_dir/metrics.json), or None when a signal stopped training."""
     try:
       stopped = self.train(actions, stop_conditions, progress)
-      if getattr(stopped, "interrupts", False):
+      if isinstance(stopped, actions_lib.Interrupted) or getattr(
+          stopped, "interrupts", False):
         return None
       return self.finish()
     finally:

@@ -22,6 +22,10 @@ BENCH = os.path.join(REPO, "bench")
 sys.path.insert(0, BENCH)
 
 
+# A smoke run: the quick timing on small batches (the figures are not asserted).
+_SMALL = ("--quick", "--batch_size=16", "--eval_batch_size=32", "--sample_batch_size=32")
+
+
 def _run(script, *flags, timeout=600):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
   return subprocess.run([sys.executable, os.path.join(BENCH, script), *flags],
@@ -45,7 +49,7 @@ def _assert_finite(values, keys):
 
 
 def test_throughput_quick_prints_every_figure():
-  out = _json_line(_run("throughput.py", "--quick"))
+  out = _json_line(_run("throughput.py", *_SMALL))
   _assert_finite(out, [
       "parameters", "forward_gflop_per_image", "training_gflop_per_image",
       "train_images_per_s", "eval_images_per_s", "sample_images_per_s",
@@ -84,7 +88,7 @@ def test_reference_conv_runs_the_forward_it_counts():
 
 
 def test_throughput_bfloat16_prints_every_figure():
-  out = _json_line(_run("throughput.py", "--quick", "--mixed_precision=bfloat16"))
+  out = _json_line(_run("throughput.py", *_SMALL, "--mixed_precision=bfloat16"))
   assert out["mixed_precision"] == "bfloat16"
   assert out["model_config"]["compute_dtype"] == "bfloat16"
   _assert_finite(out, ["train_images_per_s", "eval_images_per_s",

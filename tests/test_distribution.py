@@ -273,8 +273,8 @@ def test_multi_worker_run_is_one_synchronous_run_written_by_the_chief(tmp_path):
   assert other["write_dir"] != str(model_dir) and other["write_dir_created"]
   assert not os.path.exists(other["write_dir"])
   assert any(path.startswith("checkpoints/") for path in other["written"])
-  assert sorted(os.listdir(model_dir)) == ["checkpoints", "config.json", "export",
-                                           "metrics.json", "test", "train"]
+  assert sorted(os.listdir(model_dir)) == [".lock", "checkpoints", "config.json",
+                                           "export", "metrics.json", "test", "train"]
   events = glob.glob(str(model_dir / "*" / "events.out.tfevents.*"))
   assert len(events) == 2 and all(f".{chief['pid']}." in path for path in events)
   assert sorted(os.listdir(model_dir / "checkpoints")) == [
@@ -308,9 +308,10 @@ def test_multi_worker_run_is_one_synchronous_run_written_by_the_chief(tmp_path):
   # move in 6 steps; and the two models score images alike.
   assert np.linalg.norm(ours - workers) < 0.05 * np.linalg.norm(workers - start)
   assert np.max(np.abs(ours - workers)) <= 2 * 1e-3 * 6
+  # The moving statistics follow the weights (re-estimated for the final ones).
   for variable, name in zip(single.flow.variables, names):
     if not variable.trainable:
-      np.testing.assert_allclose(final[0][name], variable.numpy(), rtol=1e-3,
+      np.testing.assert_allclose(final[0][name], variable.numpy(), rtol=1e-2,
                                  atol=1e-3)
   theirs = realnvp_tf.build_realnvp(fx.model_config())
   for variable, name in zip(theirs.variables, names):

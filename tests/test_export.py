@@ -131,6 +131,13 @@ def test_bad_inputs_name_the_expected_input(exported):
     model.encode(tf.fill([1, 8, 8, 1], -0.5))
   with pytest.raises(tf.errors.InvalidArgumentError, match=r"\[0, 17\)"):
     model.bits_per_dim(tf.fill([1, 8, 8, 1], tf.constant(20, tf.uint8)), [0, 0])
+  for temperature in (float("nan"), -0.5, float("inf")):
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="temperature must be a finite number >= 0"):
+      model.sample(2, temperature, [0, 0])
+  for value in (np.nan, np.inf):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="z must be finite"):
+      model.decode(tf.fill([1, 8, 8, 1], value))
 
 
 def _own_lines(stderr):

@@ -11,7 +11,6 @@ in --model_dir.
 import sys
 
 from absl import flags
-from absl import logging
 import tensorflow as tf
 
 from realnvp_tf import cli
@@ -48,8 +47,8 @@ def main(argv):
     trainer = training.Trainer(cli.model_config_from_flags(),
                                cli.train_config_from_flags(), FLAGS.model_dir)
     metrics = trainer.fit()
-  except (ValueError, data.DataUnavailableError, training.NonFiniteLossError) as e:
-    logging.error("%s", e)
+  except (ValueError, OSError, data.DataUnavailableError,
+          training.NonFiniteLossError) as e:
     print(f"train.py: error: {e}", file=sys.stderr)
     sys.exit(1)
   if metrics:

@@ -9,6 +9,8 @@ prepared, no `manual_dir` is given and the download host cannot be reached, a
 from __future__ import annotations
 
 import concurrent.futures
+import functools
+import hashlib
 import importlib
 import os
 import socket
@@ -16,6 +18,7 @@ import urllib.parse
 
 import tensorflow as tf
 
+from realnvp_tf.data.registry import DATASET_NAMES
 from realnvp_tf.data.registry import DatasetInfo
 from realnvp_tf.data.registry import get_dataset_info
 
@@ -61,6 +64,61 @@ def network_available(url: str, timeout: float = NETWORK_TIMEOUT_S) -> bool:
     return False
   finally:
     pool.shutdown(wait=False)
+
+
+def official_checksums(info: DatasetInfo) -> dict[str, str]:
+  """{file name: SHA-256} of `info`'s official files, as tfds registers them (empty
+  where tfds registers none)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  url_infos = tfds.builder_cls(info.tfds_name.split("/")[0]).url_infos or {}
+  wanted = set(info.manual_files)
+  return {ui.filename: ui.checksum for ui in url_infos.values()
+          if ui.filename in wanted and ui.checksum}
+
+
+@functools.lru_cache(maxsize=1)
+def _checksum_owners() -> dict[str, str]:
+  """{SHA-256: dataset name} over every dataset of the registry."""
+  owners = {}
+  for name in DATASET_NAMES:
+    info = get_dataset_info(name)
+    if info.tfds_name is not None:
+      for digest in official_checksums(info).values():
+        owners.setdefault(digest, name)
+  return owners
+
+
+def _sha256(path: str) -> str:
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def verify_manual_files(info: DatasetInfo, manual_dir: str) -> None:
+  """Refuses files in `manual_dir` that are not `info`'s official ones (by the
+  SHA-256 tfds registers), saying whose they are when they belong to another known
+  dataset: tfds itself prepares whatever files carry the expected names."""
+  official = official_checksums(info)
+  wrong = {name: _sha256(os.path.join(manual_dir, name))
+           for name in info.manual_files if name in official}
+  wrong = {name: digest for name, digest in wrong.items() if digest != official[name]}
+  if not wrong:
+    return
+  owners = {_checksum_owners().get(digest) for digest in wrong.values()}
+  files = ", ".join(sorted(wrong))
+  if len(owners) == 1 and None not in owners:
+    owner = owners.pop()
+    raise DataUnavailableError(
+        f"--manual_dir {manual_dir!r}: {files} are {owner}'s official files, not "
+        f"{info.name}'s; pass the folder of {info.name}'s files (or use "
+        f"--dataset={owner}).")
+  raise DataUnavailableError(
+      f"--manual_dir {manual_dir!r}: {files} are not the official {info.name} files "
+      f"(their SHA-256 matches no dataset this package knows: a partial download or "
+      f"other data?). " + _manual_dir_hint(info))
 
 
 def _manual_dir_hint(info: DatasetInfo) -> str:
@@ -121,9 +179,11 @@ def prepare_dataset(name: str, data_dir: str | None = None,
           f"--manual_dir {manual_dir!r} lacks the files tfds needs to prepare "
           f"{info.name}: missing {', '.join(missing)} (expected all of: "
           f"{', '.join(info.manual_files)}).")
+    verify_manual_files(info, manual_dir)
     check_prepare_prerequisites(info)
     config = tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False)
-    builder.download_and_prepare(download_config=config)
+    builder.download_and_prepare(download_dir=_download_dir(builder, info),
+                                 download_config=config)
     return builder
   urls = download_urls(info)
   if not urls or not network_available(urls[0]):
@@ -133,8 +193,15 @@ def prepare_dataset(name: str, data_dir: str | None = None,
         f"{builder.data_dir_root!s} and {host} cannot be reached (no network?). "
         + _manual_dir_hint(info))
   check_prepare_prerequisites(info)
-  builder.download_and_prepare()
+  builder.download_and_prepare(download_dir=_download_dir(builder, info))
   return builder
+
+
+def _download_dir(builder, info: DatasetInfo) -> str:
+  """A download folder per dataset. tfds extracts manual files by their base name
+  into `downloads/extracted/`, and MNIST and Fashion-MNIST use the same names: in one
+  shared folder, the second dataset prepared would get the first one's images."""
+  return os.path.join(builder.data_dir_root, "downloads", info.name)
 
 
 def read_images(info: DatasetInfo, split: str, shuffle_files: bool, data_dir,

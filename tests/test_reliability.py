@@ -1,0 +1,302 @@
+"""Faults and bad input: each case ends in a one-line error or is survived, nothing
+lost (the README's reliability section lists them)."""
+
+import glob
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from realnvp_tf import config as config_lib
+from realnvp_tf import data
+from realnvp_tf import run_dir
+from realnvp_tf import training
+import trainer_fixtures as fx
+
+SHARED_DATA = os.environ.get("REALNVP_TF_SHARED_DATA")
+NOISE = ("I0000", "W0000", "E0000", "WARNING: All log messages before absl")
+
+
+def _own_lines(stderr):
+  """stderr without TensorFlow's C++ lines (tests run with TF_CPP_MIN_LOG_LEVEL=2 in
+  their environment, which holds back most but not the ones before absl starts)."""
+  return [line for line in stderr.strip().splitlines()
+          if line.strip() and not line.startswith(NOISE)]
+
+
+def _train(model_dir, *flags, env=None):
+  return subprocess.run(fx.train_cmd(model_dir, *flags), env=env or fx.env(),
+                        capture_output=True, text=True, timeout=600)
+
+
+# ----------------------------------------------------------- one-line CLI errors
+
+
+def _quiet_env(**extra):
+  """The environment a user has: no TF_CPP_MIN_LOG_LEVEL of its own."""
+  env = fx.env(**extra)
+  env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+  return env
+
+
+def test_errors_are_one_line_without_tensorflow_start_up_noise(tmp_path):
+  result = subprocess.run(
+      [sys.executable, os.path.join(fx.REPO, "eval.py"),
+       f"--saved_model={tmp_path / 'missing'}"], env=_quiet_env(),
+      capture_output=True, text=True, timeout=300)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines() == [
+      f"eval.py: error: --saved_model={tmp_path / 'missing'}: no such directory."]
+  # The start-up lines come back on request.
+  shown = subprocess.run(
+      [sys.executable, os.path.join(fx.REPO, "eval.py"),
+       f"--saved_model={tmp_path / 'missing'}"],
+      env=_quiet_env(REALNVP_TF_STARTUP_LOGS="1"), capture_output=True, text=True,
+      timeout=300)
+  assert len(shown.stderr.strip().splitlines()) > 1
+
+
+@pytest.mark.parametrize("make_dir,message", [
+    (lambda p: p / "a_file", "is a file, not a directory"),
+    (lambda p: p / "a_file" / "run", "cannot be created or written"),
+    (lambda p: "/proc/realnvp_run", "cannot be created or written"),
+])
+def test_bad_run_directories_fail_in_one_line_before_training(tmp_path, make_dir,
+                                                              message):
+  (tmp_path / "a_file").write_text("not a directory")
+  result = _train(make_dir(tmp_path), env=_quiet_env())
+  assert result.returncode == 1
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]
+  assert lines[0].startswith("train.py: error: --model_dir=")
+
+
+def test_non_finite_settings_are_refused():
+  for name in ("learning_rate", "clip_norm", "l2_coeff", "ema_decay"):
+    with pytest.raises(ValueError, match=f"{name} must be a finite number"):
+      fx.train_config(**{name: float("nan")})
+  with pytest.raises(ValueError, match="learning_rate must be a finite number"):
+    fx.train_config(learning_rate=float("inf"))
+  for name in ("batch_norm_momentum", "logit_alpha"):
+    with pytest.raises(ValueError, match=f"{name} must be a finite number"):
+      config_lib.RealNVPConfig(**{name: float("nan")})
+
+
+@pytest.mark.parametrize("flag", ["--learning_rate=nan", "--clip_norm=inf",
+                                  "--l2_coeff=nan", "--batch_norm_momentum=nan",
+                                  "--logit_alpha=nan", "--ema_decay=nan"])
+def test_non_finite_flags_are_refused_by_the_command_line(tmp_path, flag):
+  result = _train(tmp_path / "run", flag)
+  assert result.returncode != 0
+  assert "must be a finite number" in result.stderr
+  assert "Traceback" not in result.stderr
+  assert not os.path.exists(tmp_path / "run")
+
+
+def test_a_non_finite_final_model_is_neither_recorded_nor_exported(tmp_path):
+  trainer = training.Trainer(fx.model_config(), fx.train_config(train_steps=1,
+                                                               export=True),
+                             str(tmp_path), strategy=fx.strategy(1))
+  trainer.train(progress=False)
+  trainer.flow.trainable_variables[0].assign(
+      tf.fill(trainer.flow.trainable_variables[0].shape, np.nan))
+  with pytest.raises(training.NonFiniteLossError, match="nothing was exported"):
+    trainer.finish()
+  trainer.close()
+  assert not os.path.exists(tmp_path / "export")
+  assert not os.path.exists(tmp_path / "metrics.json")
+
+
+# ------------------------------------------------------ resuming a run directory
+
+
+def _short_run(model_dir, **kwargs):
+  config = fx.train_config(train_steps=3, checkpoint_every=1,
+                           batch_norm_recalibration_batches=0, **kwargs)
+  trainer = training.Trainer(fx.model_config(), config, str(model_dir),
+                             strategy=fx.strategy(1))
+  trainer.fit(progress=False)
+  return trainer
+
+
+def test_resume_skips_a_truncated_latest_checkpoint(tmp_path, caplog):
+  first = _short_run(tmp_path)
+  data_file = tmp_path / "checkpoints" / "ckpt-3.data-00000-of-00001"
+  data_file.write_bytes(data_file.read_bytes()[:100])  # a partial copy
+  resumed = training.Trainer(fx.model_config(), fx.train_config(train_steps=3),
+                             str(tmp_path), strategy=fx.strategy(1))
+  assert resumed.restore() == 2
+  skipped = [r for r in caplog.records if "Skipped checkpoint" in r.getMessage()]
+  assert len(skipped) == 1 and "ckpt-3" in skipped[0].getMessage()
+  at_two = training.Trainer(fx.model_config(), fx.train_config(), str(tmp_path / "b"),
+                            strategy=fx.strategy(1))
+  at_two.checkpoint.restore(str(tmp_path / "checkpoints" / "ckpt-2"))
+  for a, b in zip(resumed.flow.variables, at_two.flow.variables):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+  del first
+  resumed.close()
+  # None restores (and the pointer file is lost too): one line naming the directory.
+  for path in glob.glob(str(tmp_path / "checkpoints" / "ckpt-*.index")):
+    with open(path, "r+b") as f:
+      f.truncate(10)
+  os.remove(tmp_path / "checkpoints" / "checkpoint")
+  result = _train(tmp_path)
+  assert result.returncode == 1
+  lines = _own_lines(result.stderr)
+  assert lines[-1].startswith(f"train.py: error: No checkpoint in {tmp_path}"), lines
+  assert sum("error:" in line for line in lines) == 1 and "Traceback" not in result.stderr
+
+
+def test_a_failed_checkpoint_write_leaves_the_pointer_on_the_last_good_one(tmp_path):
+  trainer = _short_run(tmp_path)
+  checkpoint = trainer.checkpoint
+
+  def disk_full(prefix, options=None):
+    with open(prefix + ".data-00000-of-00001", "wb") as f:
+      f.write(b"partial")
+    raise OSError(28, "No space left on device")
+
+  checkpoint._write = disk_full  # pylint: disable=protected-access
+  with pytest.raises(OSError):
+    trainer.manager.save(checkpoint_number=4)
+  assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-3")
+  assert run_dir.RunDirectory(tmp_path).latest_checkpoint().endswith("ckpt-3")
+
+
+def test_resume_with_other_model_settings_says_which_in_one_line(tmp_path):
+  trainer = _short_run(tmp_path)
+  trainer.close()
+  result = _train(tmp_path, "--num_filters=8", "--ema_decay=0.9")
+  assert result.returncode == 1
+  lines = _own_lines(result.stderr)
+  assert len(lines) == 1 and len(lines[0]) < 600, result.stderr[-3000:]
+  assert "num_filters=4 (now 8)" in lines[0] and "ema_decay=0.0 (now 0.9" in lines[0]
+  assert "new --model_dir" in lines[0]
+  # Changing the precision or the step count is a resume like any other.
+  config = fx.train_config(train_steps=4, checkpoint_every=1,
+                           batch_norm_recalibration_batches=0)
+  other = config_lib.RealNVPConfig(**dict(
+      vars(fx.model_config()), compute_dtype="bfloat16"))
+  resumed = training.Trainer(other, config, str(tmp_path), strategy=fx.strategy(1))
+  assert resumed.restore() == 3
+  resumed.close()
+
+
+def test_two_writers_on_one_run_directory(tmp_path):
+  holder = training.Trainer(fx.model_config(), fx.train_config(), str(tmp_path),
+                            strategy=fx.strategy(1))
+  with pytest.raises(ValueError, match=(
+      rf"--model_dir={tmp_path} is in use by another training run \(pid "
+      rf"{os.getpid()} on ")):
+    training.Trainer(fx.model_config(), fx.train_config(), str(tmp_path),
+                     strategy=fx.strategy(1))
+  holder.close()  # released: the next run may start
+  training.Trainer(fx.model_config(), fx.train_config(), str(tmp_path),
+                   strategy=fx.strategy(1)).close()
+  # A process killed with the lock held does not leave it stuck.
+  script = ("import sys, time\n"
+            "from realnvp_tf import run_dir\n"
+            f"directory = run_dir.RunDirectory({str(tmp_path)!r})\n"
+            "directory.open_for_writing()\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(600)\n")
+  process = subprocess.Popen([sys.executable, "-c", script], env=fx.env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+  assert process.stdout.readline().strip() == "locked"
+  result = _train(tmp_path)
+  assert result.returncode == 1
+  lines = _own_lines(result.stderr)
+  assert len(lines) == 1 and f"pid {process.pid} on " in lines[0], result.stderr[-2000:]
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  directory = run_dir.RunDirectory(tmp_path)
+  directory.open_for_writing()
+  directory.close()
+
+
+# --------------------------------------------------------------- wrong datasets
+
+
+def _fake_idx_files(folder, content):
+  folder.mkdir()
+  for name in data.get_dataset_info("mnist").manual_files:
+    (folder / name).write_bytes(content(name))
+
+
+def test_manual_files_that_are_not_the_official_ones_are_refused(tmp_path):
+  _fake_idx_files(tmp_path / "fake", lambda name: b"not the official file " + name.encode())
+  with pytest.raises(data.DataUnavailableError) as error:
+    data.prepare_dataset("mnist", data_dir=str(tmp_path / "tfds"),
+                         manual_dir=str(tmp_path / "fake"))
+  message = str(error.value)
+  assert "not the official mnist file" in message and "matches no dataset" in message
+  assert not os.path.exists(tmp_path / "tfds" / "mnist")
+
+
+@pytest.mark.skipif(not SHARED_DATA, reason="REALNVP_TF_SHARED_DATA is not set (CI "
+                    "sets it to ../shared/data, the official MNIST files)")
+def test_another_datasets_official_files_are_named(tmp_path):
+  fashion = os.path.join(SHARED_DATA, "fashion_mnist")
+  with pytest.raises(data.DataUnavailableError) as error:
+    data.prepare_dataset("mnist", data_dir=str(tmp_path / "tfds"), manual_dir=fashion)
+  message = str(error.value)
+  assert "are fashion_mnist's official files" in message, message
+  assert "train-images-idx3-ubyte.gz" in message
+
+
+# ---------------------------------------------------------- workers preempted
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def test_sigterm_to_one_worker_saves_a_checkpoint_and_every_worker_exits_0(tmp_path):
+  model_dir = tmp_path / "run"
+  cluster = {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]}
+  processes, logs = [], []
+  for index in range(2):
+    tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker",
+                                                         "index": index}})
+    logs.append(open(tmp_path / f"worker_{index}.log", "w+"))
+    processes.append(subprocess.Popen(
+        fx.train_cmd(model_dir, "--train_steps=100000", "--checkpoint_every=5",
+                     "--eval_every=0"),
+        env=fx.env(TF_CONFIG=tf_config), stdout=subprocess.DEVNULL, stderr=logs[-1]))
+  deadline = time.time() + 600
+  while not os.path.exists(model_dir / "checkpoints" / "ckpt-5.index"):
+    assert time.time() < deadline, "no checkpoint within 10 minutes"
+    assert all(p.poll() is None for p in processes), [p.poll() for p in processes]
+    time.sleep(0.2)
+  time.sleep(1.0)
+  processes[1].send_signal(signal.SIGTERM)  # the worker that is not the chief
+  start = time.time()
+  for process in processes:
+    process.wait(timeout=300)
+  took = time.time() - start
+  outputs = []
+  for log in logs:
+    log.seek(0)
+    outputs.append(log.read())
+  assert [p.returncode for p in processes] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+  steps = []
+  for output in outputs:
+    saved = [line for line in output.splitlines() if "Preempted" in line]
+    assert len(saved) == 1, output[-2000:]
+    steps.append(int(saved[0].split("checkpoint saved at step ")[1].split(";")[0]))
+  assert steps[0] == steps[1] > 5  # the same step on both workers
+  assert os.path.exists(model_dir / "checkpoints" / f"ckpt-{steps[0]}.index")
+  print(f"both workers exited {took:.1f} s after the SIGTERM, at step {steps[0]}")
+  assert took < 120
+  assert not glob.glob(str(model_dir / "export"))
+  shutil.rmtree(model_dir)
