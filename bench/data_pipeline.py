@@ -7,9 +7,16 @@ read, shuffle, batching, flips (CIFAR-10) and dequantization noise. The warm-up 
 generation, cache fill, first shuffle-buffer fill) is excluded; the figure is the median
 over repeats, each longer than one epoch, so the per-epoch shuffle refill is included.
 
-Beside it, the library's training step (`Trainer.train_step` on random images, the
-bench config for MNIST shapes and the paper's CIFAR-10 model for CIFAR-10 shapes): the
-pipeline must be far faster than the step it feeds.
+An image folder (`--image_dir`): JPEGs of 256x320 pixels, written by the bench, at
+`--image_size=64` with 3 channels, through the same pipeline with the images decoded,
+resized (antialiased) and centre-cropped from the files every epoch, as for a folder
+too large to hold in memory (a smaller one is decoded once and read from memory);
+`image_folder_open_images_per_s` is the one-time check that decodes every file when
+the folder is opened.
+
+Beside each, the library's training step (`Trainer.train_step` on random images: the
+bench config for MNIST shapes, the paper's CIFAR-10 model for CIFAR-10 shapes, a small
+4-scale model for 64x64x3): the pipeline must be far faster than the step it feeds.
 
 Prints one JSON line. Usage:  python bench/data_pipeline.py [--repeats=5] [--steps=200]
 """
@@ -23,16 +30,20 @@ import time
 from absl import app
 from absl import flags
 import tensorflow as tf
+import numpy as np
+from PIL import Image
 import tensorflow_datasets as tfds
 
 import benchlib
 from realnvp_tf import data
+from realnvp_tf.data import image_folder
 from realnvp_tf.data import tfds_prep
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("repeats", 5, "Timings per figure; the median is reported.")
 flags.DEFINE_integer("steps", 200, "Batches per pipeline timing.")
 flags.DEFINE_integer("train_steps", 3, "Training steps timed (0: skip the step).")
+flags.DEFINE_integer("folder_images", 1000, "JPEG files in the image-folder timing.")
 
 BATCH_SIZE = 64
 NUM_EXAMPLES = 10_000  # mock examples: about 156 batches per epoch
@@ -57,6 +68,38 @@ def pipeline_images_per_s(name, repeats, steps):
       rates.append(steps * BATCH_SIZE / (time.perf_counter() - start))
     assert batch.shape == (BATCH_SIZE, *data.get_dataset_info(name).image_shape)
   return statistics.median(rates), rates
+
+
+def write_jpeg_folder(root, num_images, seed=0):
+  """`num_images` 256x320 RGB JPEGs (smooth random pictures, quality 90) in `root`."""
+  rng = np.random.RandomState(seed)
+  for i in range(num_images):
+    coarse = rng.randint(0, 256, (8, 10, 3)).astype(np.uint8)
+    picture = Image.fromarray(coarse).resize((320, 256), Image.BICUBIC)
+    picture.save(os.path.join(root, f"{i:05d}.jpg"), quality=90)
+
+
+def folder_images_per_s(num_images, repeats, steps):
+  """(median images/s of a JPEG folder's training pipeline, every timing, images/s of
+  opening the folder)."""
+  with tempfile.TemporaryDirectory(prefix="realnvp_bench_jpeg_") as root:
+    write_jpeg_folder(root, num_images)
+    start = time.perf_counter()
+    source = image_folder.open_folder(root, "64", 3, max_in_memory_bytes=0)
+    open_rate = num_images / (time.perf_counter() - start)
+    info = image_folder.describe(source)
+    iterator = iter(data.make_dataset(info, "train", batch_size=BATCH_SIZE,
+                                      training=True))
+    for _ in range(info.num_train // BATCH_SIZE + 2):  # warm-up: one epoch
+      next(iterator)
+    rates = []
+    for _ in range(repeats):
+      start = time.perf_counter()
+      for _ in range(steps):
+        batch = next(iterator)
+      rates.append(steps * BATCH_SIZE / (time.perf_counter() - start))
+    assert batch.shape == (BATCH_SIZE, 64, 64, 3)
+  return statistics.median(rates), rates, open_rate
 
 
 def train_step_images_per_s(config_name, steps):
@@ -88,6 +131,16 @@ def main(argv):
       step_rate = train_step_images_per_s(config_name, FLAGS.train_steps)
       result[f"{name}_train_step_images_per_s"] = round(step_rate, 1)
       result[f"{name}_pipeline_over_step"] = round(median / step_rate, 1)
+  median, rates, open_rate = folder_images_per_s(FLAGS.folder_images, FLAGS.repeats,
+                                                 FLAGS.steps)
+  result["image_folder_jpeg_files"] = FLAGS.folder_images
+  result["image_folder_open_images_per_s"] = round(open_rate)
+  result["image_folder_pipeline_images_per_s"] = round(median)
+  result["image_folder_pipeline_images_per_s_all"] = [round(r) for r in rates]
+  if FLAGS.train_steps:
+    step_rate = train_step_images_per_s("image64", FLAGS.train_steps)
+    result["image_folder_train_step_images_per_s"] = round(step_rate, 1)
+    result["image_folder_pipeline_over_step"] = round(median / step_rate, 1)
   print(json.dumps(result))
 
 

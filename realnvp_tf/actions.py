@@ -110,10 +110,13 @@ class TrainSummaries:
 
 
 class ShowProgress:
-  """A Keras progress bar: the last applied step's bits/dim and images/s."""
+  """A Keras progress bar: the last applied step's bits/dim, images/s and, when
+  `validation()` gives one, the latest validation bits/dim."""
 
-  def __init__(self, bar, batch_size, every, last_step, start_step):
+  def __init__(self, bar, batch_size, every, last_step, start_step,
+               validation=lambda: None):
     self.bar, self.every, self.last_step = bar, every, last_step
+    self.validation = validation
     self._rate = _Rate(batch_size)
     self._rate(start_step)
     self._loss = LossTracker()
@@ -122,8 +125,10 @@ class ShowProgress:
   def __call__(self, result):
     self._loss(result)
     if _due(result.step, self.every, self.last_step):
-      self.bar.update(result.step, [("bits/dim", self._loss.last),
-                                    ("images/s", self._rate(result.step))])
+      values = [("bits/dim", self._loss.last), ("images/s", self._rate(result.step))]
+      if self.validation() is not None:
+        values.append(("val bits/dim", self.validation()))
+      self.bar.update(result.step, values)
 
 
 class SaveCheckpoint:

@@ -81,10 +81,30 @@ def _tensorflow_info_filter(record):
 
 
 def define_data_flags():
-  flags.DEFINE_enum("dataset", "mnist", list(data.DATASET_NAMES), "Dataset.")
+  flags.DEFINE_string("dataset", "mnist", "Dataset: " + ", ".join(data.DATASET_NAMES)
+                      + ", or tfds:NAME[/CONFIG] for any tensorflow-datasets image "
+                      "set (ignored with --image_dir).")
+  flags.register_validator(
+      "dataset", lambda name: name in data.DATASET_NAMES or name == data.IMAGE_DIR
+      or (name.startswith("tfds:") and len(name) > 5),
+      message="--dataset must be one of " + ", ".join(data.DATASET_NAMES) +
+      ", or tfds:NAME[/CONFIG]")
   flags.DEFINE_string("data_dir", None, "tensorflow-datasets data directory.")
   flags.DEFINE_string("manual_dir", None, "Folder with the official raw files, for "
                       "machines without internet (e.g. ../shared/data/mnist).")
+  flags.DEFINE_string("image_dir", None, "Train on the PNG/JPEG/BMP/GIF files under "
+                      "this folder (recursively); its train/, validation/, test/ "
+                      "subfolders are the splits when train/ exists, else a stable "
+                      "split by a hash of each file's path.")
+  flags.DEFINE_string("image_size", None, "H or HxW: images are resized to cover it "
+                      "and centre-cropped (needed with --image_dir).")
+  flags.DEFINE_enum("channels", "3", ["1", "3"], "Channels of --image_dir images.")
+  flags.DEFINE_float("validation_fraction", 0.1, "--image_dir: share of the images "
+                     "hashed into the validation split.")
+  flags.DEFINE_float("test_fraction", 0.1, "--image_dir: share of the images hashed "
+                     "into the test split.")
+  flags.DEFINE_bool("fail_on_bad_images", False, "--image_dir: refuse files that "
+                    "cannot be decoded (by default they are left out and reported).")
 
 
 def define_model_flags():
@@ -124,6 +144,9 @@ def define_optimization_flags():
   flags.DEFINE_integer("max_nonfinite_steps", defaults["max_nonfinite_steps"],
                        "Consecutive skipped non-finite steps before training stops.")
   flags.DEFINE_integer("seed", defaults["seed"], "Seed of data order, noise and samples.")
+  flags.DEFINE_enum("select", defaults["select"], ["best", "last"], "Weights for the "
+                    "final test figure, metrics.json and the export: those of the "
+                    "best validation figure, or the last.")
   _require_finite("learning_rate", "l2_coeff", "clip_norm", "ema_decay")
 
 
@@ -144,16 +167,27 @@ def register_model_validators():
   """Image sides must fit the scales: checked at flag parsing, before any work."""
 
   def sides_fit(values):
-    shape = data.get_dataset_info(values["dataset"]).image_shape
+    if values["image_size"]:
+      try:
+        shape = data.image_folder.parse_size(values["image_size"])
+      except ValueError as e:
+        raise flags.ValidationError(str(e)) from None
+    elif values["dataset"] in data.DATASET_NAMES:
+      shape = data.get_dataset_info(values["dataset"]).image_shape
+    else:  # a tfds set's shape is known once its builder is read (later)
+      return True
+    what = (f"--image_size={values['image_size']}" if values["image_size"] else
+            f"--dataset={values['dataset']}")
     factor = 2 ** (values["num_scales"] - 1)
     if shape[0] % factor or shape[1] % factor:
       raise flags.ValidationError(
-          f"--dataset={values['dataset']} has {shape[0]}x{shape[1]} images, not "
+          f"{what} means {shape[0]}x{shape[1]} images, not "
           f"divisible by 2**(num_scales - 1) = {factor}; use --num_scales at most "
           f"{_max_scales(shape)}.")
     return True
 
-  flags.register_multi_flags_validator(["dataset", "num_scales"], sides_fit)
+  flags.register_multi_flags_validator(["dataset", "image_size", "num_scales"],
+                                       sides_fit)
 
 
 def _max_scales(shape):
@@ -164,7 +198,9 @@ def _max_scales(shape):
 
 
 def model_config_from_flags():
-  info = data.get_dataset_info(FLAGS.dataset)
+  """The RealNVPConfig of the flags, for the images the data flags name (a folder is
+  decoded and a tfds set prepared here, once per process)."""
+  info = train_config_from_flags().dataset_info()
   return RealNVPConfig(
       image_shape=info.image_shape, num_levels=info.num_levels,
       num_scales=FLAGS.num_scales, num_res_blocks=FLAGS.num_res_blocks,
@@ -178,4 +214,6 @@ def train_config_from_flags(config_class=TrainConfig):
   names."""
   values = {f.name: getattr(FLAGS, f.name) for f in dataclasses.fields(config_class)
             if f.name in FLAGS}
+  if "channels" in values:
+    values["channels"] = int(values["channels"])
   return config_class(**values)

@@ -2,11 +2,17 @@
 
 import dataclasses
 import math
+import os
 from typing import Optional, Tuple
 
 from realnvp_tf.data import registry
+from realnvp_tf.data import specs
+from realnvp_tf.data.specs import CUSTOM
+from realnvp_tf.data.specs import IMAGE_DIR
+from realnvp_tf.data.tfds_prep import TFDS_PREFIX
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
+SELECT = ("best", "last")
 
 
 def _check_finite(config):
@@ -100,7 +106,20 @@ class TrainConfig:
   """Optimisation and bookkeeping settings (paper defaults).
 
   Attributes:
-    dataset: one of `data.DATASET_NAMES`.
+    dataset: one of `data.DATASET_NAMES`, `tfds:NAME[/CONFIG]` (any
+      tensorflow-datasets image set), `data.IMAGE_DIR` with `image_dir`, or
+      `data.CUSTOM` for datasets given to the Trainer (`data.from_tf_data`).
+    image_dir: a folder of image files to train on (see `data.image_folder`).
+    image_size: "H" or "HxW": images are resized to cover it and centre-cropped
+      (needed with `image_dir`; optional for the others).
+    channels: 1 or 3, for `image_dir`.
+    validation_fraction, test_fraction: the hash split of an `image_dir` without
+      train/validation/test subfolders.
+    fail_on_bad_images: refuse an `image_dir` with files that cannot be decoded
+      (otherwise they are left out and reported once).
+    select: "best" (the weights with the best validation figure, kept in
+      model_dir/best/) or "last": what the final test figure, metrics.json and the
+      export use.
     batch_size: global batch size, split evenly over the replicas.
     train_steps: optimizer steps in all (a resumed run continues up to this).
     learning_rate: Adam's learning rate.
@@ -113,9 +132,10 @@ class TrainConfig:
       moving statistics are re-estimated on this many training batches for the final
       weights (see `batch_norm_estimation`; 0: keep the moving averages).
     checkpoint_every: steps between checkpoints.
-    eval_every: steps between evaluations on `eval_images` test images (0: only the
-      final evaluation on the full test split).
-    eval_images: test images of the periodic evaluations.
+    eval_every: steps between validation evaluations (0: only the final one); the
+      test split is read once, at the end.
+    eval_images: validation images of each evaluation (the same ones each time; 0:
+      all).
     eval_batch_size: batch size of evaluation.
     log_every: steps between TensorBoard scalars.
     max_nonfinite_steps: consecutive non-finite steps (skipped) before training stops.
@@ -126,6 +146,13 @@ class TrainConfig:
   """
 
   dataset: str = "mnist"
+  image_dir: Optional[str] = None
+  image_size: Optional[str] = None
+  channels: int = 3
+  validation_fraction: float = 0.1
+  test_fraction: float = 0.1
+  fail_on_bad_images: bool = False
+  select: str = "best"
   batch_size: int = 64
   train_steps: int = 100_000
   learning_rate: float = 1e-3
@@ -148,12 +175,27 @@ class TrainConfig:
 
   def __post_init__(self):
     _check_finite(self)
-    registry.get_dataset_info(self.dataset)  # unknown names fail here, with the list
-    for name in ("batch_size", "train_steps", "checkpoint_every", "eval_images",
-                 "eval_batch_size", "log_every", "max_nonfinite_steps", "num_samples"):
+    if self.image_dir:
+      object.__setattr__(self, "dataset", IMAGE_DIR)
+      # Recorded in config.json and the export: absolute, so it means the same
+      # folder from any working directory.
+      object.__setattr__(self, "image_dir",
+                         os.path.abspath(os.path.expanduser(self.image_dir)))
+    if self.dataset == IMAGE_DIR and not self.image_dir:
+      raise ValueError(f"dataset={IMAGE_DIR!r} needs image_dir (--image_dir=DIR).")
+    if self.dataset == IMAGE_DIR and not self.image_size:
+      raise ValueError("An image folder needs an image size: pass --image_size=H or "
+                       "HxW (TrainConfig(image_size=...)) with --image_dir.")
+    if self.dataset not in (IMAGE_DIR, CUSTOM) and not self.dataset.startswith(
+        TFDS_PREFIX):
+      registry.get_dataset_info(self.dataset)  # unknown names fail here, with the list
+    if self.select not in SELECT:
+      raise ValueError(f"select must be one of {SELECT}; got {self.select!r}.")
+    for name in ("batch_size", "train_steps", "checkpoint_every", "eval_batch_size",
+                 "log_every", "max_nonfinite_steps", "num_samples"):
       if getattr(self, name) <= 0:
         raise ValueError(f"{name} must be positive; got {getattr(self, name)}.")
-    for name in ("warmup_steps", "eval_every", "l2_coeff",
+    for name in ("warmup_steps", "eval_every", "eval_images", "l2_coeff",
                  "batch_norm_recalibration_batches"):
       if getattr(self, name) < 0:
         raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}.")
@@ -161,3 +203,18 @@ class TrainConfig:
       raise ValueError("learning_rate and clip_norm must be positive.")
     if not 0.0 <= self.ema_decay < 1.0:
       raise ValueError(f"ema_decay must be in [0, 1); got {self.ema_decay}.")
+
+  def data_spec(self):
+    """The settings that say which images the run means (`data.resolve`'s
+    arguments): recorded with the model, so evaluation reads the same images."""
+    return dict(dataset=self.dataset, image_dir=self.image_dir,
+                image_size=self.image_size, channels=self.channels,
+                validation_fraction=self.validation_fraction,
+                test_fraction=self.test_fraction)
+
+  def dataset_info(self):
+    """The run's `data.DatasetInfo` (`data.resolve`: a folder is decoded, a tfds set
+    prepared, once per process)."""
+    return specs.resolve(**self.data_spec(), fail_on_bad_images=self.fail_on_bad_images,
+                           data_dir=self.data_dir, manual_dir=self.manual_dir,
+                           min_train_images=self.batch_size)

@@ -102,8 +102,33 @@ def write_png(path, image):
   tf.io.write_file(path, tf.io.encode_png(image))
 
 
-def run(saved_model=None, model_dir=None, dataset=None, split="test", data_dir=None,
-        manual_dir=None, batch_size=256, num_dequant_samples=1, seed=0,
+def data_info(model, dataset=None, image_dir=None, data_dir=None, manual_dir=None):
+  """The `DatasetInfo` of the images to score `model` on: `image_dir` (a folder,
+  brought to the model's size and channels), `dataset` (a name or tfds:NAME), or,
+  with neither, the images the model was trained on (its metadata says which)."""
+  height, width, channels = model.image_shape
+  size = f"{height}x{width}"
+  if image_dir:
+    spec = dict(dataset=data.IMAGE_DIR, image_dir=image_dir, image_size=size,
+                channels=channels)
+  elif dataset:
+    spec = dict(dataset=dataset)
+  else:
+    spec = dict(model.metadata.get("data") or {"dataset": model.dataset})
+    if spec.get("dataset") is None:
+      raise ValueError("The model does not record its dataset; pass --dataset.")
+  if spec["dataset"].startswith("tfds:"):
+    spec["image_size"] = size
+  info = data.resolve(**spec, data_dir=data_dir, manual_dir=manual_dir)
+  if tuple(info.image_shape) != model.image_shape or info.num_levels != model.num_levels:
+    raise ValueError(
+        f"{info.name} has {info.image_shape} images with {info.num_levels} levels; the "
+        f"model was built for {model.image_shape} with {model.num_levels}.")
+  return info
+
+
+def run(saved_model=None, model_dir=None, dataset=None, image_dir=None, split="test",
+        data_dir=None, manual_dir=None, batch_size=256, num_dequant_samples=1, seed=0,
         temperatures=(), num_samples=64, manifold=False, output_dir=".",
         compute_dtype=None):
   """What eval.py does: returns the metrics dict and writes the requested PNGs."""
@@ -114,15 +139,9 @@ def run(saved_model=None, model_dir=None, dataset=None, split="test", data_dir=N
                      "precision it was exported with.")
   model = (loading.load_saved_model(saved_model) if saved_model else
            loading.load_checkpoint(model_dir, compute_dtype))
-  dataset = dataset or model.dataset
-  if dataset is None:
-    raise ValueError("The model does not record its dataset; pass --dataset.")
-  info = data.get_dataset_info(dataset)
-  if tuple(info.image_shape) != model.image_shape or info.num_levels != model.num_levels:
-    raise ValueError(
-        f"--dataset={dataset} has {info.image_shape} images with {info.num_levels} "
-        f"levels; the model was built for {model.image_shape} with {model.num_levels}.")
-  images = data.make_dataset(dataset, split, batch_size=batch_size, training=False,
+  info = data_info(model, dataset, image_dir, data_dir, manual_dir)
+  dataset = info.name
+  images = data.make_dataset(info, split, batch_size=batch_size, training=False,
                              data_dir=data_dir, manual_dir=manual_dir, seed=seed)
   result = evaluate_bits_per_dim(model.log_prob, images, model.image_shape,
                                  num_dequant_samples=num_dequant_samples, seed=seed)

@@ -3,8 +3,9 @@
     model_dir/
       config.json    the run's RealNVPConfig and TrainConfig
       checkpoints/   the latest checkpoints (ckpt-STEP), tf.train.CheckpointManager's
+      best/          the weights of the best validation figure, and best.json
       metrics.json   the final figures
-      train/, test/  TensorBoard logs
+      train/, validation/, test/  TensorBoard logs
       export/        the SavedModel
 
 Training, evaluation from checkpoints and `realnvp_tf.load` all go through this module,
@@ -32,6 +33,8 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 CHECKPOINT_DIR = "checkpoints"
 EXPORT_DIR = "export"
+BEST_DIR = "best"
+BEST_FILE = "best.json"
 LOCK_FILE = ".lock"
 MAX_CHECKPOINTS = 3
 # Model settings a run may change when it resumes: they create no variables.
@@ -204,6 +207,54 @@ def _first_line(error):
   return text.strip().splitlines()[0][:200] if text.strip() else type(error).__name__
 
 
+class BestCheckpoint:
+  """The best validation figure of a run so far and the weights that gave it.
+
+  `model_dir/best/` holds one checkpoint of the flow (the weights evaluated, EMA ones
+  when EMA is on, with their batch-norm statistics) and `best.json` (its step and
+  figure), so the best survives a resume. Lower is better (bits/dim).
+  """
+
+  def __init__(self, run_directory, flow):
+    self.read_dir = os.path.join(run_directory.path, BEST_DIR)
+    self.write_dir = os.path.join(run_directory.write_path, BEST_DIR)
+    self.is_chief = run_directory.is_chief
+    self.checkpoint = tf.train.Checkpoint(flow=flow)
+    self.manager = tf.train.CheckpointManager(self.checkpoint, self.write_dir,
+                                              max_to_keep=1)
+    self.step, self.value = None, float("inf")
+    path = os.path.join(self.read_dir, BEST_FILE)
+    if tf.io.gfile.exists(path):
+      with tf.io.gfile.GFile(path) as f:
+        saved = json.load(f)
+      self.step, self.value = saved["step"], saved["validation_bits_per_dim"]
+
+  def offer(self, step, value):
+    """Keeps the flow's current weights if `value` beats the best; returns whether."""
+    if not value < self.value:  # a NaN never wins
+      return False
+    self.manager.save(checkpoint_number=step)
+    self.step, self.value = step, float(value)
+    if self.is_chief:
+      _write_json_atomically(os.path.join(self.write_dir, BEST_FILE),
+                             {"step": step, "validation_bits_per_dim": self.value})
+    return True
+
+  def restore(self):
+    """Puts the best weights (and statistics) into the flow."""
+    latest = tf.train.latest_checkpoint(self.read_dir)
+    if latest is None:
+      raise ValueError(f"{self.read_dir} holds no checkpoint.")
+    self.checkpoint.restore(latest).expect_partial().assert_existing_objects_matched()
+
+
+def _write_json_atomically(path, value):
+  temporary = f"{path}.tmp"
+  with tf.io.gfile.GFile(temporary, "w") as f:
+    json.dump(value, f, indent=2)
+  tf.io.gfile.rename(temporary, path, overwrite=True)
+
+
 def write_run_config(model_dir, model_config, train_config):
   """model_dir/config.json: what is needed to rebuild the model from checkpoints."""
   tf.io.gfile.makedirs(model_dir)
@@ -239,28 +290,38 @@ def make_manager(checkpoint, run_directory):
                                     max_to_keep=MAX_CHECKPOINTS)
 
 
-def restore_for_inference(model_dir, compute_dtype=None):
-  """The flow of a run's latest checkpoint, with the EMA weights when it has them.
+def restore_for_inference(model_dir, compute_dtype=None, weights=None):
+  """The flow of a run directory, with the weights the run selects.
 
-  Returns (flow, metadata, checkpoint path); metadata holds the dataset, the step and
-  the model config. `compute_dtype` overrides the precision of the s/t networks.
+  `weights`: "best" (model_dir/best/: the weights of the best validation figure so
+  far) or "last" (the latest checkpoint, with its EMA weights when it has them);
+  default: the run's own `select`, falling back to "last" while no best is kept.
+  Returns (flow, metadata, checkpoint path); metadata holds the dataset, the data
+  settings, the step and the model config. `compute_dtype` overrides the precision
+  of the s/t networks.
   """
   model_config, train_config = read_run_config(model_dir)
   if compute_dtype:
     model_config = dataclasses.replace(model_config, compute_dtype=compute_dtype)
   flow = flow_lib.build_realnvp(model_config)
-  variables = list(flow.trainable_variables)
   step = tf.Variable(0, dtype=tf.int64)
-  ema = ([tf.Variable(tf.zeros_like(v)) for v in variables]
-         if train_config.ema_decay else None)
-  checkpoint = make_checkpoint(flow, step, ema=ema)
-  latest = restore_newest(checkpoint, os.path.join(model_dir, CHECKPOINT_DIR),
-                          partial=True)
+  best_dir = os.path.join(model_dir, BEST_DIR)
+  if (weights or train_config.select) == "best" and tf.train.latest_checkpoint(best_dir):
+    latest = restore_newest(tf.train.Checkpoint(flow=flow), best_dir, partial=True)
+    with tf.io.gfile.GFile(os.path.join(best_dir, BEST_FILE)) as f:
+      step.assign(json.load(f)["step"])
+  else:
+    variables = list(flow.trainable_variables)
+    ema = ([tf.Variable(tf.zeros_like(v)) for v in variables]
+           if train_config.ema_decay else None)
+    checkpoint = make_checkpoint(flow, step, ema=ema)
+    latest = restore_newest(checkpoint, os.path.join(model_dir, CHECKPOINT_DIR),
+                            partial=True)
+    for variable, average in zip(variables, ema or []):
+      variable.assign(average)
   if latest is None:
     raise ValueError(f"--model_dir={model_dir} has no checkpoint in "
                      f"{CHECKPOINT_DIR}/.")
-  for variable, average in zip(variables, ema or []):
-    variable.assign(average)
-  metadata = {"dataset": train_config.dataset, "step": int(step.numpy()),
-              "model": dataclasses.asdict(model_config)}
+  metadata = {"dataset": train_config.dataset, "data": train_config.data_spec(),
+              "step": int(step.numpy()), "model": dataclasses.asdict(model_config)}
   return flow, metadata, latest

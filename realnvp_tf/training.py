@@ -28,12 +28,11 @@ from realnvp_tf import actions as actions_lib
 from realnvp_tf import batch_norm_estimation
 from realnvp_tf import controller as controller_lib
 from realnvp_tf import data
-from realnvp_tf import evaluation
 from realnvp_tf import export
-from realnvp_tf import flow as flow_lib
 from realnvp_tf import run_dir as run_dir_lib
 from realnvp_tf import train_state
 from realnvp_tf import train_step
+from realnvp_tf import validation
 # Names that lived here before the split, so that old imports keep working.
 from realnvp_tf.actions import NonFiniteLossError
 from realnvp_tf.adam import WarmupSchedule as _WarmupSchedule  # noqa: F401
@@ -94,16 +93,31 @@ def check_batch_size(batch_size, strategy):
         f"multiple of {replicas}.")
 
 
+def _require_finite_model(flow, test_bits_per_dim, step):
+  """A model that is not finite is neither recorded nor exported."""
+  finite = all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in flow.variables)
+  if not (finite and math.isfinite(test_bits_per_dim)):
+    raise NonFiniteLossError(
+        f"Training ended at step {step} with "
+        + ("non-finite weights" if not finite else
+           f"a non-finite test figure ({test_bits_per_dim})")
+        + "; nothing was exported. Lower --learning_rate or add --warmup_steps.")
+
+
 class Trainer:
   """One training run: its state, step, directory, loop and final evaluation/export.
 
-  `fit()` = `train()` (the loop, resumed from the latest checkpoint) then `finish()`
-  (batch-norm statistics for the final weights, checkpoint, test figure, metrics,
-  export). Both take extra actions and stop conditions for the loop.
+  `fit()` = `train()` (the loop, resumed from the latest checkpoint, validating every
+  `eval_every` steps) then `finish()` (batch-norm statistics for the final weights,
+  checkpoint, the selected weights' test figure, metrics, export). `fit` and
+  `train` take extra actions and stop conditions for the loop.
   """
 
-  def __init__(self, model_config, train_config, model_dir, strategy=None):
-    info = data.get_dataset_info(train_config.dataset)
+  def __init__(self, model_config, train_config, model_dir, strategy=None,
+               dataset_info=None):
+    """`dataset_info`: the images to train on when they are not named by
+    `train_config` (e.g. `data.from_tf_data(...)`, with `dataset=data.CUSTOM`)."""
+    info = dataset_info or train_config.dataset_info()
     if tuple(model_config.image_shape) != tuple(info.image_shape) or (
         model_config.num_levels != info.num_levels):
       raise ValueError(
@@ -123,6 +137,8 @@ class Trainer:
     self.manager = run_dir_lib.make_manager(self.state.checkpoint, self.run_dir)
     self._writers = {}
     self._loss = actions_lib.LossTracker()
+    self.validation = validation.RunEvaluation(info, train_config, self.state,
+                                               self.run_dir, self.writer)
 
   # The state's parts, by the names the trainer has always had.
   flow = property(lambda self: self.state.flow)
@@ -164,39 +180,36 @@ class Trainer:
   def train_dataset(self, start_step):
     """The distributed training stream from `start_step` on."""
     return data.make_distributed_dataset(
-        self.strategy, self.config.dataset, "train",
+        self.strategy, self.info, "train",
         global_batch_size=self.config.batch_size, training=True,
         data_dir=self.config.data_dir, manual_dir=self.config.manual_dir,
         seed=self.data_seed(start_step))
 
-  def eval_dataset(self, max_images=None):
-    ds = data.make_dataset(
-        self.config.dataset, "test", batch_size=self.config.eval_batch_size,
-        training=False, data_dir=self.config.data_dir,
-        manual_dir=self.config.manual_dir, seed=self.config.seed)
-    if max_images:
-      ds = ds.unbatch().take(max_images).batch(self.config.eval_batch_size)
-    return ds
+  def eval_dataset(self, max_images=None, split="test"):
+    """`split` in evaluation order with seeded noise (`max_images` of it)."""
+    return self.validation.dataset(split, max_images)
 
   def writer(self, name):
-    """The TensorBoard writer of `name` ("train", "test") in the run directory."""
+    """The TensorBoard writer of `name` ("train", "validation", "test")."""
     if name not in self._writers:
       self._writers[name] = tf.summary.create_file_writer(self.run_dir.log_dir(name))
     return self._writers[name]
 
   def default_actions(self, start, progress=True):
     cfg = self.config
-    bar = keras.utils.Progbar(cfg.train_steps, stateful_metrics=["bits/dim", "images/s"],
-                              verbose=1 if (progress and self.run_dir.is_chief) else 0)
+    bar = keras.utils.Progbar(
+        cfg.train_steps, stateful_metrics=["bits/dim", "images/s", "val bits/dim"],
+        verbose=1 if (progress and self.run_dir.is_chief) else 0)
+    self.validation.progress_bar = bool(bar.verbose)
     return [
         actions_lib.NonFiniteGuard(self.nonfinite_streak, cfg.max_nonfinite_steps,
                                    self.manager.directory),
         actions_lib.TrainSummaries(self.writer("train"), self.state, cfg.batch_size,
                                    cfg.log_every, cfg.train_steps),
         actions_lib.ShowProgress(bar, cfg.batch_size, cfg.log_every, cfg.train_steps,
-                                 start),
+                                 start, lambda: self.validation.latest),
         actions_lib.SaveCheckpoint(self.manager, cfg.checkpoint_every),
-        actions_lib.PeriodicEvaluation(lambda step: self.evaluate(cfg.eval_images),
+        actions_lib.PeriodicEvaluation(lambda step: self.validation.validate(),
                                        cfg.eval_every, cfg.train_steps),
     ]
 
@@ -232,8 +245,10 @@ class Trainer:
     return stopped
 
   def finish(self):
-    """After the loop: statistics for the final weights, a checkpoint of them, the
-    test figure on the whole split, metrics.json and the export. Returns the metrics."""
+    """After the loop: batch-norm statistics for the final weights and a checkpoint of
+    them; their validation figure (a candidate for the best); then, with the weights
+    `select` names, the test figure (the test split's one reading), metrics.json
+    and the export. Returns the metrics."""
     step = int(self.step.numpy())
     with self.averaged_weights():
       recalibrated = self.recalibrate_batch_norm(
@@ -241,26 +256,25 @@ class Trainer:
     if recalibrated or self.manager.latest_checkpoint != os.path.join(
         self.manager.directory, f"ckpt-{step}"):
       self.manager.save(checkpoint_number=step)
-    result = self.evaluate(None)
-    # A model that is not finite is neither recorded nor exported.
-    with self.averaged_weights():
-      finite = all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in self.flow.variables)
-    if not (finite and math.isfinite(result["bits_per_dim"])):
-      raise NonFiniteLossError(
-          f"Training ended at step {step} with "
-          + ("non-finite weights" if not finite else
-             f"a non-finite test figure ({result['bits_per_dim']})")
-          + "; nothing was exported. Lower --learning_rate or add --warmup_steps.")
-    result.update(step=step, train_bits_per_dim=self._loss.last,
-                  nonfinite_steps=int(self.nonfinite_total.numpy()),
-                  dataset=self.config.dataset,
-                  model_config=dataclasses.asdict(self.model_config))
-    self.run_dir.write_metrics(result)
-    if self.config.export:
-      with self.averaged_weights():
-        export.export_saved_model(self.flow, self.run_dir.export_dir,
-                                  metadata={"dataset": self.config.dataset,
-                                            "step": step})
+    last = self.validation.validate()
+    last_value = last["bits_per_dim"] if last else None
+    with self.validation.selected_weights(self.config.select, last_value) as chosen:
+      result = self.validation.evaluate("test")
+      _require_finite_model(self.flow, result["bits_per_dim"], step)
+      result.update(
+          step=step, select=self.config.select, selected_step=chosen[0],
+          selected_validation_bits_per_dim=chosen[1],
+          last_validation_bits_per_dim=last_value,
+          validation_history=self.validation.history,
+          train_bits_per_dim=self._loss.last,
+          nonfinite_steps=int(self.nonfinite_total.numpy()),
+          dataset=self.config.dataset, data=self.config.data_spec(),
+          model_config=dataclasses.asdict(self.model_config))
+      self.run_dir.write_metrics(result)
+      if self.config.export:
+        export.export_saved_model(self.flow, self.run_dir.export_dir, metadata={
+            "dataset": self.config.dataset, "data": self.config.data_spec(),
+            "step": chosen[0]})
     return result
 
   def fit(self, progress=True, actions=(), stop_conditions=()):
@@ -289,24 +303,6 @@ class Trainer:
     iterator = iter(self.train_dataset(int(self.step.numpy())))
     return batch_norm_estimation.reestimate_batch_norm(self.flow, self.strategy,
                                                        iterator, num_batches)
-
-  def evaluate(self, max_images):
-    """Test bits/dim (EMA weights if on) on `max_images` images (None: all), with a
-    sample grid, logged to TensorBoard at the current step."""
-    step = int(self.step.numpy())
-    with self.averaged_weights():
-      result = evaluation.evaluate_bits_per_dim(
-          self.flow.log_prob, self.eval_dataset(max_images), self.info.image_shape)
-      samples = self.flow.sample(self.config.num_samples, seed=[self.config.seed, step])
-    grid = evaluation.image_grid(flow_lib.to_images(samples, self.info.num_levels),
-                                 self.info.num_levels)
-    with self.writer("test").as_default(step=step):
-      tf.summary.scalar("bits_per_dim", result["bits_per_dim"])
-      tf.summary.image("samples", grid[None])
-    logging.info("Step %d: test bits/dim %.4f +- %.4f on %d images.", step,
-                 result["bits_per_dim"], result["bits_per_dim_stderr"],
-                 result["num_images"])
-    return {k: v for k, v in result.items() if k != "per_image"}
 
 
 __all__ = ["Trainer", "TrainConfig", "NonFiniteLossError", "make_strategy",

@@ -284,7 +284,7 @@ def test_dequantized_values_keep_their_integer_part(pixel):
 def test_digits_counts_range_and_split():
   info = data.get_dataset_info("digits")
   assert info.num_levels == 17 and info.image_shape == (8, 8, 1)
-  assert info.num_train + info.num_test == 1797
+  assert (info.num_train, info.num_validation, info.num_test) == (1300, 200, 297)
   train = _images(data.make_dataset("digits", "train", batch_size=100, training=False))
   test = _images(data.make_dataset("digits", "test", batch_size=100, training=False))
   assert train.shape == (info.num_train, 8, 8, 1) and train.dtype == np.float32
@@ -298,14 +298,18 @@ def test_digits_counts_range_and_split():
   np.testing.assert_array_equal(np.floor(train), raw_train)
   from sklearn.datasets import load_digits
   everything = load_digits().images.astype(np.uint8)[..., None]
-  ours = np.concatenate([raw_train, raw_test])
+  raw_validation = np.stack(list(data.make_uint8_dataset("digits", "validation")))
+  ours = np.concatenate([raw_train, raw_validation, raw_test])
   key = lambda a: sorted(map(bytes, a))  # noqa: E731
   assert key(ours) == key(everything)
 
   batches = list(data.make_dataset("digits", "train", batch_size=64).take(30))
   assert all(b.shape == (64, 8, 8, 1) for b in batches)  # past one epoch (23 batches)
+  validation = _images(data.make_dataset("digits", "validation", batch_size=100,
+                                         training=False))
+  assert validation.shape == (200, 8, 8, 1)
   with pytest.raises(ValueError, match="digits"):
-    data.make_dataset("digits", "validation")
+    data.make_dataset("digits", "extra")
 
 
 def test_digits_needs_no_network(offline):
@@ -438,15 +442,17 @@ def test_prepare_from_official_files_into_one_data_dir(tmp_path, offline):
     data.prepare_dataset(name, data_dir=str(tmp_path), manual_dir=manual_dir)
     print(f"{name} prepared from the official files in {time.monotonic() - start:.1f} s")
   for name in ["fashion_mnist", "mnist"]:
-    for split, count, mean in [("train", 60_000, REAL_STATS[name][0]),
-                               ("test", 10_000, REAL_STATS[name][1])]:
+    # tfds's train split is ours train + validation (its last 5,000 images).
+    for splits, count, mean in [(("train", "validation"), 60_000, REAL_STATS[name][0]),
+                                (("test",), 10_000, REAL_STATS[name][1])]:
       total, n = 0, 0
-      raw = data.make_uint8_dataset(name, split, data_dir=str(tmp_path))
-      for batch in raw.batch(10_000):
-        total += int(tf.reduce_sum(tf.cast(batch, tf.int64)))
-        n += int(batch.shape[0])
+      for split in splits:
+        raw = data.make_uint8_dataset(name, split, data_dir=str(tmp_path))
+        for batch in raw.batch(10_000):
+          total += int(tf.reduce_sum(tf.cast(batch, tf.int64)))
+          n += int(batch.shape[0])
       assert n == count
-      assert round(total / (n * 784), 2) == mean, (name, split)
+      assert round(total / (n * 784), 2) == mean, (name, splits)
     # The prepared data is then reused with no network and no manual_dir.
     batch = next(
         iter(data.make_dataset(name, "train", batch_size=64, data_dir=str(tmp_path))))

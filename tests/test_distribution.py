@@ -273,10 +273,11 @@ def test_multi_worker_run_is_one_synchronous_run_written_by_the_chief(tmp_path):
   assert other["write_dir"] != str(model_dir) and other["write_dir_created"]
   assert not os.path.exists(other["write_dir"])
   assert any(path.startswith("checkpoints/") for path in other["written"])
-  assert sorted(os.listdir(model_dir)) == [".lock", "checkpoints", "config.json",
-                                           "export", "metrics.json", "test", "train"]
+  assert sorted(os.listdir(model_dir)) == [
+      ".lock", "best", "checkpoints", "config.json", "export", "metrics.json", "test",
+      "train", "validation"]
   events = glob.glob(str(model_dir / "*" / "events.out.tfevents.*"))
-  assert len(events) == 2 and all(f".{chief['pid']}." in path for path in events)
+  assert len(events) == 3 and all(f".{chief['pid']}." in path for path in events)
   assert sorted(os.listdir(model_dir / "checkpoints")) == [
       "checkpoint", "ckpt-3.data-00000-of-00001", "ckpt-3.index",
       "ckpt-6.data-00000-of-00001", "ckpt-6.index"]

@@ -102,4 +102,4 @@ def test_pip_install_gives_console_scripts_that_work_from_any_directory(tmp_path
   parsed = _run([str(bin_dir / "realnvp-train"), "--config=smoke", "--num_scales=5",
                  "--model_dir=run"], cwd=elsewhere)
   assert parsed.returncode != 0
-  assert "--dataset=digits has 8x8 images" in parsed.stderr
+  assert "--dataset=digits means 8x8 images" in parsed.stderr

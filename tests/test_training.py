@@ -170,12 +170,12 @@ def test_resume_restores_the_ema_weights_and_the_epoch_position(tmp_path):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
   resumed.fit(progress=False)
   assert resumed.stream_starts[0] == 4  # the training stream of a resumed run
-  # The position is kept by epoch (digits: 1,500 images, 93 batches of 16): a run
-  # resumed at step 100 starts epoch 1 afresh, the way step 93 began it.
+  # The position is kept by epoch (digits: 1,300 training images, 81 batches of 16):
+  # a run resumed at step 100 starts epoch 1 afresh, the way step 81 began it.
   batch = lambda start: fx.local_batch(first, next(iter(first.train_dataset(start))))
-  np.testing.assert_array_equal(batch(100), batch(93))
-  assert not np.array_equal(batch(93), batch(92))
-  np.testing.assert_array_equal(batch(92), batch(0))
+  np.testing.assert_array_equal(batch(100), batch(81))
+  assert not np.array_equal(batch(81), batch(80))
+  np.testing.assert_array_equal(batch(80), batch(0))
 
 
 def _scalars(event_dir):
@@ -203,12 +203,16 @@ def test_train_py_smoke_run_writes_everything(tmp_path):
   train = _scalars(str(model_dir / "train"))
   for tag in ("bits_per_dim", "grad_norm", "learning_rate", "images_per_second"):
     assert [step for step, _ in train[tag]] == [1, 2, 3, 4, 5, 6], tag
-  test = _scalars(str(model_dir / "test"))
-  assert [step for step, _ in test["bits_per_dim"]] == [3, 6]
-  image_steps = [step for step, _ in test["samples"]]
-  assert image_steps == [3, 6]
-  encoded = tf.io.decode_png(test["samples"][0][1].tensor.string_val[2])
+  # Validation every 3 steps and at the end; the test split once, at the end.
+  validation = _scalars(str(model_dir / "validation"))
+  assert [step for step, _ in validation["bits_per_dim"]] == [3, 6]
+  assert [step for step, _ in validation["samples"]] == [3, 6]
+  encoded = tf.io.decode_png(validation["samples"][0][1].tensor.string_val[2])
   assert encoded.shape[0] > 8 and encoded.shape[2] == 1
+  test = _scalars(str(model_dir / "test"))
+  assert [step for step, _ in test["bits_per_dim"]] == [6]
+  assert "validation bits/dim: " in result.stdout and "(step 3)" in result.stdout
+  assert [step for step, _ in metrics["validation_history"]] == [3, 6]
 
 
 def _wait_for(path_pattern, process, timeout=300):

@@ -23,9 +23,13 @@ FLAGS = flags.FLAGS
 
 flags.DEFINE_string("saved_model", None, "An export/ directory written by train.py.")
 flags.DEFINE_string("model_dir", None, "A train.py model_dir: its latest checkpoint.")
-flags.DEFINE_enum("dataset", None, list(data.DATASET_NAMES),
-                  "Dataset (default: the one the model was trained on).")
-flags.DEFINE_string("split", "test", "Split: test, train or a tfds split string.")
+flags.DEFINE_string("dataset", None, "Dataset: a name or tfds:NAME[/CONFIG] (default: "
+                    "the images the model was trained on).")
+flags.DEFINE_string("image_dir", None, "Evaluate the images of this folder instead "
+                    "(brought to the model's size and channels; its splits as in "
+                    "training).")
+flags.DEFINE_string("split", "test", "Split: test, validation, train, or a tfds split "
+                    "string.")
 flags.DEFINE_string("data_dir", None, "tensorflow-datasets data directory.")
 flags.DEFINE_string("manual_dir", None, "Folder with the official raw files.")
 flags.DEFINE_string("output", None, "Write the metrics here as JSON.")
@@ -53,6 +57,7 @@ def main(argv):
   try:
     metrics = evaluation.run(
         saved_model=FLAGS.saved_model, model_dir=FLAGS.model_dir, dataset=FLAGS.dataset,
+        image_dir=FLAGS.image_dir,
         split=FLAGS.split, data_dir=FLAGS.data_dir, manual_dir=FLAGS.manual_dir,
         batch_size=FLAGS.batch_size, num_dequant_samples=FLAGS.num_dequant_samples,
         seed=FLAGS.seed, temperatures=[float(t) for t in FLAGS.temperatures],

@@ -27,10 +27,10 @@ flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs, metrics.j
                     "export/ SavedModel. Re-running with the same directory resumes.")
 flags.DEFINE_integer("train_steps", 100_000, "Optimizer steps in all.")
 flags.DEFINE_integer("checkpoint_every", 1000, "Steps between checkpoints.")
-flags.DEFINE_integer("eval_every", 5000, "Steps between test evaluations (0: only at "
-                     "the end).")
-flags.DEFINE_integer("eval_images", 2000, "Test images in periodic evaluations (the "
-                     "final one uses the whole split).")
+flags.DEFINE_integer("eval_every", 5000, "Steps between validation evaluations (0: "
+                     "only at the end); they pick the best weights.")
+flags.DEFINE_integer("eval_images", 2000, "Validation images in periodic evaluations "
+                     "(the same each time; 0: the whole split).")
 flags.DEFINE_integer("eval_batch_size", 256, "Evaluation batch size.")
 flags.DEFINE_integer("log_every", 100, "Steps between TensorBoard scalars.")
 flags.DEFINE_bool("export", True, "Export a SavedModel to model_dir/export at the end.")
@@ -52,9 +52,15 @@ def main(argv):
     print(f"train.py: error: {e}", file=sys.stderr)
     sys.exit(1)
   if metrics:
+    if metrics["validation_history"]:
+      print("validation bits/dim: " + ", ".join(
+          f"{value:.4f} (step {step})" for step, value in metrics["validation_history"]))
+    chosen = metrics["selected_validation_bits_per_dim"]
     print(f"test bits/dim: {metrics['bits_per_dim']:.4f} "
           f"+- {metrics['bits_per_dim_stderr']:.4f} "
-          f"({metrics['num_images']} images, step {metrics['step']})")
+          f"({metrics['num_images']} images; weights of step {metrics['selected_step']}"
+          + (f", validation {chosen:.4f}" if chosen is not None else "")
+          + f"; {metrics['select']} of {metrics['step']} steps)")
 
 
 def run():

@@ -30,9 +30,18 @@ _STREAM_SHUFFLE_BUFFER = 10_000
 _EVAL_NOISE, _TRAIN_NOISE, _TRAIN_FLIP, _TRAIN_CROP = 0, 1, 2, 3
 
 
+def _info(name) -> DatasetInfo:
+  return name if isinstance(name, DatasetInfo) else get_dataset_info(name)
+
+
 def _source(info: DatasetInfo, split: str, training: bool, data_dir, manual_dir,
             seed: int) -> tf.data.Dataset:
   """uint8 images after the entry's deterministic preprocessing (before any crop)."""
+  if info.source is not None:
+    if split not in ("train", "validation", "test"):
+      raise ValueError(f"{info.name} has the splits train, validation and test, not "
+                       f"{split!r}.")
+    return info.source.images(split, training, seed)
   split = info.split_name(split)
   if info.load_arrays is not None:
     ds = tf.data.Dataset.from_tensor_slices(info.load_arrays(split))
@@ -62,7 +71,7 @@ def make_uint8_dataset(name: str, split: str = "train", data_dir: str | None = N
   This is the evaluation view before noise (preprocessed and centrally cropped as the
   entry says). Useful for statistics on the raw pixels.
   """
-  info = get_dataset_info(name)
+  info = _info(name)
   _check_args(split, 1)
   ds = _source(info, split, False, data_dir, manual_dir, 0)
   if info.crop:
@@ -130,9 +139,10 @@ def make_dataset(name: str, split: str = "train", batch_size: int = 64,
   """A `tf.data.Dataset` of float32 `[B, H, W, C]` images in `[0, K)`.
 
   Args:
-    name: one of `DATASET_NAMES`.
-    split: `"train"` or `"test"` (mapped to `DatasetInfo.train_split` /
-      `test_split`), or any other tfds split string, passed through as it is.
+    name: one of `DATASET_NAMES`, or a `DatasetInfo` (e.g. of `resolve`: an image
+      folder, a `tfds:` set).
+    split: "train", "validation" or "test" (the entry's splits), or any other tfds
+      split string, passed through as it is.
     batch_size: the global batch size; with `input_context` each pipeline batches
       `input_context.get_per_replica_batch_size(batch_size)` images.
     training: training pipeline (shuffle, random crops and flips where the entry has
@@ -151,7 +161,7 @@ def make_dataset(name: str, split: str = "train", batch_size: int = 64,
     ValueError: unknown name, bad split or batch size.
     DataUnavailableError: the data is not prepared and cannot be obtained.
   """
-  info = get_dataset_info(name)
+  info = _info(name)
   _check_args(split, batch_size)
   num_pipelines, pipeline_id = 1, 0
   if input_context is not None:
@@ -179,12 +189,13 @@ def make_distributed_dataset(strategy: tf.distribute.Strategy, name: str,
   """
   if "input_context" in kwargs or "batch_size" in kwargs:
     raise TypeError("make_distributed_dataset sets batch_size and input_context")
-  get_dataset_info(name)
-  tfds_prep.prepare_dataset(name, data_dir=kwargs.get("data_dir"),
-                            manual_dir=kwargs.get("manual_dir"))
+  info = _info(name)
+  if info.source is None:
+    tfds_prep.prepare_dataset(info, data_dir=kwargs.get("data_dir"),
+                              manual_dir=kwargs.get("manual_dir"))
 
   def dataset_fn(input_context):
-    return make_dataset(name, split, batch_size=global_batch_size, training=training,
+    return make_dataset(info, split, batch_size=global_batch_size, training=training,
                         input_context=input_context, **kwargs)
 
   return strategy.distribute_datasets_from_function(dataset_fn)

@@ -23,10 +23,10 @@ class DatasetInfo:
     image_shape: `(H, W, C)` of the images fed to the flow (after preprocessing).
     num_levels: K, the number of pixel values (pixels are integers 0..K-1).
     num_train: images in the training split.
-    num_test: images in the evaluation split.
+    num_test: images in the test split.
     train_split: tfds split string used for `split="train"`.
     test_split: tfds split string used for `split="test"`.
-    tfds_name: tfds builder name (`None` for a set held in memory, see `load_arrays`).
+    tfds_name: tfds builder name (`None` for sets with a `source` or `load_arrays`).
     random_flips: training applies random horizontal flips (the paper's augmentation).
     in_memory: the decoded images are cached in memory.
     manual_files: file names tfds expects in `manual_dir` (empty without tfds).
@@ -37,6 +37,14 @@ class DatasetInfo:
     prepare_requires: modules tfds needs to prepare the dataset (checked before any
       download).
     load_arrays: for sets without tfds: `split -> uint8 [N, H, W, C]` array.
+    validation_split: tfds split string (or `load_arrays` key) of the validation
+      images, held out from training; sets without a validation split of their own
+      hold out the end of the training split (see `DATASET_NAMES`' entries).
+    num_validation: images in the validation split.
+    image_key: the image feature of a tfds set.
+    source: for sets that are neither tfds sets nor arrays (image folders, a user's
+      tf.data datasets): an object whose `images(split, shuffle, seed)` gives uint8
+      `[H, W, C]` images.
   """
 
   name: str
@@ -54,6 +62,10 @@ class DatasetInfo:
   crop: Optional[tuple[int, int]] = None
   prepare_requires: tuple[str, ...] = ()
   load_arrays: Optional[Callable[[str], np.ndarray]] = None
+  validation_split: Optional[str] = None
+  num_validation: int = 0
+  image_key: str = "image"
+  source: Optional[object] = None
 
   @property
   def num_dims(self) -> int:
@@ -62,12 +74,22 @@ class DatasetInfo:
     return height * width * channels
 
   def split_name(self, split: str) -> str:
-    """The tfds split string of `"train"` or `"test"`; other strings pass through."""
-    return {"train": self.train_split, "test": self.test_split}.get(split, split)
+    """The tfds split string of "train", "validation" or "test"; other strings pass
+    through."""
+    if split == "validation" and self.validation_split is None:
+      raise ValueError(f"{self.name} has no validation split.")
+    return {"train": self.train_split, "validation": self.validation_split,
+            "test": self.test_split}.get(split, split)
+
+  def num_images(self, split: str) -> int:
+    return {"train": self.num_train, "validation": self.num_validation,
+            "test": self.num_test}[split]
 
 
-_DIGITS_TRAIN = 1_500
-# A fixed permutation (legacy RandomState stream, stable across numpy versions).
+# Digits: a fixed permutation of the 1,797 images (legacy RandomState stream, stable
+# across numpy versions): the first 1,300 train, the next 200 validation, 297 test.
+_DIGITS_SPLITS = {"train": (0, 1_300), "validation": (1_300, 1_500),
+                  "test": (1_500, 1_797)}
 _DIGITS_SPLIT_SEED = 0
 
 
@@ -75,13 +97,20 @@ def _digits_arrays(split: str) -> np.ndarray:
   """scikit-learn's bundled 8x8 digits as uint8 [N, 8, 8, 1], values 0..16."""
   from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top  (slow import)
 
+  if split not in _DIGITS_SPLITS:
+    raise ValueError(f"digits has the splits {', '.join(_DIGITS_SPLITS)}, not "
+                     f"{split!r}")
   images = load_digits().images.astype(np.uint8)[..., None]  # 1797 x 8 x 8 x 1
   order = np.random.RandomState(_DIGITS_SPLIT_SEED).permutation(len(images))
-  if split == "train":
-    return images[order[:_DIGITS_TRAIN]]
-  if split == "test":
-    return images[order[_DIGITS_TRAIN:]]
-  raise ValueError(f"digits has the splits 'train' and 'test', not {split!r}")
+  start, end = _DIGITS_SPLITS[split]
+  return images[order[start:end]]
+
+
+def _held_out(total, held_out):
+  """(train split, validation split, train count) holding out the last `held_out` of
+  a tfds "train" split of `total` images."""
+  kept = total - held_out
+  return f"train[:{kept}]", f"train[{kept}:]", kept
 
 
 _IDX_FILES = (
@@ -94,38 +123,55 @@ _IDX_FILES = (
 _CELEBA = (transforms.CentralCrop(148), transforms.Resize((64, 64)))
 _LSUN = (transforms.ResizeSmallestSide(96),)
 
+# Validation: the set's own validation split where it has one besides its test split
+# (CelebA); otherwise the last images of the training split, held out from training:
+# 5,000 for MNIST, Fashion-MNIST and CIFAR-10, 10,000 for the ImageNets, 3,000 for LSUN.
+_MNIST_TRAIN, _MNIST_VALIDATION, _MNIST_KEPT = _held_out(60_000, 5_000)
+_CIFAR_TRAIN, _CIFAR_VALIDATION, _CIFAR_KEPT = _held_out(50_000, 5_000)
+_IMAGENET_TRAIN, _IMAGENET_VALIDATION, _IMAGENET_KEPT = _held_out(1_281_167, 10_000)
+_LSUN_TRAIN, _LSUN_VALIDATION, _LSUN_KEPT = _held_out(3_033_042, 3_000)
+
 _INFOS = {
     info.name: info for info in (
-        DatasetInfo("mnist", (28, 28, 1), 256, 60_000, 10_000, "train", "test",
-                    "mnist", in_memory=True, manual_files=_IDX_FILES),
-        DatasetInfo("fashion_mnist", (28, 28, 1), 256, 60_000, 10_000, "train",
-                    "test", "fashion_mnist", in_memory=True, manual_files=_IDX_FILES),
-        DatasetInfo("cifar10", (32, 32, 3), 256, 50_000, 10_000, "train", "test",
-                    "cifar10", random_flips=True, in_memory=True,
-                    manual_files=("cifar-10-binary.tar.gz",)),
+        DatasetInfo("mnist", (28, 28, 1), 256, _MNIST_KEPT, 10_000, _MNIST_TRAIN,
+                    "test", "mnist", in_memory=True, manual_files=_IDX_FILES,
+                    validation_split=_MNIST_VALIDATION, num_validation=5_000),
+        DatasetInfo("fashion_mnist", (28, 28, 1), 256, _MNIST_KEPT, 10_000,
+                    _MNIST_TRAIN, "test", "fashion_mnist", in_memory=True,
+                    manual_files=_IDX_FILES, validation_split=_MNIST_VALIDATION,
+                    num_validation=5_000),
+        DatasetInfo("cifar10", (32, 32, 3), 256, _CIFAR_KEPT, 10_000, _CIFAR_TRAIN,
+                    "test", "cifar10", random_flips=True, in_memory=True,
+                    manual_files=("cifar-10-binary.tar.gz",),
+                    validation_split=_CIFAR_VALIDATION, num_validation=5_000),
         DatasetInfo("celeb_a", (64, 64, 3), 256, 162_770, 19_962, "train", "test",
                     "celeb_a", random_flips=True, preprocess=_CELEBA,
                     manual_files=("img_align_celeba.zip", "list_eval_partition.txt",
                                   "list_attr_celeba.txt",
                                   "list_landmarks_align_celeba.txt",
-                                  "identity_CelebA.txt")),
-        DatasetInfo("imagenet32", (32, 32, 3), 256, 1_281_167, 50_000, "train",
-                    "validation", "imagenet_resized/32x32",
+                                  "identity_CelebA.txt"),
+                    validation_split="validation", num_validation=19_867),
+        DatasetInfo("imagenet32", (32, 32, 3), 256, _IMAGENET_KEPT, 50_000,
+                    _IMAGENET_TRAIN, "validation", "imagenet_resized/32x32",
                     manual_files=("Imagenet32_train_npz.zip",
-                                  "Imagenet32_val_npz.zip")),
-        DatasetInfo("imagenet64", (64, 64, 3), 256, 1_281_167, 50_000, "train",
-                    "validation", "imagenet_resized/64x64",
+                                  "Imagenet32_val_npz.zip"),
+                    validation_split=_IMAGENET_VALIDATION, num_validation=10_000),
+        DatasetInfo("imagenet64", (64, 64, 3), 256, _IMAGENET_KEPT, 50_000,
+                    _IMAGENET_TRAIN, "validation", "imagenet_resized/64x64",
                     manual_files=("Imagenet64_train_part1_npz.zip",
                                   "Imagenet64_train_part2_npz.zip",
-                                  "Imagenet64_val_npz.zip")),
+                                  "Imagenet64_val_npz.zip"),
+                    validation_split=_IMAGENET_VALIDATION, num_validation=10_000),
         # tfds reads LSUN's LMDB files through tensorflow-io.
-        DatasetInfo("lsun_bedroom", (64, 64, 3), 256, 3_033_042, 300, "train",
+        DatasetInfo("lsun_bedroom", (64, 64, 3), 256, _LSUN_KEPT, 300, _LSUN_TRAIN,
                     "validation", "lsun/bedroom", random_flips=True,
                     preprocess=_LSUN, crop=(64, 64),
                     prepare_requires=("tensorflow_io",),
-                    manual_files=("bedroom_train_lmdb.zip", "bedroom_val_lmdb.zip")),
-        DatasetInfo("digits", (8, 8, 1), 17, _DIGITS_TRAIN, 1797 - _DIGITS_TRAIN,
-                    "train", "test", None, in_memory=True, load_arrays=_digits_arrays),
+                    manual_files=("bedroom_train_lmdb.zip", "bedroom_val_lmdb.zip"),
+                    validation_split=_LSUN_VALIDATION, num_validation=3_000),
+        DatasetInfo("digits", (8, 8, 1), 17, 1_300, 297, "train", "test", None,
+                    in_memory=True, load_arrays=_digits_arrays,
+                    validation_split="validation", num_validation=200),
     )
 }
 

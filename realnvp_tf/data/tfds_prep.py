@@ -9,6 +9,7 @@ prepared, no `manual_dir` is given and the download host cannot be reached, a
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import functools
 import hashlib
 import importlib
@@ -18,6 +19,7 @@ import urllib.parse
 
 import tensorflow as tf
 
+from realnvp_tf.data import transforms
 from realnvp_tf.data.registry import DATASET_NAMES
 from realnvp_tf.data.registry import DatasetInfo
 from realnvp_tf.data.registry import get_dataset_info
@@ -30,14 +32,24 @@ class DataUnavailableError(RuntimeError):
   """The dataset is neither prepared nor obtainable (no network, missing files)."""
 
 
+TFDS_PREFIX = "tfds:"
+# Checked for network access when a tfds set registers no download URL of its own.
+_FALLBACK_HOST = "https://storage.googleapis.com"
+# Validation held out of the training split of a tfds set that has none besides its
+# test split: the last images, at most this many and at most a tenth.
+TFDS_HELD_OUT = 5_000
+
+
 def download_urls(info: DatasetInfo) -> list[str]:
-  """The tfds download URLs of `info`'s files (from tfds's registered checksums)."""
+  """The tfds download URLs of `info`'s files (from tfds's registered checksums; all
+  of them for a set without a list of files)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
   builder_name = info.tfds_name.split("/")[0]
   url_infos = tfds.builder_cls(builder_name).url_infos or {}
   wanted = set(info.manual_files)
-  return sorted(url for url, ui in url_infos.items() if ui.filename in wanted)
+  return sorted(url for url, ui in url_infos.items()
+                if not wanted or ui.filename in wanted)
 
 
 def network_available(url: str, timeout: float = NETWORK_TIMEOUT_S) -> bool:
@@ -122,6 +134,10 @@ def verify_manual_files(info: DatasetInfo, manual_dir: str) -> None:
 
 
 def _manual_dir_hint(info: DatasetInfo) -> str:
+  if not info.manual_files:
+    return (f"Prepare {info.tfds_name} on a machine with internet into a --data_dir "
+            f"and pass that folder here, or pass --manual_dir with the files tfds "
+            f"documents for it.")
   files = ", ".join(info.manual_files)
   return (
       f"Download the official files on a machine with internet and pass their folder "
@@ -148,7 +164,7 @@ def check_prepare_prerequisites(info: DatasetInfo) -> None:
           f"--data_dir.") from e
 
 
-def prepare_dataset(name: str, data_dir: str | None = None,
+def prepare_dataset(name, data_dir: str | None = None,
                     manual_dir: str | None = None):
   """Makes sure `name` is prepared in `data_dir` and returns its tfds builder.
 
@@ -162,7 +178,7 @@ def prepare_dataset(name: str, data_dir: str | None = None,
     DataUnavailableError: files missing from `manual_dir`, or no network and no
       prepared data.
   """
-  info = get_dataset_info(name)
+  info = name if isinstance(name, DatasetInfo) else get_dataset_info(name)
   if info.tfds_name is None:
     return None
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
@@ -185,9 +201,9 @@ def prepare_dataset(name: str, data_dir: str | None = None,
     builder.download_and_prepare(download_dir=_download_dir(builder, info),
                                  download_config=config)
     return builder
-  urls = download_urls(info)
-  if not urls or not network_available(urls[0]):
-    host = urllib.parse.urlsplit(urls[0]).hostname if urls else "the download host"
+  urls = download_urls(info) or [_FALLBACK_HOST]
+  if not network_available(urls[0]):
+    host = urllib.parse.urlsplit(urls[0]).hostname
     raise DataUnavailableError(
         f"Dataset {info.name!r} is not prepared in data_dir "
         f"{builder.data_dir_root!s} and {host} cannot be reached (no network?). "
@@ -209,8 +225,68 @@ def read_images(info: DatasetInfo, split: str, shuffle_files: bool, data_dir,
   """Decoded uint8 images (unbatched) of a tfds dataset's split, labels dropped."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-  builder = prepare_dataset(info.name, data_dir=data_dir, manual_dir=manual_dir)
+  builder = prepare_dataset(info, data_dir=data_dir, manual_dir=manual_dir)
   read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False)
   ds = builder.as_dataset(split=split, shuffle_files=shuffle_files,
                           read_config=read_config)
-  return ds.map(lambda example: example["image"], num_parallel_calls=tf.data.AUTOTUNE)
+  key = info.image_key
+  return ds.map(lambda example: example[key], num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def describe(spec: str, data_dir=None, manual_dir=None, image_size=None) -> DatasetInfo:
+  """The `DatasetInfo` of `--dataset=tfds:NAME[/CONFIG]`, preparing it if needed.
+
+  The image feature, its shape and the splits come from the builder: train is
+  "train"; test is "test" (or "validation" when there is no test split); validation
+  is "validation" when the set has both, else the last images of train (at most
+  TFDS_HELD_OUT, at most a tenth). `image_size` (H, W) resizes to cover and
+  centre-crops, as for image folders; images of varying size need it.
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  name = spec[len(TFDS_PREFIX):]
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except Exception as e:  # pylint: disable=broad-except  (tfds's not-found errors vary)
+    raise ValueError(f"--dataset={spec}: tensorflow-datasets has no such dataset "
+                     f"({str(e).splitlines()[0][:200]}).") from None
+  images = [key for key, feature in builder.info.features.items()
+            if isinstance(feature, tfds.features.Image)]
+  if not images:
+    raise ValueError(f"--dataset={spec} has no image feature; its features are "
+                     f"{', '.join(builder.info.features)}.")
+  feature = builder.info.features[images[0]]
+  height, width, channels = feature.shape
+  preprocess = ()
+  if image_size is not None:
+    height, width = image_size
+    preprocess = (transforms.Fit((height, width)),)
+  elif height is None or width is None:
+    raise ValueError(f"--dataset={spec} has images of varying size; pass "
+                     f"--image_size=HxW.")
+  info = DatasetInfo(spec, (height, width, channels), 256, 0, 0, "train", "test",
+                     name, image_key=images[0], preprocess=preprocess)
+  builder = prepare_dataset(info, data_dir=data_dir, manual_dir=manual_dir)
+  counts = {split: info.num_examples for split, info in builder.info.splits.items()}
+  if "train" not in counts:
+    raise ValueError(f"--dataset={spec} has no 'train' split (it has "
+                     f"{', '.join(counts)}).")
+  test = "test" if "test" in counts else "validation" if "validation" in counts else None
+  if test is not None and "validation" in counts and test != "validation":
+    validation, train, num_train = "validation", "train", counts["train"]
+    num_validation = counts["validation"]
+  else:
+    num_validation = min(TFDS_HELD_OUT, counts["train"] // 10)
+    num_train = counts["train"] - num_validation
+    train, validation = f"train[:{num_train}]", f"train[{num_train}:]"
+  if test is None:  # no test split either: hold it out of train too
+    num_test = num_validation
+    num_train -= num_test
+    train = f"train[:{num_train}]"
+    validation = f"train[{num_train}:{num_train + num_validation}]"
+    test = f"train[{num_train + num_validation}:]"
+  else:
+    num_test = counts[test]
+  return dataclasses.replace(
+      info, num_train=num_train, train_split=train, validation_split=validation,
+      num_validation=num_validation, test_split=test, num_test=num_test)

@@ -61,6 +61,28 @@ class ResizeSmallestSide:
     return resize(image, tf.maximum(new_size, self.size))
 
 
+def fit(image: tf.Tensor, size) -> tf.Tensor:
+  """Resizes (antialiased, aspect ratio kept) to cover `size` = (height, width), then
+  centre-crops to it."""
+  height, width = size
+  shape = tf.cast(tf.shape(image)[:2], tf.float32)
+  scale = tf.maximum(height / shape[0], width / shape[1])
+  covering = tf.cast(tf.math.ceil(shape * scale - 1e-3), tf.int32)
+  covering = tf.maximum(covering, [height, width])
+  return center_crop(resize(image, covering), height, width)
+
+
+@dataclasses.dataclass(frozen=True)
+class Fit:
+  """`fit` to `size` = (height, width): cover, then centre-crop."""
+  size: tuple
+
+  def __call__(self, image):
+    image = fit(image, self.size)
+    image.set_shape(tuple(self.size) + (None,))
+    return image
+
+
 def random_flip_batch(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
   """Flips each image of a [B, H, W, C] batch left-right with probability 1/2."""
   flip = tf.random.stateless_uniform(tf.shape(images)[:1], seed=seed) < 0.5

@@ -1,0 +1,112 @@
+"""Evaluations of a training run and the choice of the weights it keeps.
+
+During training the validation split is evaluated every `eval_every` steps (the same
+`eval_images` images and noise each time, so the figures compare), and the weights of
+the best figure are kept in `model_dir/best/` (`run_dir.BestCheckpoint`). At the end
+the last weights are evaluated the same way, then the selected weights (`select`:
+"best" or "last") are scored on the test split, read once, and exported.
+"""
+
+import contextlib
+
+from absl import logging
+import tensorflow as tf
+
+from realnvp_tf import data
+from realnvp_tf import evaluation
+from realnvp_tf import flow as flow_lib
+from realnvp_tf import run_dir
+
+
+class RunEvaluation:
+  """The evaluations of one run (`Trainer.validation`).
+
+  Args:
+    info: the run's `data.DatasetInfo`.
+    config: its `TrainConfig`.
+    state: its `train_state.TrainState`.
+    run_directory: its `run_dir.RunDirectory`.
+    writer: `name -> tf.summary writer` ("validation", "test").
+  """
+
+  def __init__(self, info, config, state, run_directory, writer):
+    self.info, self.config, self.state, self.writer = info, config, state, writer
+    self.best = run_dir.BestCheckpoint(run_directory, state.flow)
+    self.history = []  # (step, validation bits/dim) of this process's evaluations
+    self.progress_bar = False  # set while a progress bar shows the figures
+
+  @property
+  def latest(self):
+    """The latest validation bits/dim, or None."""
+    return self.history[-1][1] if self.history else None
+
+  @property
+  def has_validation(self):
+    return self.info.num_validation > 0
+
+  def dataset(self, split, max_images=None):
+    """`split` ("validation", "test", "train") in evaluation order, seeded noise."""
+    ds = data.make_dataset(
+        self.info, split, batch_size=self.config.eval_batch_size, training=False,
+        data_dir=self.config.data_dir, manual_dir=self.config.manual_dir,
+        seed=self.config.seed)
+    if max_images:
+      ds = ds.unbatch().take(max_images).batch(self.config.eval_batch_size)
+    return ds
+
+  def evaluate(self, split, max_images=None):
+    """Bits/dim of the flow's current weights on `split` (`max_images` of it), logged
+    to TensorBoard with a sample grid at the current step."""
+    step = int(self.state.step.numpy())
+    flow = self.state.flow
+    result = evaluation.evaluate_bits_per_dim(flow.log_prob,
+                                              self.dataset(split, max_images),
+                                              self.info.image_shape)
+    samples = flow.sample(self.config.num_samples, seed=[self.config.seed, step])
+    grid = evaluation.image_grid(flow_lib.to_images(samples, self.info.num_levels),
+                                 self.info.num_levels)
+    with self.writer(split).as_default(step=step):
+      tf.summary.scalar("bits_per_dim", result["bits_per_dim"])
+      tf.summary.image("samples", grid[None])
+    # With a progress bar on screen, the bar shows the figure (a log line would land
+    # in the middle of it); TensorBoard and metrics.json keep every one.
+    log = logging.debug if self.progress_bar else logging.info
+    log("Step %d: %s bits/dim %.4f +- %.4f on %d images.", step, split,
+                 result["bits_per_dim"], result["bits_per_dim_stderr"],
+                 result["num_images"])
+    return {k: v for k, v in result.items() if k != "per_image"}
+
+  def validate(self):
+    """Evaluates the weights in use (EMA ones when on) on the validation images and
+    keeps them if they are the best so far. Returns the figures (None without a
+    validation split)."""
+    if not self.has_validation:
+      return None
+    step = int(self.state.step.numpy())
+    with self.state.averaged_weights():
+      result = self.evaluate("validation", self.config.eval_images or None)
+      self.history.append((step, result["bits_per_dim"]))
+      if self.best.offer(step, result["bits_per_dim"]):
+        (logging.debug if self.progress_bar else logging.info)(
+            "New best validation bits/dim %.4f.", result["bits_per_dim"])
+    return result
+
+  @contextlib.contextmanager
+  def selected_weights(self, select, last_validation=None):
+    """Context: the weights `select` names in the flow; yields (their step, their
+    validation bits/dim). "last": the last weights (EMA ones when on), with
+    `last_validation`; "best": those kept in best/ (the last ones when they are
+    the best)."""
+    step = int(self.state.step.numpy())
+    if select == "last" or self.best.step in (None, step):
+      with self.state.averaged_weights():
+        yield step, last_validation
+      return
+    variables = self.state.flow.variables
+    saved = [v.numpy() for v in variables]
+    self.best.restore()
+    try:
+      yield self.best.step, self.best.value
+    finally:
+      for variable, value in zip(variables, saved):
+        variable.assign(value)
