@@ -137,8 +137,10 @@ class Trainer:
     self.manager = run_dir_lib.make_manager(self.state.checkpoint, self.run_dir)
     self._writers = {}
     self._loss = actions_lib.LossTracker()
-    self.validation = validation.RunEvaluation(info, train_config, self.state,
-                                               self.run_dir, self.writer)
+    self.validation = validation.RunEvaluation(
+        info, train_config, self.state, self.run_dir, self.writer,
+        reestimate=lambda: self.recalibrate_batch_norm(
+            train_config.batch_norm_recalibration_batches))
 
   # The state's parts, by the names the trainer has always had.
   flow = property(lambda self: self.state.flow)
@@ -256,7 +258,7 @@ class Trainer:
     if recalibrated or self.manager.latest_checkpoint != os.path.join(
         self.manager.directory, f"ckpt-{step}"):
       self.manager.save(checkpoint_number=step)
-    last = self.validation.validate()
+    last = self.validation.validate(statistics_ready=True)
     last_value = last["bits_per_dim"] if last else None
     with self.validation.selected_weights(self.config.select, last_value) as chosen:
       result = self.validation.evaluate("test")

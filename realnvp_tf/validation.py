@@ -27,10 +27,14 @@ class RunEvaluation:
     state: its `train_state.TrainState`.
     run_directory: its `run_dir.RunDirectory`.
     writer: `name -> tf.summary writer` ("validation", "test").
+    reestimate: `() -> None`, re-estimates the batch-norm statistics for the weights
+      in the flow (see `batch_norm_estimation`); used for EMA weights, whose
+      statistics the moving averages (collected for the raw weights) are not.
   """
 
-  def __init__(self, info, config, state, run_directory, writer):
+  def __init__(self, info, config, state, run_directory, writer, reestimate=None):
     self.info, self.config, self.state, self.writer = info, config, state, writer
+    self.reestimate = reestimate
     self.best = run_dir.BestCheckpoint(run_directory, state.flow)
     self.history = []  # (step, validation bits/dim) of this process's evaluations
     self.progress_bar = False  # set while a progress bar shows the figures
@@ -76,20 +80,40 @@ class RunEvaluation:
                  result["num_images"])
     return {k: v for k, v in result.items() if k != "per_image"}
 
-  def validate(self):
+  def validate(self, statistics_ready=False):
     """Evaluates the weights in use (EMA ones when on) on the validation images and
     keeps them if they are the best so far. Returns the figures (None without a
-    validation split)."""
+    validation split).
+
+    With EMA, the batch-norm statistics are first re-estimated for the averaged
+    weights (and put back afterwards), unless `statistics_ready` says they already
+    belong to them; the weights kept in best/ carry those statistics.
+    """
     if not self.has_validation:
       return None
     step = int(self.state.step.numpy())
-    with self.state.averaged_weights():
+    with self.state.averaged_weights(), self._statistics_for_averages(
+        statistics_ready):
       result = self.evaluate("validation", self.config.eval_images or None)
       self.history.append((step, result["bits_per_dim"]))
       if self.best.offer(step, result["bits_per_dim"]):
         (logging.debug if self.progress_bar else logging.info)(
             "New best validation bits/dim %.4f.", result["bits_per_dim"])
     return result
+
+  @contextlib.contextmanager
+  def _statistics_for_averages(self, ready):
+    if ready or self.state.ema is None or self.reestimate is None:
+      yield
+      return
+    statistics = self.state.flow.non_trainable_variables
+    saved = [v.numpy() for v in statistics]
+    self.reestimate()
+    try:
+      yield
+    finally:
+      for variable, value in zip(statistics, saved):
+        variable.assign(value)
 
   @contextlib.contextmanager
   def selected_weights(self, select, last_validation=None):

@@ -17,6 +17,7 @@ import realnvp_tf
 from realnvp_tf import data
 from realnvp_tf import training
 from realnvp_tf.data import image_folder
+from realnvp_tf.data import pipeline
 from realnvp_tf.data import tfds_prep
 import trainer_fixtures as fx
 
@@ -78,13 +79,14 @@ def test_the_hash_split_keeps_every_file_where_it_was(tmp_path):
   before = image_folder.find_splits(str(tmp_path), 0.2, 0.1)
   counts = {split: len(paths) for split, paths in before.items()}
   assert 20 < counts["validation"] < 60 and 5 < counts["test"] < 40
-  for i in range(100):  # more files, some in a new subfolder
-    (tmp_path / "more").mkdir(exist_ok=True)
-    (tmp_path / "more" / f"b{i}.jpg").write_bytes(b"")
+  for i in range(100):  # more files, among the old ones and in new subfolders
+    (tmp_path / "0new").mkdir(exist_ok=True)
+    (tmp_path / "0new" / f"b{i}.jpg").write_bytes(b"")
+    (tmp_path / f"a{i}x.png").write_bytes(b"")
   after = image_folder.find_splits(str(tmp_path), 0.2, 0.1)
   for split, paths in before.items():
     assert set(paths) <= set(after[split]), split
-  assert sum(len(p) for p in after.values()) == 300
+  assert sum(len(p) for p in after.values()) == 400
   # The split of a file depends on its path relative to the folder only.
   assert image_folder.hash_fraction(os.path.join("more", "b1.jpg")) == (
       image_folder.hash_fraction("more/b1.jpg"))
@@ -104,8 +106,11 @@ def test_split_subfolders_are_used_when_train_exists(tmp_path):
                                       for p in splits["validation"])
 
 
-def test_a_folder_too_big_for_memory_streams_every_image_each_epoch(tmp_path):
-  # Files sorted by class folder: the stream must not keep that order.
+def test_a_folder_too_big_for_memory_streams_every_image_each_epoch(tmp_path,
+                                                                  monkeypatch):
+  # Files sorted by class folder: the stream must not keep that order, even with a
+  # shuffle buffer of decoded images far smaller than the folder.
+  monkeypatch.setattr(pipeline, "_STREAM_SHUFFLE_BUFFER", 4)
   for i in range(48):
     folder = tmp_path / f"class{i // 16}"
     folder.mkdir(exist_ok=True)
@@ -121,7 +126,7 @@ def test_a_folder_too_big_for_memory_streams_every_image_each_epoch(tmp_path):
             for v in np.floor(batch[:, 0, 0, 0].numpy())]
   assert sorted(values[:48]) == list(range(48)) == sorted(values[48:])
   assert values[:48] != list(range(48)) and values[:48] != values[48:]
-  assert max(abs(a - b) for a, b in zip(values[:16], range(16))) > 16
+  assert max(values[:16]) - min(values[:16]) > 24  # not one class after another
 
 
 @pytest.mark.parametrize("setup,message", [

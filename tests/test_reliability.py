@@ -97,6 +97,7 @@ def test_non_finite_flags_are_refused_by_the_command_line(tmp_path, flag):
   result = _train(tmp_path / "run", flag)
   assert result.returncode != 0
   assert "must be a finite number" in result.stderr
+  assert "Flags parsing error" in result.stderr  # refused with the flags, first
   assert "Traceback" not in result.stderr
   assert not os.path.exists(tmp_path / "run")
 

@@ -148,6 +148,33 @@ def test_evaluation_and_export_use_the_ema_weights(tmp_path):
                              averaged_log_prob, rtol=1e-5)
 
 
+def test_ema_validation_uses_statistics_of_the_averaged_weights(tmp_path):
+  config = fx.train_config(train_steps=6, ema_decay=0.7, learning_rate=5e-3,
+                           eval_every=0, eval_images=0,
+                           batch_norm_recalibration_batches=2)
+  trainer = training.Trainer(fx.model_config(), config, str(tmp_path),
+                             strategy=fx.strategy(1))
+  trainer.train(progress=False)
+  statistics = trainer.flow.non_trainable_variables
+  moving = [v.numpy() for v in statistics]
+  figure = trainer.validation.validate()["bits_per_dim"]
+  # The moving averages are put back afterwards.
+  for variable, value in zip(statistics, moving):
+    np.testing.assert_array_equal(variable.numpy(), value)
+  # By hand: EMA weights, statistics re-estimated for them on the same training
+  # batches, then the validation images; the moving averages alone score otherwise.
+  score = lambda: evaluation.evaluate_bits_per_dim(
+      trainer.flow.log_prob, trainer.eval_dataset(split="validation"),
+      fx.IMAGE_SHAPE)["bits_per_dim"]
+  with trainer.averaged_weights():
+    with_moving_averages = score()
+    trainer.recalibrate_batch_norm(2)
+    by_hand = score()
+  trainer.close()
+  assert figure == pytest.approx(by_hand, abs=1e-5)
+  assert abs(by_hand - with_moving_averages) > 1e-3
+
+
 class _RecordingTrainer(training.Trainer):
   """Records the step each training stream starts from."""
 
