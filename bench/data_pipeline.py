@@ -58,16 +58,25 @@ def pipeline_images_per_s(name, repeats, steps):
   with tfds.testing.mock_data(num_examples=NUM_EXAMPLES, max_value=256):
     iterator = iter(data.make_dataset(name, "train", batch_size=BATCH_SIZE,
                                       training=True))
-    for _ in range(NUM_EXAMPLES // BATCH_SIZE + 20):  # warm-up: cache + shuffle
-      next(iterator)
-    rates = []
-    for _ in range(repeats):
-      start = time.perf_counter()
-      for _ in range(steps):
-        batch = next(iterator)
-      rates.append(steps * BATCH_SIZE / (time.perf_counter() - start))
+    # Warm-up: cache fill and the first shuffle buffer.
+    rates, batch = _time_batches(iterator, NUM_EXAMPLES // BATCH_SIZE + 20, repeats,
+                                 steps)
     assert batch.shape == (BATCH_SIZE, *data.get_dataset_info(name).image_shape)
   return statistics.median(rates), rates
+
+
+def _time_batches(iterator, warmup, repeats, steps):
+  """images/s of `repeats` timings of `steps` batches after `warmup` batches, and the
+  last batch."""
+  for _ in range(warmup):
+    next(iterator)
+  rates = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    for _ in range(steps):
+      batch = next(iterator)
+    rates.append(steps * BATCH_SIZE / (time.perf_counter() - start))
+  return rates, batch
 
 
 def write_jpeg_folder(root, num_images, seed=0):
@@ -90,14 +99,8 @@ def folder_images_per_s(num_images, repeats, steps):
     info = image_folder.describe(source)
     iterator = iter(data.make_dataset(info, "train", batch_size=BATCH_SIZE,
                                       training=True))
-    for _ in range(info.num_train // BATCH_SIZE + 2):  # warm-up: one epoch
-      next(iterator)
-    rates = []
-    for _ in range(repeats):
-      start = time.perf_counter()
-      for _ in range(steps):
-        batch = next(iterator)
-      rates.append(steps * BATCH_SIZE / (time.perf_counter() - start))
+    rates, batch = _time_batches(iterator, info.num_train // BATCH_SIZE + 2, repeats,
+                                 steps)  # warm-up: one epoch
     assert batch.shape == (BATCH_SIZE, 64, 64, 3)
   return statistics.median(rates), rates, open_rate
 

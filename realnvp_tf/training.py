@@ -307,5 +307,22 @@ class Trainer:
                                                        iterator, num_batches)
 
 
+def summary(metrics):
+  """The lines train.py ends with: the validation curve, then the test figure of the
+  selected weights."""
+  lines = []
+  if metrics["validation_history"]:
+    lines.append("validation bits/dim: " + ", ".join(
+        f"{value:.4f} (step {step})" for step, value in metrics["validation_history"]))
+  chosen = metrics["selected_validation_bits_per_dim"]
+  lines.append(
+      f"test bits/dim: {metrics['bits_per_dim']:.4f} "
+      f"+- {metrics['bits_per_dim_stderr']:.4f} "
+      f"({metrics['num_images']} images; weights of step {metrics['selected_step']}"
+      + (f", validation {chosen:.4f}" if chosen is not None else "")
+      + f"; {metrics['select']} of {metrics['step']} steps)")
+  return "\n".join(lines)
+
+
 __all__ = ["Trainer", "TrainConfig", "NonFiniteLossError", "make_strategy",
-           "limit_malloc_arenas", "check_batch_size", "is_chief"]
+           "limit_malloc_arenas", "check_batch_size", "is_chief", "summary"]

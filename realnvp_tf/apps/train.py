@@ -52,15 +52,7 @@ def main(argv):
     print(f"train.py: error: {e}", file=sys.stderr)
     sys.exit(1)
   if metrics:
-    if metrics["validation_history"]:
-      print("validation bits/dim: " + ", ".join(
-          f"{value:.4f} (step {step})" for step, value in metrics["validation_history"]))
-    chosen = metrics["selected_validation_bits_per_dim"]
-    print(f"test bits/dim: {metrics['bits_per_dim']:.4f} "
-          f"+- {metrics['bits_per_dim_stderr']:.4f} "
-          f"({metrics['num_images']} images; weights of step {metrics['selected_step']}"
-          + (f", validation {chosen:.4f}" if chosen is not None else "")
-          + f"; {metrics['select']} of {metrics['step']} steps)")
+    print(training.summary(metrics))
 
 
 def run():
