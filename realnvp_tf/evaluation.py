@@ -8,6 +8,8 @@ import tensorflow as tf
 
 from realnvp_tf import data
 from realnvp_tf import loading
+from realnvp_tf import ood_evaluation
+from realnvp_tf.data import image_inputs
 
 
 def evaluate_bits_per_dim(log_prob_fn, dataset, image_shape, num_dequant_samples=1,
@@ -102,10 +104,12 @@ def write_png(path, image):
   tf.io.write_file(path, tf.io.encode_png(image))
 
 
-def data_info(model, dataset=None, image_dir=None, data_dir=None, manual_dir=None):
+def data_info(model, dataset=None, image_dir=None, data_dir=None, manual_dir=None,
+              model_images=True):
   """The `DatasetInfo` of the images to score `model` on: `image_dir` (a folder,
   brought to the model's size and channels), `dataset` (a name or tfds:NAME), or,
-  with neither, the images the model was trained on (its metadata says which)."""
+  with neither, the images the model was trained on (its metadata says which).
+  `model_images`: refuse a dataset whose images are not the model's (shape, K)."""
   height, width, channels = model.image_shape
   size = f"{height}x{width}"
   if image_dir:
@@ -120,18 +124,47 @@ def data_info(model, dataset=None, image_dir=None, data_dir=None, manual_dir=Non
   if spec["dataset"].startswith("tfds:"):
     spec["image_size"] = size
   info = data.resolve(**spec, data_dir=data_dir, manual_dir=manual_dir)
-  if tuple(info.image_shape) != model.image_shape or info.num_levels != model.num_levels:
+  if model_images and (tuple(info.image_shape) != model.image_shape or
+                       info.num_levels != model.num_levels):
     raise ValueError(
         f"{info.name} has {info.image_shape} images with {info.num_levels} levels; the "
         f"model was built for {model.image_shape} with {model.num_levels}.")
   return info
 
 
+def split_inputs(model, dataset=None, image_dir=None, split="test", data_dir=None,
+                 manual_dir=None):
+  """`data.image_inputs.ImageInputs` of a split of `dataset` or `image_dir` (default:
+  the model's own images), brought to the model's shape and K."""
+  info = data_info(model, dataset, image_dir, data_dir, manual_dir, model_images=False)
+  images = data.make_uint8_dataset(info, split, data_dir=data_dir, manual_dir=manual_dir)
+  return image_inputs.dataset_inputs(info, split, model.image_shape, model.num_levels,
+                                     images)
+
+
+def ood_inputs(model, ood_dataset=None, ood_images=None, split="test", count=10_000,
+               data_dir=None, manual_dir=None, seed=0):
+  """The out-of-distribution set of `ood_evaluation.evaluate`: a synthetic set of
+  `count` images, a dataset's `split`, or a folder/glob/array."""
+  if ood_images:
+    return image_inputs.open_inputs(ood_images, model.image_shape, model.num_levels,
+                                    flag="--ood_images")
+  if ood_dataset in ood_evaluation.SYNTHETIC:
+    return ood_evaluation.synthetic_inputs(ood_dataset, count, model.image_shape,
+                                           model.num_levels, seed)
+  return split_inputs(model, ood_dataset, None, split, data_dir, manual_dir)
+
+
 def run(saved_model=None, model_dir=None, dataset=None, image_dir=None, split="test",
         data_dir=None, manual_dir=None, batch_size=256, num_dequant_samples=1, seed=0,
         temperatures=(), num_samples=64, manifold=False, output_dir=".",
-        compute_dtype=None):
-  """What eval.py does: returns the metrics dict and writes the requested PNGs."""
+        compute_dtype=None, ood_dataset=None, ood_images=None, ood_split="test",
+        ood_max_images=None, ood_histogram=None, ood_manual_dir=None):
+  """What eval.py does: returns the metrics dict and writes the requested PNGs.
+
+  With `ood_dataset` or `ood_images`, also an OOD evaluation of (up to
+  `ood_max_images` of) `split` against that set: `metrics["ood"]`, and the
+  `ood_histogram` PNG when a path is given."""
   if bool(saved_model) == bool(model_dir):
     raise ValueError("Pass exactly one of saved_model and model_dir.")
   if saved_model and compute_dtype:
@@ -153,6 +186,16 @@ def run(saved_model=None, model_dir=None, dataset=None, image_dir=None, split="t
     path = os.path.join(output_dir, f"samples_t{temperature:g}.png")
     write_png(path, sample_grid(model, num_samples, temperature, [seed, 0]))
     metrics.setdefault("sample_grids", []).append(path)
+  if ood_dataset or ood_images:
+    inside = split_inputs(model, dataset, image_dir, split, data_dir, manual_dir)
+    count = min(ood_max_images or result["num_images"], result["num_images"])
+    outside = ood_inputs(model, ood_dataset, ood_images, ood_split, count, data_dir,
+                         ood_manual_dir or manual_dir, seed)
+    metrics["ood"], in_scores, out_scores = ood_evaluation.evaluate(
+        model, inside, outside, batch_size, seed, ood_max_images)
+    if ood_histogram:
+      write_png(ood_histogram, ood_evaluation.histogram(in_scores, out_scores))
+      metrics["ood"]["histogram"] = ood_histogram
   if manifold:
     first = next(iter(images))
     path = os.path.join(output_dir, "manifold.png")

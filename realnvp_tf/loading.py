@@ -12,9 +12,9 @@ from realnvp_tf import run_dir
 class LoadedModel:
   """A trained model from a SavedModel or from a run directory's checkpoint.
 
-  Both expose the SavedModel's functions (`log_prob`, `bits_per_dim`, `sample`,
-  `encode`, `decode`) through `self.serving`, wrapped here as methods that take and
-  return numpy-friendly values, and the model's `metadata` dict.
+  Both expose the SavedModel's functions (`log_prob`, `bits_per_dim`, `ood_scores`,
+  `sample`, `encode`, `decode`) through `self.serving`, wrapped here as methods that
+  take and return numpy-friendly values, and the model's `metadata` dict.
   """
 
   def __init__(self, serving, metadata, source):
@@ -34,6 +34,22 @@ class LoadedModel:
     """Bits/dim of uint8 images [N, H, W, C], dequantized with seeded noise."""
     return self.serving.bits_per_dim(tf.convert_to_tensor(images, tf.uint8),
                                      tf.constant(seed, tf.int32))["bits_per_dim"]
+
+  def ood_scores(self, images, seed=(0, 0)):
+    """`ood` scores of uint8 images [N, H, W, C]: a dict of numpy arrays
+    (`typicality` and `batch_typicality` only when the model has a reference)."""
+    if not hasattr(self.serving, "ood_scores"):
+      raise ValueError(f"{self.source} was exported before the ood_scores signature "
+                       f"existed; re-export it by running train.py again with the same "
+                       f"flags and --model_dir (a finished run only re-exports).")
+    out = self.serving.ood_scores(tf.convert_to_tensor(images, tf.uint8),
+                                  tf.constant(seed, tf.int32))
+    return {name: value.numpy() for name, value in out.items()}
+
+  @property
+  def typicality_reference(self):
+    """dict(mean, std, num_images, split) of held-out bits/dim, or None."""
+    return self.metadata.get("typicality_reference")
 
   def sample(self, num_samples, temperature=1.0, seed=(0, 0)):
     """`num_samples` samples at `temperature`: dict(images=uint8, values=float32)."""

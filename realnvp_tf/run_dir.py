@@ -324,4 +324,20 @@ def restore_for_inference(model_dir, compute_dtype=None, weights=None):
                      f"{CHECKPOINT_DIR}/.")
   metadata = {"dataset": train_config.dataset, "data": train_config.data_spec(),
               "step": int(step.numpy()), "model": dataclasses.asdict(model_config)}
+  reference = _typicality_reference(model_dir, metadata["step"])
+  if reference:
+    metadata["typicality_reference"] = reference
   return flow, metadata, latest
+
+
+def _typicality_reference(model_dir, step):
+  """metrics.json's typicality reference, when it belongs to the weights of `step`
+  (a finished run's selected weights; not those of a run still training)."""
+  path = os.path.join(model_dir, METRICS_FILE)
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    metrics = json.load(f)
+  if metrics.get("selected_step") != step:
+    return None
+  return metrics.get("typicality_reference")

@@ -263,6 +263,7 @@ class Trainer:
     with self.validation.selected_weights(self.config.select, last_value) as chosen:
       result = self.validation.evaluate("test")
       _require_finite_model(self.flow, result["bits_per_dim"], step)
+      reference = self.validation.typicality_reference()
       result.update(
           step=step, select=self.config.select, selected_step=chosen[0],
           selected_validation_bits_per_dim=chosen[1],
@@ -271,12 +272,13 @@ class Trainer:
           train_bits_per_dim=self._loss.last,
           nonfinite_steps=int(self.nonfinite_total.numpy()),
           dataset=self.config.dataset, data=self.config.data_spec(),
-          model_config=dataclasses.asdict(self.model_config))
+          model_config=dataclasses.asdict(self.model_config),
+          typicality_reference=reference)
       self.run_dir.write_metrics(result)
       if self.config.export:
         export.export_saved_model(self.flow, self.run_dir.export_dir, metadata={
             "dataset": self.config.dataset, "data": self.config.data_spec(),
-            "step": chosen[0]})
+            "step": chosen[0], "typicality_reference": reference})
     return result
 
   def fit(self, progress=True, actions=(), stop_conditions=()):

@@ -15,7 +15,11 @@ import tensorflow as tf
 from realnvp_tf import data
 from realnvp_tf import evaluation
 from realnvp_tf import flow as flow_lib
+from realnvp_tf import ood
 from realnvp_tf import run_dir
+
+# Held-out images whose bits/dim give the export's typicality reference.
+TYPICALITY_IMAGES = 10_000
 
 
 class RunEvaluation:
@@ -79,6 +83,15 @@ class RunEvaluation:
                  result["bits_per_dim"], result["bits_per_dim_stderr"],
                  result["num_images"])
     return {k: v for k, v in result.items() if k != "per_image"}
+
+  def typicality_reference(self, max_images=TYPICALITY_IMAGES):
+    """`ood.reference_statistics` of the flow's current weights: bits/dim of up to
+    `max_images` validation images (held out, so not flattered by overfitting as
+    training images are; the training split only for a dataset without one)."""
+    split = "validation" if self.has_validation else "train"
+    result = evaluation.evaluate_bits_per_dim(
+        self.state.flow.log_prob, self.dataset(split, max_images), self.info.image_shape)
+    return ood.reference_statistics(result["per_image"], split)
 
   def validate(self, statistics_ready=False):
     """Evaluates the weights in use (EMA ones when on) on the validation images and

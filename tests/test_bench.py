@@ -115,3 +115,10 @@ def test_budget_tiny_run_on_digits_prints_every_figure():
   assert "EMA" in settings["evaluation"]
   fields = {f.name for f in dataclasses.fields(RealNVPConfig)}
   assert set(out["model_config"]) == fields
+
+
+def test_scoring_bench_prints_every_figure():
+  out = _json_line(_run("scoring.py", "--images=64", "--batch_size=32", "--repeats=1"))
+  _assert_finite(out, ["eval_images_per_s", "score_npy_images_per_s",
+                       "score_png_folder_images_per_s", "score_to_eval"])
+  assert out["images"] == 64

@@ -29,7 +29,9 @@ def exported(tmp_path_factory):
   flow = realnvp_tf.build_realnvp(config)
   perturb_variables(flow, seed=3)
   path = str(tmp_path_factory.mktemp("export") / "model")
-  export.export_saved_model(flow, path, metadata={"dataset": "digits"})
+  export.export_saved_model(flow, path, metadata={
+      "dataset": "digits",
+      "typicality_reference": dict(mean=2.5, std=0.25, num_images=9, split="validation")})
   return flow, path
 
 
@@ -54,6 +56,8 @@ def test_fresh_tensorflow_only_process_serves_the_export(exported, tmp_path):
       out = dict(
           log_prob=m.log_prob(x)["log_prob"].numpy(),
           bits=m.bits_per_dim(np.floor(x).astype(np.uint8), [4, 5])["bits_per_dim"].numpy(),
+          **{{"ood_" + k: v.numpy() for k, v in
+              m.ood_scores(np.floor(x).astype(np.uint8), [4, 5]).items()}},
           sample_a=m.sample(3, 0.7, [1, 2])["values"].numpy(),
           sample_b=m.sample(3, 0.7, [1, 2])["values"].numpy(),
           sample_images=m.sample(3, 0.7, [1, 2])["images"].numpy(),
@@ -78,11 +82,22 @@ def test_fresh_tensorflow_only_process_serves_the_export(exported, tmp_path):
   assert relative_error(out["z"], flow.bijector.inverse(tf.constant(x))) < 1e-4
   np.testing.assert_allclose(out["roundtrip"], x, rtol=1e-3, atol=1e-3)
   np.testing.assert_array_equal(out["roundtrip_images"], np.floor(out["roundtrip"]).clip(0, 16))
-  # bits_per_dim: the seeded noise is U[0, 1) from stateless_uniform(shape, seed).
-  noise = tf.random.stateless_uniform(x.shape, [4, 5])
+  # bits_per_dim: image i's noise is U[0, 1) from stateless_uniform(its shape, seed
+  # + (0, i)).
+  noise = tf.stack([tf.random.stateless_uniform(SHAPE, [4, 5 + i]) for i in range(5)])
   dequantized = np.floor(x) + noise.numpy()
   want_bits = -flow.log_prob(tf.constant(dequantized)).numpy() / (64 * np.log(2.0))
   assert relative_error(out["bits"], want_bits) < 1e-4
+  # ood_scores: the same bits/dim; PNG lengths; the typicality reference exported.
+  np.testing.assert_array_equal(out["ood_bits_per_dim"], out["bits"])
+  png = [8 * len(tf.io.encode_png(image, compression=9).numpy()) / 64
+         for image in np.floor(x).astype(np.uint8)]
+  np.testing.assert_allclose(out["ood_png_bits_per_dim"], png, rtol=1e-6)
+  np.testing.assert_allclose(out["ood_complexity_corrected"], out["bits"] - png,
+                             rtol=1e-5)
+  np.testing.assert_allclose(out["ood_typicality"], np.abs(out["bits"] - 2.5), rtol=1e-5)
+  np.testing.assert_allclose(out["ood_batch_typicality"],
+                             abs(out["bits"].mean() - 2.5) / (0.25 / np.sqrt(5)), rtol=1e-5)
   # sample(n, T, seed) decodes T * N(0, 1) noise drawn with the seed: T = 0 is z = 0.
   np.testing.assert_array_equal(out["sample_a"], out["sample_b"])
   z = 0.7 * tf.random.stateless_normal((3,) + SHAPE, [1, 2])
@@ -100,8 +115,8 @@ def test_saved_model_cli_lists_and_runs_signatures(exported, tmp_path):
   show = subprocess.run(["saved_model_cli", "show", "--dir", path, "--all"],
                         env=_env(), capture_output=True, text=True, timeout=300)
   assert show.returncode == 0, show.stderr[-2000:]
-  for name in ("serving_default", "log_prob", "bits_per_dim", "sample", "encode",
-               "decode"):
+  for name in ("serving_default", "log_prob", "bits_per_dim", "ood_scores", "sample",
+               "encode", "decode"):
     assert f"signature_def['{name}']" in show.stdout
   assert "shape: (-1, 8, 8, 1)" in show.stdout
   images = tmp_path / "images.npy"
@@ -238,3 +253,20 @@ def test_load_serves_an_export_and_a_run_directory_alike(trained_run, tmp_path):
   assert not np.allclose(warm["values"][0], warm["values"][2])
   with pytest.raises(ValueError, match="neither a SavedModel"):
     realnvp_tf.load(str(tmp_path))
+
+
+def test_training_exports_the_typicality_reference_of_its_validation_images(trained_run):
+  with open(os.path.join(trained_run, "metrics.json")) as f:
+    reference = json.load(f)["typicality_reference"]
+  from_export = realnvp_tf.load(os.path.join(trained_run, "export"))
+  assert from_export.typicality_reference == reference
+  assert realnvp_tf.load(trained_run).typicality_reference == reference
+  # Recomputed here: the exported model's bits/dim of the 200 validation images.
+  from realnvp_tf import data
+  images = data.make_dataset("digits", "validation", batch_size=64, training=False,
+                             seed=0)
+  bits = np.concatenate([-from_export.log_prob(batch).numpy() / (64 * np.log(2.0))
+                         for batch in images])
+  assert reference["split"] == "validation" and reference["num_images"] == bits.size == 200
+  assert abs(reference["mean"] - bits.mean()) < 1e-4
+  assert abs(reference["std"] - bits.std(ddof=1)) < 1e-4

@@ -90,6 +90,9 @@ def test_pip_install_gives_console_scripts_that_work_from_any_directory(tmp_path
   evaluate = _run([str(bin_dir / "realnvp-eval"), "--help"], cwd=elsewhere)
   assert "Traceback" not in evaluate.stderr, evaluate.stderr[-2000:]
   assert "--saved_model" in evaluate.stdout
+  score = _run([str(bin_dir / "realnvp-score"), "--help"], cwd=elsewhere)
+  assert "Traceback" not in score.stderr, score.stderr[-2000:]
+  assert "--images" in score.stdout and "--output" in score.stdout
   # The configs ship with the package: an unknown name lists the bundled ones.
   unknown = _run([str(bin_dir / "realnvp-train"), "--config=nope",
                   "--model_dir=run"], cwd=elsewhere)

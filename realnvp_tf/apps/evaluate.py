@@ -5,6 +5,10 @@
   python eval.py --saved_model=runs/mnist/export --manual_dir=../shared/data/mnist
 
 or --model_dir=runs/mnist to evaluate the latest checkpoint instead of the export.
+Out-of-distribution detection (AUROC, AUPR, FPR95 of each score, against the test
+split):
+
+  python eval.py --saved_model=runs/fashion/export --ood_dataset=mnist
 """
 
 import json
@@ -17,6 +21,7 @@ import tensorflow as tf
 from realnvp_tf import cli
 from realnvp_tf import data
 from realnvp_tf import evaluation
+from realnvp_tf import ood_evaluation
 from realnvp_tf.config import COMPUTE_DTYPES
 
 FLAGS = flags.FLAGS
@@ -46,6 +51,21 @@ flags.DEFINE_bool("manifold", False, "Write the paper's latent manifold figure."
 flags.DEFINE_enum("mixed_precision", None, list(COMPUTE_DTYPES),
                   "With --model_dir: evaluate in this precision instead of the one "
                   "trained with (a SavedModel keeps the precision it was exported with).")
+flags.DEFINE_string("ood_dataset", None, "Out-of-distribution evaluation against this "
+                    "set: a dataset name, tfds:NAME[/CONFIG], uniform_noise or "
+                    "constant (synthetic, as many images as --split's).")
+flags.DEFINE_string("ood_images", None, "Out-of-distribution evaluation against these "
+                    "images: a folder, a glob pattern, or a .npy/.npz file.")
+flags.DEFINE_string("ood_split", "test", "Split of --ood_dataset.")
+flags.DEFINE_string("ood_manual_dir", None, "Official raw files of --ood_dataset "
+                    "(like --manual_dir; default: --manual_dir).")
+flags.DEFINE_integer("ood_max_images", 0, "Score at most this many images of each set "
+                     "in the OOD evaluation (0: all).", lower_bound=0)
+flags.DEFINE_string("ood_histogram", None, "Write a PNG of both sets' score histograms "
+                    "here (a panel per score: in-distribution blue, OOD orange).")
+flags.register_multi_flags_validator(
+    ["ood_dataset", "ood_images"], lambda v: not (v["ood_dataset"] and v["ood_images"]),
+    message="pass at most one of --ood_dataset and --ood_images")
 flags.register_multi_flags_validator(
     ["saved_model", "model_dir"], lambda v: bool(v["saved_model"]) != bool(v["model_dir"]),
     message="pass exactly one of --saved_model and --model_dir")
@@ -62,7 +82,10 @@ def main(argv):
         batch_size=FLAGS.batch_size, num_dequant_samples=FLAGS.num_dequant_samples,
         seed=FLAGS.seed, temperatures=[float(t) for t in FLAGS.temperatures],
         num_samples=FLAGS.num_samples, manifold=FLAGS.manifold,
-        compute_dtype=FLAGS.mixed_precision,
+        compute_dtype=FLAGS.mixed_precision, ood_dataset=FLAGS.ood_dataset,
+        ood_images=FLAGS.ood_images, ood_split=FLAGS.ood_split,
+        ood_manual_dir=FLAGS.ood_manual_dir, ood_max_images=FLAGS.ood_max_images or None,
+        ood_histogram=FLAGS.ood_histogram,
         output_dir=FLAGS.output_dir or (os.path.dirname(os.path.abspath(FLAGS.output))
                                         if FLAGS.output else os.getcwd()))
   except (ValueError, data.DataUnavailableError) as e:
@@ -75,6 +98,8 @@ def main(argv):
         f"+- {metrics['bits_per_dim_stderr']:.5f} ({metrics['num_images']} images"
         + (f", S={metrics['num_dequant_samples']}" if metrics['num_dequant_samples'] > 1
            else "") + ")")
+  if "ood" in metrics:
+    print(ood_evaluation.table(metrics["ood"]))
 
 
 def run():

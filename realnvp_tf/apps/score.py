@@ -1,0 +1,88 @@
+"""Scores images with a trained RealNVP: one row per image, out-of-distribution scores.
+
+  realnvp-score --saved_model=runs/fashion/export --images=photos/ --output=scores.csv
+  python score.py --saved_model=runs/fashion/export --images='shots/*.jpg' \\
+      --output=scores.jsonl
+  python score.py --saved_model=runs/fashion/export --dataset=mnist --split=test \\
+      --manual_dir=../shared/data/mnist --output=mnist.csv
+
+Each row: index, image, bits_per_dim, png_bits_per_dim, complexity_corrected and
+typicality (see realnvp_tf.ood); higher scores mean "less like the training data".
+"""
+
+import os
+import sys
+
+from absl import flags
+from absl import logging
+import tensorflow as tf
+
+from realnvp_tf import cli
+from realnvp_tf import data
+from realnvp_tf import evaluation
+from realnvp_tf import loading
+from realnvp_tf import scoring
+from realnvp_tf.data import image_inputs
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("saved_model", None, "An export/ directory written by train.py.")
+flags.DEFINE_string("model_dir", None, "A train.py model_dir (its selected weights).")
+flags.DEFINE_string("images", None, "Images to score: a folder (searched recursively), "
+                    "a glob pattern, or a .npy/.npz file (uint8 [N, H, W(, C)]; "
+                    "FILE.npz:NAME picks an array).")
+flags.DEFINE_string("dataset", None, "Or score a dataset split: a name or "
+                    "tfds:NAME[/CONFIG].")
+flags.DEFINE_string("split", "test", "Split of --dataset.")
+flags.DEFINE_string("data_dir", None, "tensorflow-datasets data directory.")
+flags.DEFINE_string("manual_dir", None, "Folder with the official raw files of "
+                    "--dataset.")
+flags.DEFINE_string("output", None, "Rows go here: FILE.csv or FILE.jsonl.")
+flags.DEFINE_integer("batch_size", 256, "Images per batch.", lower_bound=1)
+flags.DEFINE_integer("seed", 0, "Seed of the dequantization noise.")
+flags.DEFINE_bool("fail_on_bad_images", False, "Refuse (write nothing) when files "
+                  "cannot be decoded; by default they get no row and are listed.")
+
+
+def main(argv):
+  del argv
+  tf.get_logger().setLevel("ERROR")
+  try:
+    summary, line = score(FLAGS.saved_model, FLAGS.model_dir, FLAGS.images,
+                          FLAGS.dataset, FLAGS.split, FLAGS.output, FLAGS.batch_size,
+                          FLAGS.seed, FLAGS.fail_on_bad_images, FLAGS.data_dir,
+                          FLAGS.manual_dir)
+  except (ValueError, OSError, data.DataUnavailableError) as e:
+    print(f"score.py: error: {e}", file=sys.stderr)
+    sys.exit(1)
+  if summary["bad_files"]:
+    logging.warning("%d files cannot be decoded as images and have no row: %s",
+                    len(summary["bad_files"]), scoring.listing(summary["bad_files"]))
+  print(line)
+
+
+def score(saved_model, model_dir, images, dataset, split, output, batch_size=256,
+          seed=0, fail_on_bad_images=False, data_dir=None, manual_dir=None):
+  """What score.py does: returns (summary dict, summary line)."""
+  if bool(saved_model) == bool(model_dir):
+    raise ValueError("pass exactly one of --saved_model and --model_dir.")
+  if bool(images) == bool(dataset):
+    raise ValueError("pass exactly one of --images (a folder, glob or .npy/.npz) and "
+                     "--dataset.")
+  if not output:
+    raise ValueError("pass --output=FILE.csv or FILE.jsonl for the rows.")
+  scoring.output_format(output)
+  model = (loading.load_saved_model(saved_model) if saved_model else
+           loading.load_checkpoint(model_dir))
+  if images:
+    inputs = image_inputs.open_inputs(images, model.image_shape, model.num_levels)
+  else:
+    inputs = evaluation.split_inputs(model, dataset, None, split, data_dir, manual_dir)
+  summary = scoring.score_to_file(model, inputs, output, batch_size, seed,
+                                  fail_on_bad_images)
+  return summary, scoring.summary_line(summary, model, inputs.description)
+
+
+def run():
+  """The console script `realnvp-score`."""
+  cli.run_app(main, __name__)

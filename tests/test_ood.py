@@ -1,0 +1,266 @@
+"""Out-of-distribution scores, detection metrics, score.py and eval.py --ood_*."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from sklearn import metrics as sk_metrics
+import tensorflow as tf
+
+import realnvp_tf
+from realnvp_tf import detection
+from realnvp_tf import evaluation
+from realnvp_tf import export
+from realnvp_tf import ood
+from realnvp_tf import scoring
+from realnvp_tf.apps import score as score_app
+from realnvp_tf.data import image_inputs
+from flow_checks import perturb_variables
+from trainer_fixtures import REPO, env, model_config
+
+REFERENCE = dict(mean=3.0, std=0.5, num_images=10, split="validation")
+
+
+def test_detection_metrics_of_a_small_case_by_hand():
+  inside, outside = [0.1, 0.4, 0.35, 0.8], [0.9, 0.4, 0.7]
+  # Pairs (out, in) with out above: 0.9 -> 4; 0.4 -> 2 + a tie (1/2); 0.7 -> 3.
+  assert detection.auroc(inside, outside) == pytest.approx(9.5 / 12)
+  # Thresholds 0.9, 0.8, 0.7, 0.4, ...: recall rises to 1/3, 2/3, 1 at precisions
+  # 1, 2/3 and 3/5.
+  assert detection.aupr(inside, outside) == pytest.approx((1 + 2 / 3 + 3 / 5) / 3)
+  # 95% of the OOD set is first flagged at 0.4, where 2 of 4 in-distribution are.
+  assert detection.fpr_at_tpr(inside, outside) == pytest.approx(0.5)
+  assert detection.auroc([0, 1], [2, 3]) == 1.0 and detection.auroc([2, 3], [0, 1]) == 0.0
+
+
+def test_detection_metrics_match_scikit_learn_with_ties():
+  rng = np.random.default_rng(0)
+  inside = rng.integers(0, 20, 300).astype(float)
+  outside = rng.integers(5, 30, 200).astype(float)
+  labels = np.r_[np.zeros(300), np.ones(200)]
+  scores = np.r_[inside, outside]
+  assert detection.auroc(inside, outside) == pytest.approx(
+      sk_metrics.roc_auc_score(labels, scores), abs=1e-12)
+  assert detection.aupr(inside, outside) == pytest.approx(
+      sk_metrics.average_precision_score(labels, scores), abs=1e-12)
+  fpr, tpr, _ = sk_metrics.roc_curve(labels, scores, drop_intermediate=False)
+  assert detection.fpr_at_tpr(inside, outside) == pytest.approx(fpr[tpr >= 0.95][0])
+  with pytest.raises(ValueError, match="not finite"):
+    detection.auroc([0.0, np.nan], [1.0])
+
+
+def test_png_code_length_is_that_of_encode_png_at_maximum_compression():
+  rng = np.random.default_rng(1)
+  coarse = rng.integers(0, 256, (8, 8, 1)).astype(np.float32)
+  smooth = tf.cast(tf.image.resize(coarse, (64, 64)), tf.uint8).numpy()
+  images = np.stack([smooth, rng.integers(0, 256, (64, 64, 1), dtype=np.uint8),
+                     np.zeros((64, 64, 1), np.uint8)])
+  bits = ood.png_bits_per_dim(images).numpy()
+  for image, value in zip(images, bits):
+    encoded = tf.io.encode_png(image, compression=9)
+    assert value * 4096 / 8 == len(encoded.numpy())
+    np.testing.assert_array_equal(tf.io.decode_png(encoded).numpy(), image)
+  # This image's length differs at the default level (and at no compression), so
+  # the comparison above would catch another level.
+  for level in (-1, 0):
+    assert len(tf.io.encode_png(smooth, compression=level).numpy()) * 8 / 4096 != bits[0]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+  flow = realnvp_tf.build_realnvp(model_config())
+  perturb_variables(flow, seed=5)
+  path = str(tmp_path_factory.mktemp("export") / "model")
+  export.export_saved_model(flow, path, metadata={"dataset": "digits",
+                                                  "typicality_reference": REFERENCE})
+  return path, realnvp_tf.load(path)
+
+
+def _digits(count, start=0):
+  from realnvp_tf import data
+  images = data.make_uint8_dataset("digits", "test").skip(start).take(count)
+  return np.stack(list(images.as_numpy_iterator()))
+
+
+def test_ood_scores_are_bits_per_dim_png_and_their_combinations(served):
+  _, model = served
+  images = _digits(6)
+  scores = model.ood_scores(images, seed=(3, 0))
+  bits = model.bits_per_dim(images, seed=(3, 0)).numpy()
+  np.testing.assert_array_equal(scores["bits_per_dim"], bits)
+  # Image i's noise is its own (seed, i): one at a time gives the same figures.
+  alone = [model.bits_per_dim(images[i:i + 1], seed=(3, i)).numpy()[0] for i in range(6)]
+  np.testing.assert_array_equal(bits, alone)
+  png = [8 * len(tf.io.encode_png(image, compression=9).numpy()) / 64 for image in images]
+  np.testing.assert_allclose(scores["png_bits_per_dim"], png, rtol=1e-6)
+  np.testing.assert_allclose(scores["complexity_corrected"], bits - np.array(png), rtol=1e-5)
+  np.testing.assert_allclose(scores["typicality"], np.abs(bits - 3.0), rtol=1e-5)
+  z = abs(bits.mean() - 3.0) / (0.5 / np.sqrt(6))
+  np.testing.assert_allclose(scores["batch_typicality"], z, rtol=1e-5)
+
+
+def _write_pngs(folder, images):
+  for i, image in enumerate(images):
+    path = os.path.join(folder, "sub" if i % 2 else "", f"{i:02d}.png")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tf.io.write_file(path, tf.io.encode_png(_to_8_bits(image)))
+
+
+def _to_8_bits(levels):
+  """Pixels 0..16 as 8-bit grey: level k as min(16 k, 255), which the model's K = 17
+  maps back to floor(16 k * 17 / 256) = k (and 255 to 16)."""
+  return np.minimum(levels.astype(np.int32) * 16, 255).astype(np.uint8)
+
+
+def test_score_of_a_folder_equals_the_saved_model_and_repeats(served, tmp_path):
+  path, model = served
+  images = _digits(7)
+  _write_pngs(tmp_path / "imgs", images)
+  (tmp_path / "imgs" / "broken.png").write_bytes(b"not a png")
+  rgb = np.full((16, 16, 3), 16 * 5, np.uint8)  # grey level 5, twice the size, RGB
+  tf.io.write_file(str(tmp_path / "imgs" / "z_rgb.png"), tf.io.encode_png(rgb))
+  outputs = []
+  for batch_size, name in ((3, "a.csv"), (256, "b.csv")):
+    summary, line = score_app.score(path, None, str(tmp_path / "imgs"), None, "test",
+                                    str(tmp_path / name), batch_size=batch_size, seed=4)
+    outputs.append((tmp_path / name).read_text())
+  assert outputs[0] == outputs[1]  # to the last digit, whatever the batch size
+  rows = list(csv.DictReader(outputs[0].splitlines()))
+  assert [os.path.relpath(r["image"], tmp_path / "imgs") for r in rows] == [
+      "00.png", "02.png", "04.png", "06.png", "sub/01.png", "sub/03.png", "sub/05.png",
+      "z_rgb.png"]
+  assert summary["bad_files"] == [str(tmp_path / "imgs" / "broken.png")]
+  assert "1 file could not be decoded (it has no row)" in line and "8 images" in line
+  order = [0, 2, 4, 6, 1, 3, 5]
+  expected_images = np.concatenate([images[order], np.full((1, 8, 8, 1), 5, np.uint8)])
+  bits = model.bits_per_dim(expected_images, seed=(4, 0)).numpy()
+  np.testing.assert_allclose([float(r["bits_per_dim"]) for r in rows], bits, atol=2e-6)
+  assert list(rows[0]) == ["index", "image", "bits_per_dim", "png_bits_per_dim",
+                           "complexity_corrected", "typicality"]
+  # JSON lines carry the same numbers.
+  score_app.score(path, None, str(tmp_path / "imgs" / "*.png"), None, "test",
+                  str(tmp_path / "c.jsonl"), seed=4)
+  lines = [json.loads(l) for l in (tmp_path / "c.jsonl").read_text().splitlines()]
+  assert len(lines) == 5 and lines[0]["image"].endswith("00.png")  # glob: top level
+
+
+def test_score_of_arrays_and_of_a_dataset_split(served, tmp_path):
+  path, model = served
+  images = _digits(5)
+  np.save(tmp_path / "x.npy", _to_8_bits(images[..., 0]))  # [N, H, W]
+  np.savez(tmp_path / "x.npz", first=images, second=images)
+  summary, _ = score_app.score(path, None, str(tmp_path / "x.npy"), None, "test",
+                               str(tmp_path / "a.csv"))
+  rows = list(csv.DictReader((tmp_path / "a.csv").read_text().splitlines()))
+  assert rows[2]["image"] == "x.npy[2]"
+  bits = model.bits_per_dim(images, seed=(0, 0)).numpy()
+  np.testing.assert_allclose([float(r["bits_per_dim"]) for r in rows], bits, atol=2e-6)
+  summary, _ = score_app.score(path, None, None, "digits", "test", str(tmp_path / "d.csv"))
+  rows = list(csv.DictReader((tmp_path / "d.csv").read_text().splitlines()))
+  assert summary["num_images"] == 297 and rows[1]["image"] == "digits/test[1]"
+  np.testing.assert_allclose([float(r["bits_per_dim"]) for r in rows[:5]], bits,
+                             atol=2e-6)
+
+
+@pytest.mark.parametrize("images, output, message", [
+    ("missing_dir", "o.csv", "no such directory, file or pattern"),
+    ("empty", "o.csv", "holds no image files"),
+    ("nothing*.png", "o.csv", "matches no files"),
+    ("bad.npy", "o.csv", "shape (4, 3)"),
+    ("float.npy", "o.csv", "not integer pixels 0..255"),
+    ("two.npz", "o.csv", "name one as --images="),
+    ("undecodable", "o.csv", "could be decoded as an image"),
+    ("undecodable", "o.txt", "use a .csv or .jsonl file"),
+])
+def test_score_refuses_bad_input_in_one_line(served, tmp_path, images, output, message):
+  path, _ = served
+  (tmp_path / "empty").mkdir()
+  (tmp_path / "undecodable").mkdir()
+  (tmp_path / "undecodable" / "a.png").write_bytes(b"garbage")
+  np.save(tmp_path / "bad.npy", np.zeros((4, 3), np.uint8))
+  np.save(tmp_path / "float.npy", np.full((2, 8, 8), 0.5))
+  np.savez(tmp_path / "two.npz", a=np.zeros((1, 8, 8)), b=np.zeros((1, 8, 8)))
+  match = message.replace("(", r"\(").replace(")", r"\)")
+  if images == "undecodable":  # found while scoring
+    with pytest.raises(ValueError, match=match):
+      score_app.score(path, None, str(tmp_path / images), None, "test",
+                      str(tmp_path / output))
+    assert not (tmp_path / output).exists()
+  else:
+    with pytest.raises(image_inputs.ImageInputError, match=match):
+      image_inputs.open_inputs(str(tmp_path / images), (8, 8, 1), 17)
+
+
+def test_score_command_line_one_line_errors_and_refusal(served, tmp_path):
+  path, _ = served
+  folder = tmp_path / "imgs"
+  _write_pngs(folder, _digits(2))
+  (folder / "broken.png").write_bytes(b"garbage")
+  score = [sys.executable, os.path.join(REPO, "score.py"), f"--saved_model={path}"]
+  refused = subprocess.run(score + [f"--images={folder}", "--fail_on_bad_images",
+                                    f"--output={tmp_path / 'o.csv'}"],
+                           env=env(), capture_output=True, text=True, timeout=300)
+  assert refused.returncode == 1
+  lines = [l for l in refused.stderr.splitlines() if l.strip()]
+  assert len(lines) == 1 and "broken.png" in lines[0] and "nothing was written" in lines[0]
+  assert not (tmp_path / "o.csv").exists()
+  ok = subprocess.run(score + [f"--images={folder}", f"--output={tmp_path / 'o.csv'}"],
+                      env=env(), capture_output=True, text=True, timeout=300)
+  assert ok.returncode == 0, ok.stderr[-2000:]
+  assert ok.stdout.count("\n") == 1 and "scored 2 images" in ok.stdout
+  assert "broken.png" in ok.stderr  # the warning names the file left out
+
+
+def test_ood_evaluation_metrics_equal_those_of_the_scores(served, tmp_path):
+  path, model = served
+  metrics = evaluation.run(saved_model=path, ood_dataset="constant", ood_max_images=40,
+                           ood_histogram=str(tmp_path / "h.png"), seed=2)
+  result = metrics["ood"]
+  assert result["num_in"] == result["num_ood"] == 40
+  inside = model.ood_scores(_digits(40), seed=(2, 0))
+  rng = np.random.default_rng([2, 1])  # synthetic_inputs' constant images
+  constant = np.broadcast_to(rng.integers(0, 17, (40, 1, 1, 1)), (40, 8, 8, 1))
+  outside = model.ood_scores(constant.astype(np.uint8), seed=(3, 0))
+  for name in ood.SCORE_NAMES:
+    labels = np.r_[np.zeros(40), np.ones(40)]
+    values = np.r_[inside[name], outside[name]]
+    assert result["scores"][name]["auroc"] == pytest.approx(
+        sk_metrics.roc_auc_score(labels, values), abs=1e-9), name
+  histogram = tf.io.decode_png(tf.io.read_file(str(tmp_path / "h.png"))).numpy()
+  assert histogram.shape[1] == 192 and histogram.shape[2] == 3
+
+
+def test_eval_py_ood_table_and_json(served, tmp_path):
+  path, _ = served
+  out = tmp_path / "eval.json"
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO, "eval.py"), f"--saved_model={path}",
+       "--ood_dataset=uniform_noise", "--ood_max_images=50", f"--output={out}"],
+      env=env(), capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  metrics = json.loads(out.read_text())
+  assert list(metrics["ood"]["scores"]) == list(ood.SCORE_NAMES)
+  for name, row in metrics["ood"]["scores"].items():
+    assert f"{name:<22}{row['auroc']:>8.4f}" in result.stdout
+  refused = subprocess.run(
+      [sys.executable, os.path.join(REPO, "eval.py"), f"--saved_model={path}",
+       f"--ood_images={tmp_path / 'nowhere'}"],
+      env=env(), capture_output=True, text=True, timeout=300)
+  assert refused.returncode == 1
+  assert [l for l in refused.stderr.splitlines() if l.strip()] == [
+      f"eval.py: error: --ood_images={tmp_path / 'nowhere'}: no such directory, file or "
+      f"pattern."]
+
+
+def test_an_export_from_before_ood_scores_is_refused_with_the_fix():
+  import types
+  from realnvp_tf import loading
+  old = loading.LoadedModel(types.SimpleNamespace(), {
+      "model": {"image_shape": [8, 8, 1], "num_levels": 17}}, "runs/old/export")
+  with pytest.raises(ValueError, match="runs/old/export was exported before the "
+                     "ood_scores signature existed; re-export it"):
+    old.ood_scores(np.zeros((1, 8, 8, 1), np.uint8))
