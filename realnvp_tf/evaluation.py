@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from realnvp_tf import data
 from realnvp_tf import loading
+from realnvp_tf import model_data
 from realnvp_tf import ood_evaluation
 from realnvp_tf.data import image_inputs
 
@@ -104,44 +105,6 @@ def write_png(path, image):
   tf.io.write_file(path, tf.io.encode_png(image))
 
 
-def data_info(model, dataset=None, image_dir=None, data_dir=None, manual_dir=None,
-              model_images=True):
-  """The `DatasetInfo` of the images to score `model` on: `image_dir` (a folder,
-  brought to the model's size and channels), `dataset` (a name or tfds:NAME), or,
-  with neither, the images the model was trained on (its metadata says which).
-  `model_images`: refuse a dataset whose images are not the model's (shape, K)."""
-  height, width, channels = model.image_shape
-  size = f"{height}x{width}"
-  if image_dir:
-    spec = dict(dataset=data.IMAGE_DIR, image_dir=image_dir, image_size=size,
-                channels=channels)
-  elif dataset:
-    spec = dict(dataset=dataset)
-  else:
-    spec = dict(model.metadata.get("data") or {"dataset": model.dataset})
-    if spec.get("dataset") is None:
-      raise ValueError("The model does not record its dataset; pass --dataset.")
-  if spec["dataset"].startswith("tfds:"):
-    spec["image_size"] = size
-  info = data.resolve(**spec, data_dir=data_dir, manual_dir=manual_dir)
-  if model_images and (tuple(info.image_shape) != model.image_shape or
-                       info.num_levels != model.num_levels):
-    raise ValueError(
-        f"{info.name} has {info.image_shape} images with {info.num_levels} levels; the "
-        f"model was built for {model.image_shape} with {model.num_levels}.")
-  return info
-
-
-def split_inputs(model, dataset=None, image_dir=None, split="test", data_dir=None,
-                 manual_dir=None):
-  """`data.image_inputs.ImageInputs` of a split of `dataset` or `image_dir` (default:
-  the model's own images), brought to the model's shape and K."""
-  info = data_info(model, dataset, image_dir, data_dir, manual_dir, model_images=False)
-  images = data.make_uint8_dataset(info, split, data_dir=data_dir, manual_dir=manual_dir)
-  return image_inputs.dataset_inputs(info, split, model.image_shape, model.num_levels,
-                                     images)
-
-
 def ood_inputs(model, ood_dataset=None, ood_images=None, split="test", count=10_000,
                data_dir=None, manual_dir=None, seed=0):
   """The out-of-distribution set of `ood_evaluation.evaluate`: a synthetic set of
@@ -152,7 +115,7 @@ def ood_inputs(model, ood_dataset=None, ood_images=None, split="test", count=10_
   if ood_dataset in ood_evaluation.SYNTHETIC:
     return ood_evaluation.synthetic_inputs(ood_dataset, count, model.image_shape,
                                            model.num_levels, seed)
-  return split_inputs(model, ood_dataset, None, split, data_dir, manual_dir)
+  return model_data.split_inputs(model, ood_dataset, None, split, data_dir, manual_dir)
 
 
 def run(saved_model=None, model_dir=None, dataset=None, image_dir=None, split="test",
@@ -172,7 +135,7 @@ def run(saved_model=None, model_dir=None, dataset=None, image_dir=None, split="t
                      "precision it was exported with.")
   model = (loading.load_saved_model(saved_model) if saved_model else
            loading.load_checkpoint(model_dir, compute_dtype))
-  info = data_info(model, dataset, image_dir, data_dir, manual_dir)
+  info = model_data.data_info(model, dataset, image_dir, data_dir, manual_dir)
   dataset = info.name
   images = data.make_dataset(info, split, batch_size=batch_size, training=False,
                              data_dir=data_dir, manual_dir=manual_dir, seed=seed)
@@ -187,7 +150,8 @@ def run(saved_model=None, model_dir=None, dataset=None, image_dir=None, split="t
     write_png(path, sample_grid(model, num_samples, temperature, [seed, 0]))
     metrics.setdefault("sample_grids", []).append(path)
   if ood_dataset or ood_images:
-    inside = split_inputs(model, dataset, image_dir, split, data_dir, manual_dir)
+    inside = model_data.split_inputs(model, dataset, image_dir, split, data_dir,
+                                     manual_dir)
     count = min(ood_max_images or result["num_images"], result["num_images"])
     outside = ood_inputs(model, ood_dataset, ood_images, ood_split, count, data_dir,
                          ood_manual_dir or manual_dir, seed)

@@ -21,7 +21,10 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from realnvp_tf import loading
+from realnvp_tf import model_data
 from realnvp_tf import ood
+from realnvp_tf.data import image_inputs
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
 
@@ -132,3 +135,25 @@ def summary_line(summary, model, description):
                  f"({'they have' if count > 1 else 'it has'} no row)")
   parts.append(f"rows in {summary['output']}")
   return "; ".join(parts)
+
+
+def score(saved_model, model_dir, images, dataset, split, output, batch_size=256,
+          seed=0, fail_on_bad_images=False, data_dir=None, manual_dir=None):
+  """What score.py does (see its flags): loads the model, opens `images` (or the
+  `dataset` split), writes the rows to `output`. Returns (summary dict, its line)."""
+  if bool(saved_model) == bool(model_dir):
+    raise ValueError("pass exactly one of --saved_model and --model_dir.")
+  if bool(images) == bool(dataset):
+    raise ValueError("pass exactly one of --images (a folder, glob or .npy/.npz) and "
+                     "--dataset.")
+  if not output:
+    raise ValueError("pass --output=FILE.csv or FILE.jsonl for the rows.")
+  output_format(output)
+  model = (loading.load_saved_model(saved_model) if saved_model else
+           loading.load_checkpoint(model_dir))
+  if images:
+    inputs = image_inputs.open_inputs(images, model.image_shape, model.num_levels)
+  else:
+    inputs = model_data.split_inputs(model, dataset, None, split, data_dir, manual_dir)
+  summary = score_to_file(model, inputs, output, batch_size, seed, fail_on_bad_images)
+  return summary, summary_line(summary, model, inputs.description)

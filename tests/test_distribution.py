@@ -6,8 +6,6 @@ Two logical CPU devices (tests/conftest.py) stand in for two replicas.
 import glob
 import json
 import os
-import socket
-import subprocess
 import sys
 
 import keras
@@ -222,12 +220,6 @@ def test_warmup_schedule_is_linear_then_constant():
   assert float(flat(tf.constant(0))) == pytest.approx(1e-3)
 
 
-def _free_port():
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
 class _TwoPipelineTrainer(training.Trainer):
   """One device fed the global batches of a two-worker run: each step, the batch of
   input pipeline 0 followed by that of pipeline 1 (`data.make_dataset` with the
@@ -244,20 +236,12 @@ class _TwoPipelineTrainer(training.Trainer):
 
 def test_multi_worker_run_is_one_synchronous_run_written_by_the_chief(tmp_path):
   model_dir = tmp_path / "run"
-  cluster = {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]}
   worker = os.path.join(fx.REPO, "tests", "multi_worker_main.py")
-  processes, logs = [], []
-  for index in range(2):
-    tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker",
-                                                         "index": index}})
-    # Logs go to files: a full pipe would block one worker and so both.
-    logs.append(open(tmp_path / f"worker_{index}.log", "w+"))
-    processes.append(subprocess.Popen(
-        [sys.executable, worker, f"--flagfile={fx.SMOKE}", f"--model_dir={model_dir}",
-         f"--weights_out={tmp_path / f'weights_{index}.npz'}",
-         f"--initial_weights_out={tmp_path / f'initial_{index}.npz'}",
-         f"--report_out={tmp_path / f'report_{index}.json'}"],
-        env=fx.env(TF_CONFIG=tf_config), stdout=logs[-1], stderr=subprocess.STDOUT))
+  processes, logs = fx.start_workers(tmp_path, lambda index: [
+      sys.executable, worker, f"--flagfile={fx.SMOKE}", f"--model_dir={model_dir}",
+      f"--weights_out={tmp_path / f'weights_{index}.npz'}",
+      f"--initial_weights_out={tmp_path / f'initial_{index}.npz'}",
+      f"--report_out={tmp_path / f'report_{index}.json'}"])
   for p, log in zip(processes, logs):
     p.wait(timeout=600)
     log.seek(0)

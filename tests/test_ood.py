@@ -17,7 +17,6 @@ from realnvp_tf import evaluation
 from realnvp_tf import export
 from realnvp_tf import ood
 from realnvp_tf import scoring
-from realnvp_tf.apps import score as score_app
 from realnvp_tf.data import image_inputs
 from flow_checks import perturb_variables
 from trainer_fixtures import REPO, env, model_config
@@ -125,7 +124,7 @@ def test_score_of_a_folder_equals_the_saved_model_and_repeats(served, tmp_path):
   tf.io.write_file(str(tmp_path / "imgs" / "z_rgb.png"), tf.io.encode_png(rgb))
   outputs = []
   for batch_size, name in ((3, "a.csv"), (256, "b.csv")):
-    summary, line = score_app.score(path, None, str(tmp_path / "imgs"), None, "test",
+    summary, line = scoring.score(path, None, str(tmp_path / "imgs"), None, "test",
                                     str(tmp_path / name), batch_size=batch_size, seed=4)
     outputs.append((tmp_path / name).read_text())
   assert outputs[0] == outputs[1]  # to the last digit, whatever the batch size
@@ -142,7 +141,7 @@ def test_score_of_a_folder_equals_the_saved_model_and_repeats(served, tmp_path):
   assert list(rows[0]) == ["index", "image", "bits_per_dim", "png_bits_per_dim",
                            "complexity_corrected", "typicality"]
   # JSON lines carry the same numbers.
-  score_app.score(path, None, str(tmp_path / "imgs" / "*.png"), None, "test",
+  scoring.score(path, None, str(tmp_path / "imgs" / "*.png"), None, "test",
                   str(tmp_path / "c.jsonl"), seed=4)
   lines = [json.loads(l) for l in (tmp_path / "c.jsonl").read_text().splitlines()]
   assert len(lines) == 5 and lines[0]["image"].endswith("00.png")  # glob: top level
@@ -153,13 +152,13 @@ def test_score_of_arrays_and_of_a_dataset_split(served, tmp_path):
   images = _digits(5)
   np.save(tmp_path / "x.npy", _to_8_bits(images[..., 0]))  # [N, H, W]
   np.savez(tmp_path / "x.npz", first=images, second=images)
-  summary, _ = score_app.score(path, None, str(tmp_path / "x.npy"), None, "test",
+  summary, _ = scoring.score(path, None, str(tmp_path / "x.npy"), None, "test",
                                str(tmp_path / "a.csv"))
   rows = list(csv.DictReader((tmp_path / "a.csv").read_text().splitlines()))
   assert rows[2]["image"] == "x.npy[2]"
   bits = model.bits_per_dim(images, seed=(0, 0)).numpy()
   np.testing.assert_allclose([float(r["bits_per_dim"]) for r in rows], bits, atol=2e-6)
-  summary, _ = score_app.score(path, None, None, "digits", "test", str(tmp_path / "d.csv"))
+  summary, _ = scoring.score(path, None, None, "digits", "test", str(tmp_path / "d.csv"))
   rows = list(csv.DictReader((tmp_path / "d.csv").read_text().splitlines()))
   assert summary["num_images"] == 297 and rows[1]["image"] == "digits/test[1]"
   np.testing.assert_allclose([float(r["bits_per_dim"]) for r in rows[:5]], bits,
@@ -187,7 +186,7 @@ def test_score_refuses_bad_input_in_one_line(served, tmp_path, images, output, m
   match = message.replace("(", r"\(").replace(")", r"\)")
   if images == "undecodable":  # found while scoring
     with pytest.raises(ValueError, match=match):
-      score_app.score(path, None, str(tmp_path / images), None, "test",
+      scoring.score(path, None, str(tmp_path / images), None, "test",
                       str(tmp_path / output))
     assert not (tmp_path / output).exists()
   else:

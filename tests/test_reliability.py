@@ -2,11 +2,9 @@
 lost (the README's reliability section lists them)."""
 
 import glob
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -256,24 +254,10 @@ def test_another_datasets_official_files_are_named(tmp_path):
 # ---------------------------------------------------------- workers preempted
 
 
-def _free_port():
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
 def test_sigterm_to_one_worker_saves_a_checkpoint_and_every_worker_exits_0(tmp_path):
   model_dir = tmp_path / "run"
-  cluster = {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]}
-  processes, logs = [], []
-  for index in range(2):
-    tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker",
-                                                         "index": index}})
-    logs.append(open(tmp_path / f"worker_{index}.log", "w+"))
-    processes.append(subprocess.Popen(
-        fx.train_cmd(model_dir, "--train_steps=100000", "--checkpoint_every=5",
-                     "--eval_every=0"),
-        env=fx.env(TF_CONFIG=tf_config), stdout=subprocess.DEVNULL, stderr=logs[-1]))
+  processes, logs = fx.start_workers(tmp_path, lambda index: fx.train_cmd(
+      model_dir, "--train_steps=100000", "--checkpoint_every=5", "--eval_every=0"))
   deadline = time.time() + 600
   while not os.path.exists(model_dir / "checkpoints" / "ckpt-5.index"):
     assert time.time() < deadline, "no checkpoint within 10 minutes"

@@ -1,6 +1,9 @@
 """Small trainers and distributed-step helpers shared by the training tests."""
 
+import json
 import os
+import socket
+import subprocess
 import sys
 
 import keras
@@ -21,6 +24,29 @@ def env(**extra):
   values.pop("TF_CONFIG", None)
   values.update(extra)
   return values
+
+
+def free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def start_workers(tmp_path, command_of_index, count=2):
+  """Starts `count` MultiWorkerMirroredStrategy workers on loopback ports (TF_CONFIG
+  of one local cluster), worker i running `command_of_index(i)`. Their stdout and
+  stderr go to tmp_path/worker_i.log: a full pipe would block one worker, and so all.
+  Returns (processes, log files open for reading back)."""
+  cluster = {"worker": [f"127.0.0.1:{free_port()}" for _ in range(count)]}
+  processes, logs = [], []
+  for index in range(count):
+    tf_config = json.dumps({"cluster": cluster,
+                            "task": {"type": "worker", "index": index}})
+    logs.append(open(tmp_path / f"worker_{index}.log", "w+"))
+    processes.append(subprocess.Popen(
+        command_of_index(index), env=env(TF_CONFIG=tf_config), stdout=logs[-1],
+        stderr=subprocess.STDOUT))
+  return processes, logs
 
 
 def train_cmd(model_dir, *flags):

@@ -10,7 +10,6 @@ Each row: index, image, bits_per_dim, png_bits_per_dim, complexity_corrected and
 typicality (see realnvp_tf.ood); higher scores mean "less like the training data".
 """
 
-import os
 import sys
 
 from absl import flags
@@ -19,10 +18,7 @@ import tensorflow as tf
 
 from realnvp_tf import cli
 from realnvp_tf import data
-from realnvp_tf import evaluation
-from realnvp_tf import loading
 from realnvp_tf import scoring
-from realnvp_tf.data import image_inputs
 
 FLAGS = flags.FLAGS
 
@@ -48,10 +44,10 @@ def main(argv):
   del argv
   tf.get_logger().setLevel("ERROR")
   try:
-    summary, line = score(FLAGS.saved_model, FLAGS.model_dir, FLAGS.images,
-                          FLAGS.dataset, FLAGS.split, FLAGS.output, FLAGS.batch_size,
-                          FLAGS.seed, FLAGS.fail_on_bad_images, FLAGS.data_dir,
-                          FLAGS.manual_dir)
+    summary, line = scoring.score(
+        FLAGS.saved_model, FLAGS.model_dir, FLAGS.images, FLAGS.dataset, FLAGS.split,
+        FLAGS.output, FLAGS.batch_size, FLAGS.seed, FLAGS.fail_on_bad_images,
+        FLAGS.data_dir, FLAGS.manual_dir)
   except (ValueError, OSError, data.DataUnavailableError) as e:
     print(f"score.py: error: {e}", file=sys.stderr)
     sys.exit(1)
@@ -59,28 +55,6 @@ def main(argv):
     logging.warning("%d files cannot be decoded as images and have no row: %s",
                     len(summary["bad_files"]), scoring.listing(summary["bad_files"]))
   print(line)
-
-
-def score(saved_model, model_dir, images, dataset, split, output, batch_size=256,
-          seed=0, fail_on_bad_images=False, data_dir=None, manual_dir=None):
-  """What score.py does: returns (summary dict, summary line)."""
-  if bool(saved_model) == bool(model_dir):
-    raise ValueError("pass exactly one of --saved_model and --model_dir.")
-  if bool(images) == bool(dataset):
-    raise ValueError("pass exactly one of --images (a folder, glob or .npy/.npz) and "
-                     "--dataset.")
-  if not output:
-    raise ValueError("pass --output=FILE.csv or FILE.jsonl for the rows.")
-  scoring.output_format(output)
-  model = (loading.load_saved_model(saved_model) if saved_model else
-           loading.load_checkpoint(model_dir))
-  if images:
-    inputs = image_inputs.open_inputs(images, model.image_shape, model.num_levels)
-  else:
-    inputs = evaluation.split_inputs(model, dataset, None, split, data_dir, manual_dir)
-  summary = scoring.score_to_file(model, inputs, output, batch_size, seed,
-                                  fail_on_bad_images)
-  return summary, scoring.summary_line(summary, model, inputs.description)
 
 
 def run():
