@@ -8,6 +8,11 @@ folder, so a file always lands in the same split, whatever is added later. Image
 are resized (antialiased) to cover the target size, centre-cropped to it, and
 converted to the channel count; K = 256.
 
+Class labels: the subfolders of train/ (of the folder itself without split folders)
+are the classes, in sorted order, when every image sits in one and there are at least
+two; validation/ and test/ then hold the same class folders. Other folders have no
+class labels and train unconditionally.
+
 Every file is decoded once when the folder is opened: files that cannot be decoded
 are left out and reported once (or refused, with `fail_on_bad_images`), and when the
 decoded images fit in memory they are kept there, so later epochs decode nothing.
@@ -24,6 +29,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from realnvp_tf.data import registry
 from realnvp_tf.data import transforms
 from realnvp_tf.data.registry import DatasetInfo
 
@@ -147,20 +153,48 @@ class FolderSource:
   image_shape: tuple
   files: dict  # split -> tuple of good paths
   arrays: Optional[dict] = None  # split -> uint8 array, when held in memory
+  class_names: tuple = ()  # sorted class folder names; empty without class labels
+  label_arrays: Optional[dict] = None  # split -> int32 labels, aligned with files
+  no_labels_reason: str = ""  # why the folder has no class labels (none found)
+  label_error: str = ""  # why labels cannot be served although classes exist
 
-  def images(self, split, shuffle=False, seed=0):
+  def check_labels(self):
+    """Raises ImageFolderError when the folder cannot label its images."""
+    if not self.class_names:
+      raise ImageFolderError(registry.no_labels_message(describe(self)))
+    if self.label_error:
+      raise ImageFolderError(self.label_error)
+
+  def split_labels(self, split):
+    """The int32 labels of a split's images, in `files` order."""
+    self.check_labels()
+    return self.label_arrays[split]
+
+  def images(self, split, shuffle=False, seed=0, labels=False):
+    """uint8 images of a split; `(image, int32 label)` pairs with `labels`."""
+    if labels:
+      self.check_labels()
     if self.arrays is not None:  # the pipeline caches and shuffles them all
+      if labels:
+        return tf.data.Dataset.from_tensor_slices(
+            (self.arrays[split], self.label_arrays[split]))
       return tf.data.Dataset.from_tensor_slices(self.arrays[split])
     height, width, channels = self.image_shape
-    paths = tf.data.Dataset.from_tensor_slices(
-        tf.constant(list(self.files[split]), tf.string, shape=[len(self.files[split])]))
+    paths = tf.constant(list(self.files[split]), tf.string,
+                        shape=[len(self.files[split])])
+    if labels:  # shuffled with their paths
+      paths = (paths, tf.constant(self.label_arrays[split], tf.int32))
+    paths = tf.data.Dataset.from_tensor_slices(paths)
     if shuffle:
       # The pipeline's shuffle buffer holds a few thousand decoded images: files
       # sorted by class folder would stay in runs of one class without this.
       paths = paths.shuffle(len(self.files[split]), seed=seed,
                             reshuffle_each_iteration=True)
-    return paths.map(lambda path: load_image(path, (height, width), channels),
-                     num_parallel_calls=tf.data.AUTOTUNE)
+    load = lambda path: load_image(path, (height, width), channels)  # noqa: E731
+    if labels:
+      return paths.map(lambda path, label: (load(path), label),
+                       num_parallel_calls=tf.data.AUTOTUNE)
+    return paths.map(load, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _decode_all(paths, size, channels):
@@ -183,6 +217,57 @@ def _decode_all(paths, size, channels):
   good_set = set(good.tolist())
   bad = [paths[i] for i in range(len(paths)) if i not in good_set]
   return images, [paths[i] for i in good], bad
+
+
+def _place(root, path, split_folders):
+  """(split folder or "", class folder or None) of a file: its class is its first
+  folder under the split root (train/, validation/ or test/ when the folder has
+  split folders, else the folder itself); a loose file has none."""
+  parts = os.path.relpath(path, root).split(os.sep)
+  split_folder, rest = (parts[0], parts[1:]) if split_folders else ("", parts)
+  return split_folder, rest[0] if len(rest) > 1 else None
+
+
+def _listed(names):
+  return ", ".join(names[:_REPORTED]) + (", ..." if len(names) > _REPORTED else "")
+
+
+def _folder_labels(root, files):
+  """`FolderSource` fields of the class labels of `files` (split -> good paths).
+
+  Classes are the sorted class folders of train/ (of the folder itself without split
+  folders), so labels are stable as images are added. A folder has class labels only
+  when every image sits in a class folder and there are at least two: otherwise it
+  trains unconditionally, as before labels existed.
+  """
+  root = os.path.expanduser(root)
+  split_folders = os.path.isdir(os.path.join(root, "train"))
+  places = {split: [_place(root, path, split_folders) for path in paths]
+            for split, paths in files.items()}
+  everything = [place for split_places in places.values() for place in split_places]
+  loose = [path for split, paths in files.items()
+           for path, (_, name) in zip(paths, places[split]) if name is None]
+  classes = sorted({name for folder, name in everything
+                    if name is not None and folder in ("", "train")})
+  if loose:
+    example = os.path.relpath(loose[0], root)
+    return {"no_labels_reason": f"--image_dir={root}: {len(loose)} of "
+                                f"{len(everything)} images sit outside class "
+                                f"subfolders, e.g. {example}"}
+  if len(classes) < 2:
+    found = f"only the class folder {classes[0]}" if classes else "no class folders"
+    return {"no_labels_reason": f"--image_dir={root} has {found}; labels need two"}
+  index = {name: label for label, name in enumerate(classes)}
+  unknown = sorted({f"{folder}/{name}/" for folder, name in everything
+                    if name not in index})
+  label_error = "" if not unknown else (
+      f"--image_dir={root}: class folders missing from train/ ({_listed(unknown)}), "
+      f"so their images have no label; rename them to classes of train/ "
+      f"({_listed(classes)}) or add those classes to train/.")
+  return {"class_names": tuple(classes), "label_error": label_error,
+          "label_arrays": {split: np.array([index.get(name, -1) for _, name in
+                                            split_places], np.int32)
+                           for split, split_places in places.items()}}
 
 
 def open_folder(root, image_size, channels, validation_fraction=0.1,
@@ -231,7 +316,7 @@ def open_folder(root, image_size, channels, validation_fraction=0.1,
         f"--image_dir={root} has {len(files['train'])} training images, fewer than "
         f"one batch ({min_train_images}); add images or lower --batch_size.")
   return FolderSource(root, tuple(size) + (channels,), files,
-                      arrays if in_memory else None)
+                      arrays if in_memory else None, **_folder_labels(root, files))
 
 
 def describe(source, name="image_dir"):
@@ -240,5 +325,6 @@ def describe(source, name="image_dir"):
   return DatasetInfo(
       name, source.image_shape, 256, counts["train"], counts["test"], "train", "test",
       None, in_memory=source.arrays is not None, validation_split="validation",
-      num_validation=counts["validation"], source=source)
+      num_validation=counts["validation"], source=source,
+      num_classes=len(source.class_names), class_names=source.class_names)
 

@@ -1,9 +1,11 @@
 """tf.data pipelines: dequantized images in [0, K) for the flow.
 
 Every dataset is served as a `tf.data.Dataset` of float32 `[B, H, W, C]` batches of
-`x + u`, where `x` holds the integer pixels 0..K-1 and `u ~ U[0, 1)`; labels are
-dropped. What a dataset needs (its source, deterministic preprocessing, crop, flips) is
-read from its registry entry.
+`x + u`, where `x` holds the integer pixels 0..K-1 and `u ~ U[0, 1)`. Class labels are
+served on request (`labels=True`, for a class-conditional model): `(images, labels)`
+batches with int32 `[B]` labels, the images exactly those of the unlabelled pipeline
+with the same seed; otherwise labels are not read. What a dataset needs (its source,
+deterministic preprocessing, crop, flips, labels) is read from its registry entry.
 
 Training pipelines shuffle, apply the entry's random crops and horizontal flips, draw
 fresh noise every epoch, drop the last partial batch and repeat forever. Evaluation
@@ -21,6 +23,7 @@ from realnvp_tf.data import tfds_prep
 from realnvp_tf.data import transforms
 from realnvp_tf.data.registry import DatasetInfo
 from realnvp_tf.data.registry import get_dataset_info
+from realnvp_tf.data.registry import require_labels
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -34,21 +37,59 @@ def _info(name) -> DatasetInfo:
   return name if isinstance(name, DatasetInfo) else get_dataset_info(name)
 
 
+def _on_image(fn, labels):
+  """`fn` of an image; with `labels`, the same on `(image, label)`, label kept."""
+  if not labels:
+    return fn
+  return lambda image, label: (fn(image), label)
+
+
+def _on_indexed_image(fn, labels):
+  """`fn(index, image)`; with `labels`, the same on `(index, (image, label))`, label
+  kept (the elements of `enumerate` over pairs)."""
+  if not labels:
+    return fn
+  return lambda index, pair: (fn(index, pair[0]), pair[1])
+
+
+def _array_labels(info: DatasetInfo, split: str) -> np.ndarray:
+  if info.load_labels is None:
+    raise ValueError(f"{info.name} has {info.num_classes} classes but no load_labels "
+                     f"in its registry entry; add one.")
+  return info.load_labels(split).astype(np.int32)
+
+
+def _arrays(info: DatasetInfo, split: str, labels: bool):
+  if not labels:
+    return info.load_arrays(split)
+  return info.load_arrays(split), _array_labels(info, split)
+
+
+def _check_source_split(info: DatasetInfo, split: str) -> None:
+  if split not in ("train", "validation", "test"):
+    raise ValueError(f"{info.name} has the splits train, validation and test, not "
+                     f"{split!r}.")
+
+
 def _source(info: DatasetInfo, split: str, training: bool, data_dir, manual_dir,
-            seed: int) -> tf.data.Dataset:
-  """uint8 images after the entry's deterministic preprocessing (before any crop)."""
+            seed: int, labels: bool = False) -> tf.data.Dataset:
+  """uint8 images after the entry's deterministic preprocessing (before any crop);
+  `(image, int32 label)` pairs with `labels`."""
+  if labels:
+    require_labels(info)
   if info.source is not None:
-    if split not in ("train", "validation", "test"):
-      raise ValueError(f"{info.name} has the splits train, validation and test, not "
-                       f"{split!r}.")
+    _check_source_split(info, split)
+    if labels:
+      return info.source.images(split, training, seed, labels=True)
     return info.source.images(split, training, seed)
   split = info.split_name(split)
   if info.load_arrays is not None:
-    ds = tf.data.Dataset.from_tensor_slices(info.load_arrays(split))
+    ds = tf.data.Dataset.from_tensor_slices(_arrays(info, split, labels))
   else:
-    ds = tfds_prep.read_images(info, split, training, data_dir, manual_dir, seed)
+    ds = tfds_prep.read_images(info, split, training, data_dir, manual_dir, seed,
+                               labels=labels)
   for step in info.preprocess:
-    ds = ds.map(step, num_parallel_calls=AUTOTUNE)
+    ds = ds.map(_on_image(step, labels), num_parallel_calls=AUTOTUNE)
   return ds
 
 
@@ -65,22 +106,24 @@ def _center_crop(info: DatasetInfo):
 
 
 def make_uint8_dataset(name: str, split: str = "train", data_dir: str | None = None,
-                       manual_dir: str | None = None) -> tf.data.Dataset:
-  """The integer pixels of a split, unbatched uint8 `[H, W, C]`, in file order.
+                       manual_dir: str | None = None,
+                       labels: bool = False) -> tf.data.Dataset:
+  """The integer pixels of a split, unbatched uint8 `[H, W, C]`, in file order;
+  `(image, int32 label)` pairs with `labels`.
 
   This is the evaluation view before noise (preprocessed and centrally cropped as the
   entry says). Useful for statistics on the raw pixels.
   """
   info = _info(name)
   _check_args(split, 1)
-  ds = _source(info, split, False, data_dir, manual_dir, 0)
+  ds = _source(info, split, False, data_dir, manual_dir, 0, labels)
   if info.crop:
-    ds = ds.map(_center_crop(info), num_parallel_calls=AUTOTUNE)
+    ds = ds.map(_on_image(_center_crop(info), labels), num_parallel_calls=AUTOTUNE)
   return ds
 
 
 def _evaluation_pipeline(ds, info, batch_size, seed, num_pipelines, pipeline_id,
-                         repeat):
+                         repeat, labels):
   ds = ds.enumerate()  # global image index, before sharding
   if num_pipelines > 1:
     ds = ds.shard(num_pipelines, pipeline_id)
@@ -92,14 +135,15 @@ def _evaluation_pipeline(ds, info, batch_size, seed, num_pipelines, pipeline_id,
     return transforms.dequantize(crop(image),
                                  transforms.element_seed(seed, _EVAL_NOISE, index))
 
-  ds = ds.map(evaluate, num_parallel_calls=AUTOTUNE)
+  ds = ds.map(_on_indexed_image(evaluate, labels), num_parallel_calls=AUTOTUNE)
   ds = ds.batch(batch_size, drop_remainder=False)
   if repeat != 1:
     ds = ds.repeat(repeat)
   return ds.prefetch(AUTOTUNE)
 
 
-def _training_pipeline(ds, info, batch_size, seed, num_pipelines, pipeline_id, repeat):
+def _training_pipeline(ds, info, batch_size, seed, num_pipelines, pipeline_id, repeat,
+                       labels):
   if num_pipelines > 1:
     ds = ds.shard(num_pipelines, pipeline_id)
   if info.in_memory:
@@ -116,7 +160,8 @@ def _training_pipeline(ds, info, batch_size, seed, num_pipelines, pipeline_id, r
       image_seed = transforms.element_seed(seed, _TRAIN_CROP, pipeline_id, index)
       return tf.image.stateless_random_crop(image, crop_shape, seed=image_seed)
 
-    ds = ds.enumerate().map(crop, num_parallel_calls=AUTOTUNE)
+    ds = ds.enumerate().map(_on_indexed_image(crop, labels),
+                            num_parallel_calls=AUTOTUNE)
   ds = ds.batch(batch_size, drop_remainder=True)
   flips = info.random_flips
 
@@ -127,7 +172,8 @@ def _training_pipeline(ds, info, batch_size, seed, num_pipelines, pipeline_id, r
     return transforms.dequantize(
         images, transforms.element_seed(seed, _TRAIN_NOISE, pipeline_id, step))
 
-  ds = ds.enumerate().map(augment, num_parallel_calls=AUTOTUNE)
+  ds = ds.enumerate().map(_on_indexed_image(augment, labels),
+                          num_parallel_calls=AUTOTUNE)
   return ds.prefetch(AUTOTUNE)
 
 
@@ -135,8 +181,9 @@ def make_dataset(name: str, split: str = "train", batch_size: int = 64,
                  training: bool = True, data_dir: str | None = None,
                  manual_dir: str | None = None, seed: int = 0,
                  input_context: tf.distribute.InputContext | None = None,
-                 repeat: int | None = None) -> tf.data.Dataset:
-  """A `tf.data.Dataset` of float32 `[B, H, W, C]` images in `[0, K)`.
+                 repeat: int | None = None, labels: bool = False) -> tf.data.Dataset:
+  """A `tf.data.Dataset` of float32 `[B, H, W, C]` images in `[0, K)` (with
+  `labels`, of `(images, int32 [B] labels)` pairs).
 
   Args:
     name: one of `DATASET_NAMES`, or a `DatasetInfo` (e.g. of `resolve`: an image
@@ -156,9 +203,11 @@ def make_dataset(name: str, split: str = "train", batch_size: int = 64,
       per replica (for `strategy.distribute_datasets_from_function`).
     repeat: number of passes; `None` means forever when training and once when
       evaluating.
+    labels: serve each batch's class labels too (0..num_classes-1), following their
+      images through shuffles, crops and flips; the images are the same as without.
 
   Raises:
-    ValueError: unknown name, bad split or batch size.
+    ValueError: unknown name, bad split or batch size, labels asked of a set without.
     DataUnavailableError: the data is not prepared and cannot be obtained.
   """
   info = _info(name)
@@ -172,30 +221,66 @@ def make_dataset(name: str, split: str = "train", batch_size: int = 64,
     repeat = -1 if training else 1
   # Sharded by element so every pipeline reads a disjoint part with the same file
   # order; tfds file shuffling uses the same seed in every pipeline.
-  ds = _source(info, split, training, data_dir, manual_dir, seed)
+  ds = _source(info, split, training, data_dir, manual_dir, seed, labels)
   build = _training_pipeline if training else _evaluation_pipeline
-  return build(ds, info, batch_size, seed, num_pipelines, pipeline_id, repeat)
+  return build(ds, info, batch_size, seed, num_pipelines, pipeline_id, repeat, labels)
 
 
 def make_distributed_dataset(strategy: tf.distribute.Strategy, name: str,
                              split: str = "train", global_batch_size: int = 64,
-                             training: bool = True, **kwargs):
+                             training: bool = True, labels: bool = False, **kwargs):
   """`make_dataset` per input pipeline through
   `strategy.distribute_datasets_from_function`; each replica gets
-  `global_batch_size / num_replicas` images per step. `kwargs` are `make_dataset`'s
-  (`data_dir`, `manual_dir`, `seed`, `repeat`).
+  `global_batch_size / num_replicas` images per step (with their labels when
+  `labels`). `kwargs` are `make_dataset`'s (`data_dir`, `manual_dir`, `seed`,
+  `repeat`).
 
   The data is prepared once here, before the per-pipeline functions run.
   """
   if "input_context" in kwargs or "batch_size" in kwargs:
     raise TypeError("make_distributed_dataset sets batch_size and input_context")
   info = _info(name)
+  if labels:
+    require_labels(info)
   if info.source is None:
     tfds_prep.prepare_dataset(info, data_dir=kwargs.get("data_dir"),
                               manual_dir=kwargs.get("manual_dir"))
 
   def dataset_fn(input_context):
     return make_dataset(info, split, batch_size=global_batch_size, training=training,
-                        input_context=input_context, **kwargs)
+                        input_context=input_context, labels=labels, **kwargs)
 
   return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+def _split_labels(info: DatasetInfo, split: str, data_dir, manual_dir) -> np.ndarray:
+  """A split's labels in file order, without decoding its images."""
+  if info.source is not None:
+    _check_source_split(info, split)
+    return info.source.split_labels(split)
+  split = info.split_name(split)
+  if info.load_arrays is not None:
+    return _array_labels(info, split)
+  return tfds_prep.read_labels(info, split, data_dir, manual_dir)
+
+
+def label_counts(name, split: str = "train", data_dir: str | None = None,
+                 manual_dir: str | None = None) -> np.ndarray:
+  """How many images of each class a split has: int64 `[num_classes]`.
+
+  A generative classifier's prior p(y) is estimated from the training split's
+  counts. Only the labels are read (arrays, a folder's stored labels, or tfds's
+  label feature alone): no image is decoded.
+
+  Raises:
+    ValueError: the set has no class labels, or a label is outside its classes.
+  """
+  info = _info(name)
+  require_labels(info)
+  _check_args(split, 1)
+  labels = np.asarray(_split_labels(info, split, data_dir, manual_dir), np.int64)
+  if labels.size and (labels.min() < 0 or labels.max() >= info.num_classes):
+    raise ValueError(f"{info.name}/{split} has labels outside 0..{info.num_classes - 1}"
+                     f" (from {labels.min()} to {labels.max()}); fix its labels or "
+                     f"num_classes.")
+  return np.bincount(labels, minlength=info.num_classes).astype(np.int64)

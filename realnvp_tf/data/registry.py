@@ -44,7 +44,14 @@ class DatasetInfo:
     image_key: the image feature of a tfds set.
     source: for sets that are neither tfds sets nor arrays (image folders, a user's
       tf.data datasets): an object whose `images(split, shuffle, seed)` gives uint8
-      `[H, W, C]` images.
+      `[H, W, C]` images; a labelled source also takes `labels=True` (then
+      `(image, int32 label)` pairs) and has `split_labels(split)` (an array of the
+      split's labels, for `label_counts`).
+    num_classes: classes of the labels (0: the set has no class labels).
+    class_names: the classes' names in label order (may be empty).
+    label_key: the class label feature of a tfds set.
+    load_labels: for array sets with labels: `split -> int [N]` array, in the order
+      of `load_arrays`' images.
   """
 
   name: str
@@ -66,6 +73,10 @@ class DatasetInfo:
   num_validation: int = 0
   image_key: str = "image"
   source: Optional[object] = None
+  num_classes: int = 0
+  class_names: tuple = ()
+  label_key: str = "label"
+  load_labels: Optional[Callable[[str], np.ndarray]] = None
 
   @property
   def num_dims(self) -> int:
@@ -93,17 +104,29 @@ _DIGITS_SPLITS = {"train": (0, 1_300), "validation": (1_300, 1_500),
 _DIGITS_SPLIT_SEED = 0
 
 
-def _digits_arrays(split: str) -> np.ndarray:
-  """scikit-learn's bundled 8x8 digits as uint8 [N, 8, 8, 1], values 0..16."""
+def _digits(split: str, field: str) -> np.ndarray:
+  """`field` ("images" or "target") of scikit-learn's bundled digits, `split`'s rows
+  in the split's order: images and labels both take their rows from here, so they
+  stay paired."""
   from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top  (slow import)
 
   if split not in _DIGITS_SPLITS:
     raise ValueError(f"digits has the splits {', '.join(_DIGITS_SPLITS)}, not "
                      f"{split!r}")
-  images = load_digits().images.astype(np.uint8)[..., None]  # 1797 x 8 x 8 x 1
-  order = np.random.RandomState(_DIGITS_SPLIT_SEED).permutation(len(images))
+  values = getattr(load_digits(), field)
+  order = np.random.RandomState(_DIGITS_SPLIT_SEED).permutation(len(values))
   start, end = _DIGITS_SPLITS[split]
-  return images[order[start:end]]
+  return values[order[start:end]]
+
+
+def _digits_arrays(split: str) -> np.ndarray:
+  """scikit-learn's bundled 8x8 digits as uint8 [N, 8, 8, 1], values 0..16."""
+  return _digits(split, "images").astype(np.uint8)[..., None]
+
+
+def _digits_labels(split: str) -> np.ndarray:
+  """The digits' classes 0..9 as int32 [N], in `_digits_arrays`' order."""
+  return _digits(split, "target").astype(np.int32)
 
 
 def _held_out(total, held_out):
@@ -122,6 +145,11 @@ _IDX_FILES = (
 # The paper's 64x64 sets.
 _CELEBA = (transforms.CentralCrop(148), transforms.Resize((64, 64)))
 _LSUN = (transforms.ResizeSmallestSide(96),)
+_DIGIT_NAMES = tuple(str(digit) for digit in range(10))
+_FASHION_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                  "Shirt", "Sneaker", "Bag", "Ankle boot")
+_CIFAR10_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
+                  "horse", "ship", "truck")
 
 # Validation: the set's own validation split where it has one besides its test split
 # (CelebA); otherwise the last images of the training split, held out from training:
@@ -135,15 +163,18 @@ _INFOS = {
     info.name: info for info in (
         DatasetInfo("mnist", (28, 28, 1), 256, _MNIST_KEPT, 10_000, _MNIST_TRAIN,
                     "test", "mnist", in_memory=True, manual_files=_IDX_FILES,
-                    validation_split=_MNIST_VALIDATION, num_validation=5_000),
+                    validation_split=_MNIST_VALIDATION, num_validation=5_000,
+                    num_classes=10, class_names=_DIGIT_NAMES),
         DatasetInfo("fashion_mnist", (28, 28, 1), 256, _MNIST_KEPT, 10_000,
                     _MNIST_TRAIN, "test", "fashion_mnist", in_memory=True,
                     manual_files=_IDX_FILES, validation_split=_MNIST_VALIDATION,
-                    num_validation=5_000),
+                    num_validation=5_000, num_classes=10,
+                    class_names=_FASHION_NAMES),
         DatasetInfo("cifar10", (32, 32, 3), 256, _CIFAR_KEPT, 10_000, _CIFAR_TRAIN,
                     "test", "cifar10", random_flips=True, in_memory=True,
                     manual_files=("cifar-10-binary.tar.gz",),
-                    validation_split=_CIFAR_VALIDATION, num_validation=5_000),
+                    validation_split=_CIFAR_VALIDATION, num_validation=5_000,
+                    num_classes=10, class_names=_CIFAR10_NAMES),
         DatasetInfo("celeb_a", (64, 64, 3), 256, 162_770, 19_962, "train", "test",
                     "celeb_a", random_flips=True, preprocess=_CELEBA,
                     manual_files=("img_align_celeba.zip", "list_eval_partition.txt",
@@ -155,13 +186,15 @@ _INFOS = {
                     _IMAGENET_TRAIN, "validation", "imagenet_resized/32x32",
                     manual_files=("Imagenet32_train_npz.zip",
                                   "Imagenet32_val_npz.zip"),
-                    validation_split=_IMAGENET_VALIDATION, num_validation=10_000),
+                    validation_split=_IMAGENET_VALIDATION, num_validation=10_000,
+                    num_classes=1_000),
         DatasetInfo("imagenet64", (64, 64, 3), 256, _IMAGENET_KEPT, 50_000,
                     _IMAGENET_TRAIN, "validation", "imagenet_resized/64x64",
                     manual_files=("Imagenet64_train_part1_npz.zip",
                                   "Imagenet64_train_part2_npz.zip",
                                   "Imagenet64_val_npz.zip"),
-                    validation_split=_IMAGENET_VALIDATION, num_validation=10_000),
+                    validation_split=_IMAGENET_VALIDATION, num_validation=10_000,
+                    num_classes=1_000),
         # tfds reads LSUN's LMDB files through tensorflow-io.
         DatasetInfo("lsun_bedroom", (64, 64, 3), 256, _LSUN_KEPT, 300, _LSUN_TRAIN,
                     "validation", "lsun/bedroom", random_flips=True,
@@ -171,7 +204,9 @@ _INFOS = {
                     validation_split=_LSUN_VALIDATION, num_validation=3_000),
         DatasetInfo("digits", (8, 8, 1), 17, 1_300, 297, "train", "test", None,
                     in_memory=True, load_arrays=_digits_arrays,
-                    validation_split="validation", num_validation=200),
+                    validation_split="validation", num_validation=200,
+                    num_classes=10, class_names=_DIGIT_NAMES,
+                    load_labels=_digits_labels),
     )
 }
 
@@ -186,3 +221,21 @@ def get_dataset_info(name: str) -> DatasetInfo:
     raise ValueError(
         f"Unknown dataset {name!r}; known datasets: {', '.join(DATASET_NAMES)}"
     ) from None
+
+
+def no_labels_message(info: DatasetInfo) -> str:
+  """The one line saying that `info` has no class labels and which sets have them
+  (a source may say why in its `no_labels_reason`)."""
+  reason = getattr(info.source, "no_labels_reason", "")
+  labelled = [name for name in DATASET_NAMES if _INFOS[name].num_classes]
+  return (f"{info.name} has no class labels{f' ({reason})' if reason else ''}; a "
+          f"class-conditional model needs a labelled dataset ({', '.join(labelled)}, "
+          f"a tfds:NAME set with a ClassLabel 'label' feature, or an image folder "
+          f"with one subfolder per class).")
+
+
+def require_labels(info: DatasetInfo) -> None:
+  """Raises ValueError (`no_labels_message`) unless `info` has class labels: checked
+  before any data is read, so a class-conditional run fails at once."""
+  if info.num_classes <= 0:
+    raise ValueError(no_labels_message(info))

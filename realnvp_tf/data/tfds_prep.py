@@ -17,6 +17,7 @@ import os
 import socket
 import urllib.parse
 
+import numpy as np
 import tensorflow as tf
 
 from realnvp_tf.data import transforms
@@ -221,8 +222,9 @@ def _download_dir(builder, info: DatasetInfo) -> str:
 
 
 def read_images(info: DatasetInfo, split: str, shuffle_files: bool, data_dir,
-                manual_dir, seed: int) -> tf.data.Dataset:
-  """Decoded uint8 images (unbatched) of a tfds dataset's split, labels dropped."""
+                manual_dir, seed: int, labels: bool = False) -> tf.data.Dataset:
+  """Decoded uint8 images (unbatched) of a tfds dataset's split; with `labels`,
+  `(image, int32 label)` pairs (labels are dropped otherwise)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
   builder = prepare_dataset(info, data_dir=data_dir, manual_dir=manual_dir)
@@ -230,7 +232,47 @@ def read_images(info: DatasetInfo, split: str, shuffle_files: bool, data_dir,
   ds = builder.as_dataset(split=split, shuffle_files=shuffle_files,
                           read_config=read_config)
   key = info.image_key
+  if labels:
+    label_key = info.label_key
+    return ds.map(lambda example: (example[key], tf.cast(example[label_key], tf.int32)),
+                  num_parallel_calls=tf.data.AUTOTUNE)
   return ds.map(lambda example: example[key], num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def read_labels(info: DatasetInfo, split: str, data_dir, manual_dir) -> np.ndarray:
+  """The int32 labels of a tfds dataset's split, in file order, read without the
+  images (only the label feature is parsed: counting ImageNet's labels decodes no
+  JPEG)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  builder = prepare_dataset(info, data_dir=data_dir, manual_dir=manual_dir)
+  key = info.label_key
+  ds = builder.as_dataset(split=split, read_config=tfds.ReadConfig(try_autocache=False),
+                          decoders=tfds.decode.PartialDecoding({key: True}))
+  ds = ds.map(lambda example: tf.cast(example[key], tf.int32)).batch(65_536)
+  return np.concatenate(list(ds.as_numpy_iterator()) + [np.zeros([0], np.int32)])
+
+
+def _class_label(features) -> str | None:
+  """The key of the class label feature: "label" when it is a ClassLabel, else the
+  only ClassLabel feature; None when there is no such feature (or several)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  keys = [key for key, feature in features.items()
+          if isinstance(feature, tfds.features.ClassLabel)]
+  if "label" in keys:
+    return "label"
+  return keys[0] if len(keys) == 1 else None
+
+
+def _label_fields(features) -> dict:
+  """`DatasetInfo` fields of the builder's class labels (none without labels)."""
+  key = _class_label(features)
+  if key is None:
+    return {}
+  feature = features[key]
+  return {"num_classes": int(feature.num_classes),
+          "class_names": tuple(feature.names), "label_key": key}
 
 
 def describe(spec: str, data_dir=None, manual_dir=None, image_size=None) -> DatasetInfo:
@@ -240,7 +282,8 @@ def describe(spec: str, data_dir=None, manual_dir=None, image_size=None) -> Data
   "train"; test is "test" (or "validation" when there is no test split); validation
   is "validation" when the set has both, else the last images of train (at most
   TFDS_HELD_OUT, at most a tenth). `image_size` (H, W) resizes to cover and
-  centre-crops, as for image folders; images of varying size need it.
+  centre-crops, as for image folders; images of varying size need it. Class labels:
+  the ClassLabel feature "label", else the only ClassLabel feature (none otherwise).
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
@@ -287,6 +330,8 @@ def describe(spec: str, data_dir=None, manual_dir=None, image_size=None) -> Data
     test = f"train[{num_train + num_validation}:]"
   else:
     num_test = counts[test]
+  # Labels from the prepared builder: some sets name their classes only then.
   return dataclasses.replace(
       info, num_train=num_train, train_split=train, validation_split=validation,
-      num_validation=num_validation, test_split=test, num_test=num_test)
+      num_validation=num_validation, test_split=test, num_test=num_test,
+      **_label_fields(builder.info.features))
