@@ -13,6 +13,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from realnvp_tf import flow as flow_lib
 from realnvp_tf import nets
 
 
@@ -33,8 +34,12 @@ def reestimate_batch_norm(flow, strategy, iterator, num_batches):
   if num_batches <= 0 or not statistics:
     return 0
   moving_averages = [v.numpy() for v in statistics]
-  estimate = lambda batch: flow.log_prob(
-      batch, bijector_kwargs={"training": nets.ESTIMATE_STATISTICS})
+  conditional = flow.bijector.config.conditional
+
+  def estimate(batch):  # batches of a class-conditional flow are (images, labels)
+    images, labels = batch if conditional else (batch, None)
+    return flow_lib.log_prob(flow, images, labels, training=nets.ESTIMATE_STATISTICS)
+
   run = tf.function(lambda it: strategy.run(estimate, args=(next(it),)))
   sums = [np.zeros(v.shape, np.float64) for v in statistics]
   used = 0

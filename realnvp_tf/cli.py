@@ -120,6 +120,12 @@ def define_model_flags():
                      "Momentum of the batch-norm moving averages.")
   flags.DEFINE_float("logit_alpha", _MODEL_DEFAULTS.logit_alpha,
                      "alpha of the logit preprocessing.")
+  flags.DEFINE_bool("class_conditional", False, "Model p(x | y) with the dataset's "
+                    "class labels (a per-class base Normal, the label embedded in "
+                    "every coupling); the export adds a classify signature.")
+  flags.DEFINE_integer("class_embedding_dim", _MODEL_DEFAULTS.class_embedding_dim,
+                       "--class_conditional: channels of each coupling's label "
+                       "embedding.", lower_bound=1)
   define_precision_flag(_MODEL_DEFAULTS.compute_dtype)
   _require_finite("batch_norm_momentum", "logit_alpha")
 
@@ -201,12 +207,16 @@ def model_config_from_flags():
   """The RealNVPConfig of the flags, for the images the data flags name (a folder is
   decoded and a tfds set prepared here, once per process)."""
   info = train_config_from_flags().dataset_info()
+  if FLAGS.class_conditional:
+    data.require_labels(info)
   return RealNVPConfig(
       image_shape=info.image_shape, num_levels=info.num_levels,
       num_scales=FLAGS.num_scales, num_res_blocks=FLAGS.num_res_blocks,
       num_filters=FLAGS.num_filters, use_batch_norm=FLAGS.use_batch_norm,
       batch_norm_momentum=FLAGS.batch_norm_momentum, logit_alpha=FLAGS.logit_alpha,
-      compute_dtype=FLAGS.mixed_precision)
+      compute_dtype=FLAGS.mixed_precision,
+      num_classes=info.num_classes if FLAGS.class_conditional else 0,
+      class_embedding_dim=FLAGS.class_embedding_dim)
 
 
 def train_config_from_flags(config_class=TrainConfig):

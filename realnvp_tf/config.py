@@ -46,6 +46,12 @@ class RealNVPConfig:
     compute_dtype: "float32", or "bfloat16" to run the s/t networks in bfloat16 (their
       variables, the coupling arithmetic, the log-dets, the flow's batch norm and the
       loss stay float32, so the flow stays exactly invertible with an exact log-det).
+    num_classes: 0 for an unconditional flow p(x); n > 0 for a class-conditional one
+      p(x | y), y in 0..n-1: the base Normal gets a mean and log-scale per class over
+      every latent dimension, and every coupling's s/t network sees a learned
+      embedding of y (see `bijectors.ClassPrior`, `AffineCoupling`).
+    class_embedding_dim: channels of each coupling's label embedding (conditional
+      flows only).
   """
 
   image_shape: Tuple[int, int, int] = (28, 28, 1)
@@ -58,6 +64,8 @@ class RealNVPConfig:
   batch_norm_momentum: float = 0.9
   batch_norm_epsilon: float = 1e-4
   compute_dtype: str = "float32"
+  num_classes: int = 0
+  class_embedding_dim: int = 8
 
   def __post_init__(self):
     _check_finite(self)
@@ -71,6 +79,13 @@ class RealNVPConfig:
       value = getattr(self, name)
       if int(value) != value or value <= 0:
         raise ValueError(f"{name} must be a positive integer; got {value}.")
+    if int(self.num_classes) != self.num_classes or self.num_classes < 0:
+      raise ValueError(f"num_classes must be an integer >= 0 (0: unconditional); got "
+                       f"{self.num_classes}.")
+    if int(self.class_embedding_dim) != self.class_embedding_dim or (
+        self.class_embedding_dim <= 0):
+      raise ValueError(f"class_embedding_dim must be a positive integer; got "
+                       f"{self.class_embedding_dim}.")
     if int(self.num_levels) != self.num_levels or self.num_levels < 2:
       raise ValueError(
           f"num_levels must be an integer >= 2 (256 for 8-bit images); "
@@ -99,6 +114,11 @@ class RealNVPConfig:
     """D = H * W * C, the dimension of the event space."""
     height, width, channels = self.image_shape
     return height * width * channels
+
+  @property
+  def conditional(self) -> bool:
+    """Whether the flow models p(x | y) (`num_classes` > 0)."""
+    return self.num_classes > 0
 
 
 @dataclasses.dataclass(frozen=True)

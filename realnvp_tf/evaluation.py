@@ -6,6 +6,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from realnvp_tf import class_evaluation
 from realnvp_tf import data
 from realnvp_tf import loading
 from realnvp_tf import model_data
@@ -19,8 +20,10 @@ def evaluate_bits_per_dim(log_prob_fn, dataset, image_shape, num_dequant_samples
 
   Args:
     log_prob_fn: maps float32 [B, H, W, C] pixels in [0, K) to [B] log-densities
-      (a flow's `log_prob`, or a SavedModel's `log_prob` signature).
-    dataset: batches of dequantized images x + u (`data.make_dataset(training=False)`).
+      (a flow's `log_prob`, or a SavedModel's `log_prob` signature); for batches
+      with labels, `log_prob_fn(images, labels)` gives log p(x | y).
+    dataset: batches of dequantized images x + u (`data.make_dataset(training=False)`),
+      or (images, labels) batches (`labels=True`).
     image_shape: (H, W, C).
     num_dequant_samples: S. With S > 1 the figure is the importance-weighted bound
       -log mean_s p(x + u_s) of the discrete image x (Theis et al.), tighter as S
@@ -37,11 +40,12 @@ def evaluate_bits_per_dim(log_prob_fn, dataset, image_shape, num_dequant_samples
   log_prob_fn = tf.function(log_prob_fn, reduce_retracing=True)
   per_image = []
   for batch_index, batch in enumerate(dataset):
-    log_probs = [log_prob_fn(batch)]
+    batch, *labels = batch if isinstance(batch, tuple) else (batch,)
+    log_probs = [log_prob_fn(batch, *labels)]
     pixels = tf.floor(batch)
     for s in range(1, num_dequant_samples):
       noise = tf.random.stateless_uniform(tf.shape(batch), [seed * 1_000_003 + s, batch_index])
-      log_probs.append(log_prob_fn(data.add_noise(pixels, noise)))
+      log_probs.append(log_prob_fn(data.add_noise(pixels, noise), *labels))
     log_probs = tf.stack(log_probs).numpy().astype(np.float64)
     bound = _log_mean_exp(log_probs) if num_dequant_samples > 1 else log_probs[0]
     per_image.append(-bound / (num_dims * math.log(2.0)))
@@ -82,22 +86,41 @@ def sample_grid(model, num_samples, temperature, seed):
   return image_grid(out["images"].numpy(), model.num_levels)
 
 
-def manifold_grid(model, images, size=8):
+def manifold_grid(model, images, size=8, labels=None):
   """The paper's figure of the latent manifold (its equation 19).
 
   With z1..z4 the latents of four images, decodes
     z = cos(a) (cos(b) z1 + sin(b) z2) + sin(a) (cos(b) z3 + sin(b) z4)
-  over a `size` x `size` grid of angles a, b in [0, pi/2].
+  over a `size` x `size` grid of angles a, b in [0, pi/2]. A class-conditional
+  model (`labels` given, one per image) uses four images of the first image's class
+  and decodes with that class.
   """
-  z = model.serving.encode(tf.convert_to_tensor(images[:4], tf.float32))["z"]
+  images, cls = np.asarray(images), None
+  if labels is not None:
+    labels = np.asarray(labels)
+    cls = int(labels[0])
+    images = images[labels == cls]
+    if len(images) < 4:
+      raise ValueError(f"--manifold needs 4 images of class {cls} in the first batch.")
+  per_image = lambda n: None if cls is None else np.full([n], cls, np.int32)
+  z = model.encode(images[:4], labels=per_image(4)).numpy()
   angles = np.linspace(0.0, np.pi / 2, size)
   a, b = np.meshgrid(angles, angles, indexing="ij")
   a, b = a.reshape(-1, 1, 1, 1), b.reshape(-1, 1, 1, 1)
-  z1, z2, z3, z4 = (z[i].numpy()[None] for i in range(4))
+  z1, z2, z3, z4 = (z[i][None] for i in range(4))
   latents = (np.cos(a) * (np.cos(b) * z1 + np.sin(b) * z2) +
              np.sin(a) * (np.cos(b) * z3 + np.sin(b) * z4)).astype(np.float32)
-  decoded = model.serving.decode(tf.constant(latents))["images"].numpy()
+  decoded = model.decode(latents, labels=per_image(len(latents)))["images"].numpy()
   return image_grid(decoded, model.num_levels, columns=size)
+
+
+def classifier_summary(classifier):
+  """The lines eval.py prints for a class-conditional model."""
+  return (f"marginal bits/dim -log p(x): {classifier['marginal_bits_per_dim']:.5f} "
+          f"+- {classifier['marginal_bits_per_dim_stderr']:.5f}\n"
+          f"classifier accuracy: {classifier['accuracy']:.4f} (prior p(y): "
+          f"{classifier['prior']}; {classifier['accuracy_uniform_prior']:.4f} with a "
+          f"uniform prior; {classifier['num_images']} images)")
 
 
 def write_png(path, image):
@@ -120,7 +143,8 @@ def ood_inputs(model, ood_dataset=None, ood_images=None, split="test", count=10_
 
 def run(saved_model=None, model_dir=None, dataset=None, image_dir=None, split="test",
         data_dir=None, manual_dir=None, batch_size=256, num_dequant_samples=1, seed=0,
-        temperatures=(), num_samples=64, manifold=False, output_dir=".",
+        temperatures=(), num_samples=64, samples_per_class=8, manifold=False,
+        output_dir=".",
         compute_dtype=None, ood_dataset=None, ood_images=None, ood_split="test",
         ood_max_images=None, ood_histogram=None, ood_manual_dir=None):
   """What eval.py does: returns the metrics dict and writes the requested PNGs.
@@ -137,17 +161,29 @@ def run(saved_model=None, model_dir=None, dataset=None, image_dir=None, split="t
            loading.load_checkpoint(model_dir, compute_dtype))
   info = model_data.data_info(model, dataset, image_dir, data_dir, manual_dir)
   dataset = info.name
+  labelled = bool(model.num_classes)
+  if labelled:
+    model_data.check_labels(model, info)
   images = data.make_dataset(info, split, batch_size=batch_size, training=False,
-                             data_dir=data_dir, manual_dir=manual_dir, seed=seed)
+                             data_dir=data_dir, manual_dir=manual_dir, seed=seed,
+                             labels=labelled)
   result = evaluate_bits_per_dim(model.log_prob, images, model.image_shape,
                                  num_dequant_samples=num_dequant_samples, seed=seed)
   metrics = {k: v for k, v in result.items() if k != "per_image"}
   metrics.update(dataset=dataset, split=split, model=model.source,
                  compute_dtype=model.metadata["model"]["compute_dtype"],
                  num_dequant_samples=num_dequant_samples, seed=seed)
+  if labelled:
+    metrics["classifier"] = class_evaluation.classifier_metrics(model, images)
   for temperature in temperatures:
     path = os.path.join(output_dir, f"samples_t{temperature:g}.png")
-    write_png(path, sample_grid(model, num_samples, temperature, [seed, 0]))
+    if labelled:  # a row per class
+      grid = image_grid(class_evaluation.class_samples(
+          model, samples_per_class, temperature, [seed, 0]), model.num_levels,
+                        columns=samples_per_class)
+    else:
+      grid = sample_grid(model, num_samples, temperature, [seed, 0])
+    write_png(path, grid)
     metrics.setdefault("sample_grids", []).append(path)
   if ood_dataset or ood_images:
     inside = model_data.split_inputs(model, dataset, image_dir, split, data_dir,
@@ -161,8 +197,9 @@ def run(saved_model=None, model_dir=None, dataset=None, image_dir=None, split="t
       write_png(ood_histogram, ood_evaluation.histogram(in_scores, out_scores))
       metrics["ood"]["histogram"] = ood_histogram
   if manifold:
-    first = next(iter(images))
+    first, *first_labels = next(iter(images)) if labelled else (next(iter(images)),)
     path = os.path.join(output_dir, "manifold.png")
-    write_png(path, manifold_grid(model, first.numpy()))
+    write_png(path, manifold_grid(model, first.numpy(),
+                                  labels=first_labels[0].numpy() if labelled else None))
     metrics["manifold"] = path
   return metrics

@@ -22,7 +22,10 @@ def build_realnvp(config: RealNVPConfig, validate_args=False):
   `log_prob(x)` is the density of dequantized pixel intensities x in [0, K); pass
   `bijector_kwargs={"training": True}` for batch normalisation on batch statistics
   (training mode), which also updates the moving averages. Inference mode is the
-  default.
+  default. A class-conditional config (`num_classes` > 0) gives p(x | y), a density
+  in x for each class y: pass the labels (int [B]) as
+  `bijector_kwargs={"labels": y}` (or use `log_prob` and `sample` below), for
+  `sample` too.
 
   Args:
     config: a `RealNVPConfig`.
@@ -38,6 +41,15 @@ def build_realnvp(config: RealNVPConfig, validate_args=False):
   return tfd.TransformedDistribution(
       base, bijectors.RealNVPBijector(config, validate_args=validate_args),
       validate_args=validate_args, name="RealNVP")
+
+
+def log_prob(flow, images, labels=None, training=False):
+  """`flow.log_prob(images)`: log p(x), or log p(x | y) with the labels y of a
+  class-conditional flow; `training` (e.g. True) is the batch norms' mode."""
+  kwargs = {"training": training} if training else {}
+  if labels is not None:
+    kwargs["labels"] = labels
+  return flow.log_prob(images, bijector_kwargs=kwargs)
 
 
 def bits_per_dim(log_prob, image_shape):
@@ -62,18 +74,21 @@ def to_images(values, num_levels):
   return tf.cast(tf.floor(tf.clip_by_value(values, 0.0, num_levels - 1.0)), tf.uint8)
 
 
-def sample(flow, num_samples, temperature=1.0, seed=None):
+def sample(flow, num_samples, temperature=1.0, seed=None, labels=None):
   """Samples at a temperature: the images of z ~ N(0, T^2 I), in pixel space.
 
   T = 1 is `flow.sample`; lower temperatures trade diversity for typical-looking
   samples (as in the Glow and RealNVP papers' figures). `seed`: a shape-[2] stateless
-  seed, or None for TensorFlow's global generator. Returns float32 values about
-  [0, K) (see `to_images`).
+  seed, or None for TensorFlow's global generator. A class-conditional flow needs
+  `labels`, one class per sample (int [num_samples]); the temperature scales the
+  standard Normal before the per-class prior, so T = 0 gives each class's mode.
+  Returns float32 values about [0, K) (see `to_images`).
   """
   shape = tf.concat([[num_samples], flow.event_shape_tensor()], 0)
   z = (tf.random.normal(shape) if seed is None else
        tf.random.stateless_normal(shape, seed))
-  return flow.bijector.forward(tf.cast(temperature, tf.float32) * z)
+  kwargs = {} if labels is None else {"labels": labels}
+  return flow.bijector.forward(tf.cast(temperature, tf.float32) * z, **kwargs)
 
 
 def weight_scale_variables(flow):

@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from realnvp_tf import export
@@ -13,8 +14,11 @@ class LoadedModel:
   """A trained model from a SavedModel or from a run directory's checkpoint.
 
   Both expose the SavedModel's functions (`log_prob`, `bits_per_dim`, `ood_scores`,
-  `sample`, `encode`, `decode`) through `self.serving`, wrapped here as methods that
-  take and return numpy-friendly values, and the model's `metadata` dict.
+  `sample`, `encode`, `decode`; `classify` for a class-conditional model) through
+  `self.serving`, wrapped here as methods that take and return numpy-friendly
+  values, and the model's `metadata` dict. A class-conditional model
+  (`num_classes` > 0) takes `labels` (one class per image or sample) wherever the
+  density depends on them; labels are checked here, with one-line errors.
   """
 
   def __init__(self, serving, metadata, source):
@@ -24,16 +28,54 @@ class LoadedModel:
     model = metadata["model"]
     self.image_shape = tuple(model["image_shape"])
     self.num_levels = int(model["num_levels"])
+    self.num_classes = int(model.get("num_classes", 0))
+    self.class_names = list(metadata.get("class_names") or [])
     self.dataset = metadata.get("dataset")
 
-  def log_prob(self, images):
-    """log p(x) of float32 images [N, H, W, C] of dequantized pixels in [0, K)."""
-    return self.serving.log_prob(tf.convert_to_tensor(images, tf.float32))["log_prob"]
+  def _labels(self, labels, count):
+    """`labels` as an int32 tensor of `count` classes (None for an unconditional
+    model), or a one-line ValueError."""
+    if not self.num_classes:
+      if labels is not None:
+        raise ValueError(f"{self.source} is not class-conditional: it takes no labels.")
+      return None
+    if labels is None:
+      raise ValueError(f"{self.source} is class-conditional ({self.num_classes} "
+                       f"classes): pass labels, one class per image.")
+    if tf.is_tensor(labels) and not tf.executing_eagerly():
+      return tf.cast(labels, tf.int32)  # in a tf.function: the signature checks them
+    values = np.asarray(labels)
+    if values.ndim != 1 or len(values) != count:
+      raise ValueError(f"labels must be a vector of {count} classes (one per image); "
+                       f"got shape {values.shape}.")
+    if values.size and not np.issubdtype(values.dtype, np.integer):
+      raise ValueError(f"labels must be integers; got {values.dtype}.")
+    bad = np.flatnonzero((values < 0) | (values >= self.num_classes))
+    if bad.size:
+      raise ValueError(f"labels must be class indices in [0, {self.num_classes}); got "
+                       f"{values[bad[0]]} at index {bad[0]}.")
+    return tf.constant(values, tf.int32)
 
-  def bits_per_dim(self, images, seed=(0, 0)):
+  def _call(self, name, *args, labels=None, count=None):
+    """The signature `name`, with the labels after the images for a conditional
+    model."""
+    labels = self._labels(labels, count)
+    if labels is not None:
+      args = args[:1] + (labels,) + args[1:]
+    return getattr(self.serving, name)(*args)
+
+  def log_prob(self, images, labels=None):
+    """log p(x) (log p(x | y) with labels) of float32 images [N, H, W, C] of
+    dequantized pixels in [0, K)."""
+    images = tf.convert_to_tensor(images, tf.float32)
+    return self._call("log_prob", images, labels=labels,
+                      count=images.shape[0])["log_prob"]
+
+  def bits_per_dim(self, images, seed=(0, 0), labels=None):
     """Bits/dim of uint8 images [N, H, W, C], dequantized with seeded noise."""
-    return self.serving.bits_per_dim(tf.convert_to_tensor(images, tf.uint8),
-                                     tf.constant(seed, tf.int32))["bits_per_dim"]
+    images = tf.convert_to_tensor(images, tf.uint8)
+    return self._call("bits_per_dim", images, tf.constant(seed, tf.int32),
+                      labels=labels, count=images.shape[0])["bits_per_dim"]
 
   def ood_scores(self, images, seed=(0, 0)):
     """`ood` scores of uint8 images [N, H, W, C]: a dict of numpy arrays
@@ -46,24 +88,43 @@ class LoadedModel:
                                   tf.constant(seed, tf.int32))
     return {name: value.numpy() for name, value in out.items()}
 
+  def classify(self, images, seed=(0, 0)):
+    """The generative classifier on uint8 images [N, H, W, C]: a dict of numpy
+    arrays: probabilities p(y | x) [N, n], labels [N], log_likelihoods log p(x | y)
+    [N, n], bits_per_dim of p(x) [N]."""
+    if not self.num_classes:
+      raise ValueError(f"{self.source} is not class-conditional: it cannot classify; "
+                       f"train with --class_conditional.")
+    out = self.serving.classify(tf.convert_to_tensor(images, tf.uint8),
+                                tf.constant(seed, tf.int32))
+    return {name: value.numpy() for name, value in out.items()}
+
   @property
   def typicality_reference(self):
     """dict(mean, std, num_images, split) of held-out bits/dim, or None."""
     return self.metadata.get("typicality_reference")
 
-  def sample(self, num_samples, temperature=1.0, seed=(0, 0)):
-    """`num_samples` samples at `temperature`: dict(images=uint8, values=float32)."""
-    return self.serving.sample(tf.constant(num_samples, tf.int32),
-                               tf.constant(temperature, tf.float32),
-                               tf.constant(seed, tf.int32))
+  def sample(self, num_samples=None, temperature=1.0, seed=(0, 0), labels=None):
+    """Samples at `temperature`: dict(images=uint8, values=float32); a
+    class-conditional model draws one per entry of `labels`."""
+    rest = (tf.constant(temperature, tf.float32), tf.constant(seed, tf.int32))
+    if self.num_classes:
+      if labels is None or (num_samples is not None and num_samples != len(labels)):
+        raise ValueError(f"{self.source} is class-conditional: pass labels, one class "
+                         f"per sample (num_samples is their number).")
+      return self.serving.sample(self._labels(labels, len(labels)), *rest)
+    self._labels(labels, num_samples)
+    return self.serving.sample(tf.constant(num_samples, tf.int32), *rest)
 
-  def encode(self, images):
+  def encode(self, images, labels=None):
     """The latents z (image-shaped) of float32 images in [0, K)."""
-    return self.serving.encode(tf.convert_to_tensor(images, tf.float32))["z"]
+    images = tf.convert_to_tensor(images, tf.float32)
+    return self._call("encode", images, labels=labels, count=images.shape[0])["z"]
 
-  def decode(self, z):
+  def decode(self, z, labels=None):
     """Images of latents: dict(images=uint8, values=float32)."""
-    return self.serving.decode(tf.convert_to_tensor(z, tf.float32))
+    z = tf.convert_to_tensor(z, tf.float32)
+    return self._call("decode", z, labels=labels, count=z.shape[0])
 
 
 def load_saved_model(path):
@@ -84,7 +145,7 @@ def load_checkpoint(model_dir, compute_dtype=None):
   """The model of a run directory's latest checkpoint (EMA weights when the run kept
   them, as the export does); `compute_dtype` overrides the s/t networks' precision."""
   flow, metadata, path = run_dir.restore_for_inference(model_dir, compute_dtype)
-  return LoadedModel(export.RealNVPServing(flow, metadata), metadata, path)
+  return LoadedModel(export.serving_module(flow, metadata), metadata, path)
 
 
 def load(path):

@@ -324,20 +324,21 @@ def restore_for_inference(model_dir, compute_dtype=None, weights=None):
                      f"{CHECKPOINT_DIR}/.")
   metadata = {"dataset": train_config.dataset, "data": train_config.data_spec(),
               "step": int(step.numpy()), "model": dataclasses.asdict(model_config)}
-  reference = _typicality_reference(model_dir, metadata["step"])
-  if reference:
-    metadata["typicality_reference"] = reference
+  metadata.update(_finished_run_metadata(model_dir, metadata["step"]))
   return flow, metadata, latest
 
 
-def _typicality_reference(model_dir, step):
-  """metrics.json's typicality reference, when it belongs to the weights of `step`
-  (a finished run's selected weights; not those of a run still training)."""
+def _finished_run_metadata(model_dir, step):
+  """What metrics.json adds for inference: the class counts and names of a
+  class-conditional run, and the typicality reference when it belongs to the
+  weights of `step` (a finished run's selected weights; not those of a run still
+  training). Empty before the run has finished."""
   path = os.path.join(model_dir, METRICS_FILE)
   if not tf.io.gfile.exists(path):
-    return None
+    return {}
   with tf.io.gfile.GFile(path) as f:
     metrics = json.load(f)
-  if metrics.get("selected_step") != step:
-    return None
-  return metrics.get("typicality_reference")
+  names = ["class_counts", "class_names"]
+  if metrics.get("selected_step") == step:
+    names.append("typicality_reference")
+  return {name: metrics[name] for name in names if metrics.get(name) is not None}

@@ -29,7 +29,8 @@ class TrainStep:
   batch's statistics), plus the L2 penalty on the weight scales; each replica's loss
   is its share of the global batch's, so the gradients summed over the replicas are
   the global batch's gradient. They are clipped by their global norm and applied by
-  Adam. A step whose loss or gradient norm is not finite changes nothing but the step
+  Adam. A class-conditional flow's batches are (images, labels), its loss
+  -log p(x | y). A step whose loss or gradient norm is not finite changes nothing but the step
   and skip counters: weights, Adam's slots, the EMA and the batch-norm statistics stay
   as they were.
   """
@@ -39,6 +40,7 @@ class TrainStep:
     self.strategy = strategy
     self.config = train_config
     self._per_dim = 1.0 / (model_config.num_dims * math.log(2.0))
+    self._conditional = model_config.conditional
     self._l2_variables = flow_lib.weight_scale_variables(state.flow)
     self._step = tf.function(self._distributed_step)
 
@@ -46,14 +48,16 @@ class TrainStep:
     """Returns a `StepOutput` of tensors (as the first replica holds them)."""
     return self._step(iterator)
 
-  def compute_gradients(self, images):
+  def compute_gradients(self, batch):
     """This replica's gradients, summed over replicas (call inside `strategy.run`).
 
-    Training mode: the batch norms update their moving averages.
+    `batch`: images, or (images, labels) for a class-conditional flow. Training mode:
+    the batch norms update their moving averages.
     """
+    images, labels = batch if self._conditional else (batch, None)
     context = tf.distribute.get_replica_context()
     with tf.GradientTape() as tape:
-      log_prob = self.state.flow.log_prob(images, bijector_kwargs={"training": True})
+      log_prob = flow_lib.log_prob(self.state.flow, images, labels, training=True)
       bits = -tf.reduce_sum(log_prob) * self._per_dim / self.config.batch_size
       l2 = tf.add_n([tf.reduce_sum(tf.square(v)) for v in self._l2_variables])
       loss = bits + self.config.l2_coeff * l2 / context.num_replicas_in_sync
@@ -69,11 +73,11 @@ class TrainStep:
     first = lambda value: self.strategy.experimental_local_results(value)[0]
     return StepOutput(*(first(value) for value in out))
 
-  def _replica_step(self, images):
+  def _replica_step(self, batch):
     # The training-mode pass updates the moving statistics; a skipped step puts them
     # back.
     statistics = [tf.identity(v) for v in self.state.statistics]
-    out = self.compute_gradients(images)
+    out = self.compute_gradients(batch)
     finite = tf.logical_and(tf.math.is_finite(out.grad_norm),
                             tf.math.is_finite(out.bits))
     tf.distribute.get_replica_context().merge_call(

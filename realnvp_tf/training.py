@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from realnvp_tf import actions as actions_lib
 from realnvp_tf import batch_norm_estimation
+from realnvp_tf import conditional
 from realnvp_tf import controller as controller_lib
 from realnvp_tf import data
 from realnvp_tf import export
@@ -124,6 +125,7 @@ class Trainer:
           f"Dataset {info.name} has images of shape {info.image_shape} with "
           f"{info.num_levels} levels, but the model config says "
           f"{model_config.image_shape} with {model_config.num_levels}.")
+    self.class_counts = _class_counts(model_config, train_config, info)
     self.model_config, self.config, self.info = model_config, train_config, info
     self.strategy = strategy or make_strategy()
     check_batch_size(train_config.batch_size, self.strategy)
@@ -140,7 +142,9 @@ class Trainer:
     self.validation = validation.RunEvaluation(
         info, train_config, self.state, self.run_dir, self.writer,
         reestimate=lambda: self.recalibrate_batch_norm(
-            train_config.batch_norm_recalibration_batches))
+            train_config.batch_norm_recalibration_batches),
+        log_prior=None if self.class_counts is None else
+        conditional.log_prior_from_counts(self.class_counts))
 
   # The state's parts, by the names the trainer has always had.
   flow = property(lambda self: self.state.flow)
@@ -185,7 +189,7 @@ class Trainer:
         self.strategy, self.info, "train",
         global_batch_size=self.config.batch_size, training=True,
         data_dir=self.config.data_dir, manual_dir=self.config.manual_dir,
-        seed=self.data_seed(start_step))
+        seed=self.data_seed(start_step), labels=self.model_config.conditional)
 
   def eval_dataset(self, max_images=None, split="test"):
     """`split` in evaluation order with seeded noise (`max_images` of it)."""
@@ -273,13 +277,22 @@ class Trainer:
           nonfinite_steps=int(self.nonfinite_total.numpy()),
           dataset=self.config.dataset, data=self.config.data_spec(),
           model_config=dataclasses.asdict(self.model_config),
-          typicality_reference=reference)
+          typicality_reference=reference, **self.class_metadata())
       self.run_dir.write_metrics(result)
       if self.config.export:
         export.export_saved_model(self.flow, self.run_dir.export_dir, metadata={
             "dataset": self.config.dataset, "data": self.config.data_spec(),
-            "step": chosen[0], "typicality_reference": reference})
+            "step": chosen[0], "typicality_reference": reference,
+            **self.class_metadata()})
     return result
+
+  def class_metadata(self):
+    """A class-conditional run's classes for metrics.json and the export: the
+    training split's label counts (the classifier's prior) and the class names."""
+    if self.class_counts is None:
+      return {}
+    return {"class_counts": [int(c) for c in self.class_counts],
+            "class_names": list(self.info.class_names)}
 
   def fit(self, progress=True, actions=(), stop_conditions=()):
     """Trains up to `train_steps`, then `finish()`es. Returns the final metrics (also in
@@ -309,6 +322,20 @@ class Trainer:
                                                        iterator, num_batches)
 
 
+def _class_counts(model_config, train_config, info):
+  """The training split's label counts of a class-conditional run (None for an
+  unconditional one); refuses data without labels or with other classes."""
+  if not model_config.conditional:
+    return None
+  data.require_labels(info)
+  if info.num_classes != model_config.num_classes:
+    raise ValueError(
+        f"{info.name} has {info.num_classes} classes, but the model config says "
+        f"num_classes={model_config.num_classes}.")
+  return data.label_counts(info, "train", train_config.data_dir,
+                           train_config.manual_dir)
+
+
 def summary(metrics):
   """The lines train.py ends with: the validation curve, then the test figure of the
   selected weights."""
@@ -318,7 +345,8 @@ def summary(metrics):
         f"{value:.4f} (step {step})" for step, value in metrics["validation_history"]))
   chosen = metrics["selected_validation_bits_per_dim"]
   lines.append(
-      f"test bits/dim: {metrics['bits_per_dim']:.4f} "
+      f"test bits/dim{' -log p(x|y)' if metrics.get('class_counts') else ''}: "
+      f"{metrics['bits_per_dim']:.4f} "
       f"+- {metrics['bits_per_dim_stderr']:.4f} "
       f"({metrics['num_images']} images; weights of step {metrics['selected_step']}"
       + (f", validation {chosen:.4f}" if chosen is not None else "")

@@ -12,6 +12,7 @@ import contextlib
 from absl import logging
 import tensorflow as tf
 
+from realnvp_tf import conditional
 from realnvp_tf import data
 from realnvp_tf import evaluation
 from realnvp_tf import flow as flow_lib
@@ -34,11 +35,19 @@ class RunEvaluation:
     reestimate: `() -> None`, re-estimates the batch-norm statistics for the weights
       in the flow (see `batch_norm_estimation`); used for EMA weights, whose
       statistics the moving averages (collected for the raw weights) are not.
+    log_prior: log p(y) of a class-conditional flow (`conditional`), for its
+      marginal p(x) in the typicality reference.
+
+  A class-conditional flow is evaluated on -log p(x | y) with each image's label,
+  and its sample grids have a row per class.
   """
 
-  def __init__(self, info, config, state, run_directory, writer, reestimate=None):
+  def __init__(self, info, config, state, run_directory, writer, reestimate=None,
+               log_prior=None):
     self.info, self.config, self.state, self.writer = info, config, state, writer
     self.reestimate = reestimate
+    self.num_classes = state.flow.bijector.config.num_classes
+    self.log_prior = log_prior
     self.best = run_dir.BestCheckpoint(run_directory, state.flow)
     self.history = []  # (step, validation bits/dim) of this process's evaluations
     self.progress_bar = False  # set while a progress bar shows the figures
@@ -52,12 +61,14 @@ class RunEvaluation:
   def has_validation(self):
     return self.info.num_validation > 0
 
-  def dataset(self, split, max_images=None):
-    """`split` ("validation", "test", "train") in evaluation order, seeded noise."""
+  def dataset(self, split, max_images=None, labels=None):
+    """`split` ("validation", "test", "train") in evaluation order, seeded noise;
+    with labels when the flow is class-conditional (or as `labels` says)."""
     ds = data.make_dataset(
         self.info, split, batch_size=self.config.eval_batch_size, training=False,
         data_dir=self.config.data_dir, manual_dir=self.config.manual_dir,
-        seed=self.config.seed)
+        seed=self.config.seed,
+        labels=bool(self.num_classes) if labels is None else labels)
     if max_images:
       ds = ds.unbatch().take(max_images).batch(self.config.eval_batch_size)
     return ds
@@ -66,13 +77,9 @@ class RunEvaluation:
     """Bits/dim of the flow's current weights on `split` (`max_images` of it), logged
     to TensorBoard with a sample grid at the current step."""
     step = int(self.state.step.numpy())
-    flow = self.state.flow
-    result = evaluation.evaluate_bits_per_dim(flow.log_prob,
-                                              self.dataset(split, max_images),
-                                              self.info.image_shape)
-    samples = flow.sample(self.config.num_samples, seed=[self.config.seed, step])
-    grid = evaluation.image_grid(flow_lib.to_images(samples, self.info.num_levels),
-                                 self.info.num_levels)
+    result = evaluation.evaluate_bits_per_dim(
+        self.log_prob, self.dataset(split, max_images), self.info.image_shape)
+    grid = self.sample_grid(step)
     with self.writer(split).as_default(step=step):
       tf.summary.scalar("bits_per_dim", result["bits_per_dim"])
       tf.summary.image("samples", grid[None])
@@ -84,13 +91,43 @@ class RunEvaluation:
                  result["num_images"])
     return {k: v for k, v in result.items() if k != "per_image"}
 
+  def log_prob(self, images, labels=None):
+    """log p(x), or log p(x | y) of a class-conditional flow, in inference mode."""
+    return flow_lib.log_prob(self.state.flow, images, labels)
+
+  def sample_grid(self, step):
+    """A grid of `num_samples` samples (a row per class for a class-conditional
+    flow: `num_samples // num_classes` each, at least one)."""
+    flow, count, labels, columns = self.state.flow, self.config.num_samples, None, None
+    if self.num_classes:
+      columns = max(1, count // self.num_classes)
+      labels = conditional.grid_labels(self.num_classes, columns)
+      count = len(labels)
+    samples = flow_lib.sample(flow, count, seed=[self.config.seed, step], labels=labels)
+    return evaluation.image_grid(flow_lib.to_images(samples, self.info.num_levels),
+                                 self.info.num_levels, columns)
+
+  def marginal_log_prob(self, images):
+    """log p(x): the flow's, or for a class-conditional one
+    logsumexp_y log p(x | y) p(y) with `log_prior` (uniform when None)."""
+    flow = self.state.flow
+    if not self.num_classes:
+      return flow.log_prob(images)
+    prior = (self.log_prior if self.log_prior is not None else
+             conditional.uniform_log_prior(self.num_classes))
+    return conditional.posterior(
+        conditional.class_log_likelihoods(flow, images, self.num_classes),
+        prior)["log_prob"]
+
   def typicality_reference(self, max_images=TYPICALITY_IMAGES):
-    """`ood.reference_statistics` of the flow's current weights: bits/dim of up to
-    `max_images` validation images (held out, so not flattered by overfitting as
-    training images are; the training split only for a dataset without one)."""
+    """`ood.reference_statistics` of the flow's current weights: bits/dim (of p(x),
+    the marginal for a class-conditional flow) of up to `max_images` validation
+    images (held out, so not flattered by overfitting as training images are; the
+    training split only for a dataset without one)."""
     split = "validation" if self.has_validation else "train"
     result = evaluation.evaluate_bits_per_dim(
-        self.state.flow.log_prob, self.dataset(split, max_images), self.info.image_shape)
+        self.marginal_log_prob, self.dataset(split, max_images, labels=False),
+        self.info.image_shape)
     return ood.reference_statistics(result["per_image"], split)
 
   def validate(self, statistics_ready=False):

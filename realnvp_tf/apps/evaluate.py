@@ -5,6 +5,8 @@
   python eval.py --saved_model=runs/mnist/export --manual_dir=../shared/data/mnist
 
 or --model_dir=runs/mnist to evaluate the latest checkpoint instead of the export.
+A class-conditional model reports -log p(x | y), the marginal -log p(x) and the
+accuracy of its generative classifier, and draws grids with a row per class.
 Out-of-distribution detection (AUROC, AUPR, FPR95 of each score, against the test
 split):
 
@@ -47,6 +49,8 @@ flags.DEFINE_integer("seed", 0, "Seed of the dequantization noise and the sample
 flags.DEFINE_list("temperatures", [], "Write a sample grid PNG per temperature, "
                   "e.g. 1.0,0.7.")
 flags.DEFINE_integer("num_samples", 64, "Samples per grid.", lower_bound=1)
+flags.DEFINE_integer("samples_per_class", 8, "Class-conditional models: samples in "
+                     "each class's row of a grid.", lower_bound=1)
 flags.DEFINE_bool("manifold", False, "Write the paper's latent manifold figure.")
 flags.DEFINE_enum("mixed_precision", None, list(COMPUTE_DTYPES),
                   "With --model_dir: evaluate in this precision instead of the one "
@@ -81,7 +85,8 @@ def main(argv):
         split=FLAGS.split, data_dir=FLAGS.data_dir, manual_dir=FLAGS.manual_dir,
         batch_size=FLAGS.batch_size, num_dequant_samples=FLAGS.num_dequant_samples,
         seed=FLAGS.seed, temperatures=[float(t) for t in FLAGS.temperatures],
-        num_samples=FLAGS.num_samples, manifold=FLAGS.manifold,
+        num_samples=FLAGS.num_samples, samples_per_class=FLAGS.samples_per_class,
+        manifold=FLAGS.manifold,
         compute_dtype=FLAGS.mixed_precision, ood_dataset=FLAGS.ood_dataset,
         ood_images=FLAGS.ood_images, ood_split=FLAGS.ood_split,
         ood_manual_dir=FLAGS.ood_manual_dir, ood_max_images=FLAGS.ood_max_images or None,
@@ -94,10 +99,13 @@ def main(argv):
   if FLAGS.output:
     with tf.io.gfile.GFile(FLAGS.output, "w") as f:
       json.dump(metrics, f, indent=2)
-  print(f"{metrics['split']} bits/dim: {metrics['bits_per_dim']:.5f} "
+  what = " -log p(x|y)" if "classifier" in metrics else ""
+  print(f"{metrics['split']} bits/dim{what}: {metrics['bits_per_dim']:.5f} "
         f"+- {metrics['bits_per_dim_stderr']:.5f} ({metrics['num_images']} images"
         + (f", S={metrics['num_dequant_samples']}" if metrics['num_dequant_samples'] > 1
            else "") + ")")
+  if "classifier" in metrics:
+    print(evaluation.classifier_summary(metrics["classifier"]))
   if "ood" in metrics:
     print(ood_evaluation.table(metrics["ood"]))
 

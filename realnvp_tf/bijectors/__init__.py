@@ -5,6 +5,7 @@ image to latent (the paper's f).
 """
 
 from realnvp_tf.bijectors.batch_norm import FlowBatchNorm
+from realnvp_tf.bijectors.class_prior import ClassPrior
 from realnvp_tf.bijectors.coupling import AffineCoupling
 from realnvp_tf.bijectors.fused import FusedBijector
 from realnvp_tf.bijectors.logit import LogitTransform
@@ -14,6 +15,6 @@ from realnvp_tf.bijectors.multiscale import RealNVPBijector
 from realnvp_tf.bijectors.squeeze import Squeeze
 
 __all__ = [
-    "AffineCoupling", "FactorOut", "FlowBatchNorm", "FlowChain", "FusedBijector",
+    "AffineCoupling", "ClassPrior", "FactorOut", "FlowBatchNorm", "FlowChain", "FusedBijector",
     "LogitTransform", "RealNVPBijector", "Squeeze",
 ]

@@ -58,20 +58,24 @@ class FlowBatchNorm(fused.FusedBijector):
         tf.math.log(variance + self._epsilon))
     return tf.fill(tf.shape(reference)[:-3], per_image)
 
-  def _inverse_and_log_det(self, y, training=False):
+  # `labels` (of a class-conditional flow) reach every step; batch norm ignores them.
+
+  def _inverse_and_log_det(self, y, training=False, labels=None):
+    del labels
     mean, variance = self._statistics(y, training)
     if training:
       nets.update_moving_averages(self, mean, variance, training)
     x = (y - mean) * tf.math.rsqrt(variance + self._epsilon)
     return x, self._log_det(variance, y)
 
-  def _forward_and_log_det(self, x, training=False):
-    del training  # No batch statistics in the sampling direction.
+  def _forward_and_log_det(self, x, training=False, labels=None):
+    del training, labels  # No batch statistics in the sampling direction.
     mean, variance = self._statistics(x, training=False)
     y = x * tf.sqrt(variance + self._epsilon) + mean
     return y, -self._log_det(variance, x)
 
-  def _inverse_log_det_jacobian(self, y, training=False):
+  def _inverse_log_det_jacobian(self, y, training=False, labels=None):
+    del labels
     # Reached only for a tensor that was never inverted: takes the statistics
     # without updating the moving averages.
     return self._log_det(self._statistics(y, training)[1], y)

@@ -106,6 +106,11 @@ class AffineCoupling(fused.FusedBijector):
   The keyword argument `training` (default False) runs the network's batch
   normalisation on batch statistics and updates its moving averages.
 
+  Class-conditional (`num_classes` > 0): the network also sees a learned embedding of
+  the label y (`nets.ClassEmbedding`, `class_embedding_dim` channels at every
+  position), so `s, t = net(y_b, y)`; the keyword argument `labels` (int [B]) gives y.
+  The formulas above hold for each y, with the same exactness.
+
   `compute_dtype="bfloat16"` runs the network in bfloat16. The flow stays exact: the
   log-det is exact for whatever s and t the network returns (in float32), and both
   directions recompute the same s and t from the same unchanged part.
@@ -113,7 +118,8 @@ class AffineCoupling(fused.FusedBijector):
 
   def __init__(self, event_shape, mask_type, parity, num_filters, num_blocks,
                use_batch_norm=True, batch_norm_momentum=0.9, batch_norm_epsilon=1e-4,
-               compute_dtype="float32", validate_args=False, name="affine_coupling"):
+               compute_dtype="float32", num_classes=0, class_embedding_dim=8,
+               validate_args=False, name="affine_coupling"):
     parameters = dict(locals())
     event_shape = tuple(int(d) for d in event_shape)
     if len(event_shape) != 3:
@@ -132,11 +138,19 @@ class AffineCoupling(fused.FusedBijector):
           use_batch_norm=use_batch_norm, batch_norm_momentum=batch_norm_momentum,
           batch_norm_epsilon=batch_norm_epsilon, name=net_name,
           dtype="mixed_bfloat16" if compute_dtype == "bfloat16" else "float32")
-      self._net.build((None,) + event_shape[:2] + (self._mask.net_in_channels,))
+      self._embedding = None
+      in_channels = self._mask.net_in_channels
+      if num_classes:
+        self._embedding = nets.ClassEmbedding(num_classes, class_embedding_dim,
+                                              name=f"{net_name}_class_embedding")
+        self._embedding.build()
+        in_channels += class_embedding_dim
+      self._net.build((None,) + event_shape[:2] + (in_channels,))
       # Keras 3 variables are not tf.Variables, so tf.Module (and with it the
       # distribution that holds this bijector) cannot see them; holding the
       # tf.Variables behind them makes them reachable from the flow.
-      self._net_variables = tuple(_tf_variable(v) for v in self._net.weights)
+      self._net_variables = tuple(_tf_variable(v) for v in self._net.weights + (
+          self._embedding.weights if self._embedding else []))
       super().__init__(parameters=parameters, name=name, validate_args=validate_args)
 
   @property
@@ -156,17 +170,26 @@ class AffineCoupling(fused.FusedBijector):
   def weight_scale_variables(self):
     return [_tf_variable(v) for v in self._net.weight_scale_variables]
 
-  def _scale_and_shift(self, unchanged, training=False):
-    s, t = self._net(self._mask.net_input(unchanged), training=training)
+  @property
+  def conditional(self):
+    return self._embedding is not None
+
+  def _scale_and_shift(self, unchanged, training=False, labels=None):
+    inputs = self._mask.net_input(unchanged)
+    if self._embedding is not None:
+      if labels is None:
+        raise ValueError(f"{self.name} is class-conditional: pass labels.")
+      inputs = tf.concat([inputs, self._embedding(labels, inputs)], axis=-1)
+    s, t = self._net(inputs, training=training)
     return self._mask.restrict(s, t)
 
-  def _inverse_and_log_det(self, y, training=False):
-    s, t = self._scale_and_shift(y, training)
+  def _inverse_and_log_det(self, y, training=False, labels=None):
+    s, t = self._scale_and_shift(y, training, labels)
     x = self._mask.merge(y, self._mask.transformed_part(y) * tf.exp(s) + t)
     return x, fused.sum_over_event(s)
 
-  def _forward_and_log_det(self, x, training=False):
-    s, t = self._scale_and_shift(x, training)
+  def _forward_and_log_det(self, x, training=False, labels=None):
+    s, t = self._scale_and_shift(x, training, labels)
     y = self._mask.merge(x, (self._mask.transformed_part(x) - t) * tf.exp(-s))
     return y, -fused.sum_over_event(s)
 

@@ -5,6 +5,7 @@ import tensorflow_probability as tfp
 
 from realnvp_tf import nets
 from realnvp_tf.bijectors import batch_norm
+from realnvp_tf.bijectors import class_prior
 from realnvp_tf.bijectors import coupling
 from realnvp_tf.bijectors import fused
 from realnvp_tf.bijectors import logit
@@ -110,7 +111,9 @@ def _coupling_steps(config, event_shape, mask_type, count, num_filters, prefix):
         num_blocks=config.num_res_blocks, use_batch_norm=config.use_batch_norm,
         batch_norm_momentum=config.batch_norm_momentum,
         batch_norm_epsilon=config.batch_norm_epsilon,
-        compute_dtype=config.compute_dtype, name=f"{prefix}_{mask_type}_{i}"))
+        compute_dtype=config.compute_dtype, num_classes=config.num_classes,
+        class_embedding_dim=config.class_embedding_dim,
+        name=f"{prefix}_{mask_type}_{i}"))
     if config.use_batch_norm:
       steps.append(batch_norm.FlowBatchNorm(
           event_shape[-1], momentum=config.batch_norm_momentum,
@@ -151,17 +154,24 @@ class RealNVPBijector(fused.FusedBijector):
 
   Keyword argument `training` (default False): batch normalisation, in the flow and in
   the s/t networks, on batch statistics with moving-average updates.
+
+  A class-conditional config (`num_classes` > 0) takes the keyword argument `labels`
+  (int, the batch shape, values in 0..num_classes-1): every coupling's network sees
+  an embedding of the label, and a `ClassPrior` (the per-class Normal) is the last,
+  latent-side step. An unconditional flow refuses labels.
   """
 
   def __init__(self, config, validate_args=False, name="real_nvp"):
     parameters = dict(locals())
     self._config = config
     with tf.name_scope(name) as name:
-      self._chain = FlowChain([
-          logit.LogitTransform(config.num_levels, config.logit_alpha,
-                               validate_args=validate_args),
-          _scale(config, 0, config.image_shape),
-      ], name="flow")
+      steps = [logit.LogitTransform(config.num_levels, config.logit_alpha,
+                                    validate_args=validate_args),
+               _scale(config, 0, config.image_shape)]
+      if config.conditional:
+        steps.append(class_prior.ClassPrior(config.image_shape, config.num_classes,
+                                            name="class_prior"))
+      self._chain = FlowChain(steps, name="flow")
       super().__init__(parameters=parameters, name=name, validate_args=validate_args)
 
   @property
@@ -198,8 +208,36 @@ class RealNVPBijector(fused.FusedBijector):
     if shape.rank is None:
       raise ValueError(f"{what} must have a known rank; got shape {shape}.")
 
-  def _apply(self, method, images, what, **kwargs):
+  def _check_labels(self, labels):
+    """int32 labels, checked against the classes; None for an unconditional flow."""
+    classes = self._config.num_classes
+    if not classes:
+      if labels is not None:
+        raise ValueError("This flow is unconditional (num_classes=0): it takes no "
+                         "labels.")
+      return None
+    if labels is None:
+      raise ValueError(
+          f"This flow is class-conditional ({classes} classes): pass labels, e.g. "
+          f"flow.log_prob(x, bijector_kwargs={{'labels': y}}).")
+    labels = tf.convert_to_tensor(labels)
+    if not labels.dtype.is_integer:
+      raise ValueError(f"labels must be integers; got {labels.dtype.name}.")
+    labels = tf.cast(labels, tf.int32)
+    message = f"labels must be class indices in [0, {classes})"
+    with tf.control_dependencies([
+        tf.debugging.assert_non_negative(labels, message=message),
+        tf.debugging.assert_less(labels, classes, message=message)]):
+      return tf.identity(labels)
+
+  def _apply(self, method, images, what, labels=None, **kwargs):
     self._check_images(images, what)
+    labels = self._check_labels(labels)
+    if labels is not None:
+      count = tf.reduce_prod(tf.shape(images)[:-3])
+      with tf.control_dependencies([tf.debugging.assert_equal(
+          tf.size(labels), count, message="labels must hold one class per image")]):
+        kwargs["labels"] = tf.reshape(labels, [-1])
     if images.shape.rank == 4:
       return method(self._chain, images, **kwargs)
     batch_shape = tf.shape(images)[:-3]
