@@ -18,6 +18,7 @@ import tensorflow_datasets as tfds
 from realnvp_tf import data
 from realnvp_tf.data import tfds_prep
 from realnvp_tf.data import transforms
+import tfds_mocks
 
 TFDS_NAMES = [n for n in data.DATASET_NAMES if data.get_dataset_info(n).tfds_name]
 FLIP_NAMES = [n for n in data.DATASET_NAMES if data.get_dataset_info(n).random_flips]
@@ -37,16 +38,6 @@ def offline(monkeypatch):
 
   monkeypatch.setattr(tfds_prep, "network_available", no_network)
   return urls
-
-
-def _mock_tfds(monkeypatch, **kwargs):
-  """tfds.testing.mock_data, with the network check and prerequisites passing.
-
-  Under mock_data tfds's download_and_prepare does nothing, so "online" is harmless.
-  """
-  monkeypatch.setattr(tfds_prep, "network_available", lambda url, timeout=0: True)
-  monkeypatch.setattr(tfds_prep, "check_prepare_prerequisites", lambda info: None)
-  return tfds.testing.mock_data(**kwargs)
 
 
 def _images(ds):
@@ -120,7 +111,7 @@ def test_manual_file_names_are_the_ones_tfds_registers(name):
 def test_mock_pipeline_shapes_counts_and_determinism(name, monkeypatch):
   info = data.get_dataset_info(name)
   k = info.num_levels
-  with _mock_tfds(monkeypatch, num_examples=10, max_value=256):
+  with tfds_mocks.mock_tfds(monkeypatch, num_examples=10, max_value=256):
     train = data.make_dataset(name, "train", batch_size=4, training=True, repeat=1)
     batches = [b.numpy() for b in train]
     assert [b.shape for b in batches] == [(4, *info.image_shape)] * 2  # 2 dropped
@@ -153,7 +144,7 @@ def test_mock_pipeline_shapes_counts_and_determinism(name, monkeypatch):
 @pytest.mark.parametrize("name", TFDS_NAMES)
 def test_mock_training_noise_differs_between_epochs(name, monkeypatch):
   info = data.get_dataset_info(name)
-  with _mock_tfds(monkeypatch, num_examples=1, max_value=256):
+  with tfds_mocks.mock_tfds(monkeypatch, num_examples=1, max_value=256):
     ds = data.make_dataset(name, "train", batch_size=1, training=True, repeat=2)
     e1, e2 = [b.numpy()[0] for b in ds]
     assert e1.shape == e2.shape == info.image_shape
@@ -196,7 +187,7 @@ def test_flips_in_training_only_where_the_paper_uses_them(name, monkeypatch):
       "imagenet32": (32, 32)
   }[name]
   images = _column_gradient(*source_shape, n=32)
-  with _mock_tfds(monkeypatch, as_dataset_fn=_constant_images(images)):
+  with tfds_mocks.mock_tfds(monkeypatch, as_dataset_fn=_constant_images(images)):
     train = _images(
         data.make_dataset(name, "train", batch_size=8, training=True, repeat=1))
     test = _images(data.make_dataset(name, "test", batch_size=8, training=False))
@@ -217,7 +208,7 @@ def test_lsun_resize_random_crops_and_flips(monkeypatch):
   image[..., 1] = 2 * np.arange(96)[:, None]
   image[..., 2] = 7
   images = np.repeat(image[None], n, axis=0)
-  with _mock_tfds(monkeypatch, as_dataset_fn=_constant_images(images)):
+  with tfds_mocks.mock_tfds(monkeypatch, as_dataset_fn=_constant_images(images)):
     train = np.floor(
         _images(
             data.make_dataset("lsun_bedroom",

@@ -19,6 +19,7 @@ import tensorflow_datasets as tfds
 from realnvp_tf import data
 from realnvp_tf.data import image_folder
 from realnvp_tf.data import tfds_prep
+import tfds_mocks
 
 SHARED_DATA = os.environ.get("REALNVP_TF_SHARED_DATA")
 LABELLED = ("mnist", "fashion_mnist", "cifar10", "imagenet32", "imagenet64", "digits")
@@ -28,12 +29,6 @@ LABELLED = ("mnist", "fashion_mnist", "cifar10", "imagenet32", "imagenet64", "di
 def offline(monkeypatch):
   """Every test runs "offline"; mock_data runs "online", where tfds does nothing."""
   monkeypatch.setattr(tfds_prep, "network_available", lambda url, timeout=0: False)
-
-
-def _mock_tfds(monkeypatch, **kwargs):
-  monkeypatch.setattr(tfds_prep, "network_available", lambda url, timeout=0: True)
-  monkeypatch.setattr(tfds_prep, "check_prepare_prerequisites", lambda info: None)
-  return tfds.testing.mock_data(**kwargs)
 
 
 def _pairs(ds):
@@ -372,24 +367,9 @@ def test_the_class_label_feature_of_a_tfds_set():
   assert pick(image=image, label=features.Text()) == {}
 
 
-def _mock_metadata(data_dir, name, **num_examples):
-  """dataset_info.json for mock_data's splits (the pip tfds ships none)."""
-  from tensorflow_datasets.core import naming, splits as splits_lib
-  builder = tfds.builder(name, data_dir=str(data_dir))
-  splits = [splits_lib.SplitInfo(
-      name=split, shard_lengths=[count], num_bytes=0,
-      filename_template=naming.ShardedFileTemplate(
-          data_dir=builder.data_dir, dataset_name=name, split=split,
-          filetype_suffix="tfrecord"))
-            for split, count in num_examples.items()]
-  builder.info.set_splits(splits_lib.SplitDict(splits))
-  os.makedirs(builder.data_dir, exist_ok=True)
-  builder.info.write_to_directory(builder.data_dir)
-
-
 def test_a_tfds_set_by_name_serves_its_class_labels(monkeypatch, tmp_path):
-  _mock_metadata(tmp_path, "mnist", train=200, test=30)
-  with _mock_tfds(monkeypatch, num_examples=30, data_dir=str(tmp_path)):
+  tfds_mocks.mock_metadata(tmp_path, "mnist", train=200, test=30)
+  with tfds_mocks.mock_tfds(monkeypatch, num_examples=30, data_dir=str(tmp_path)):
     info = data.resolve("tfds:mnist")
     assert (info.num_classes, info.label_key) == (10, "label")
     assert info.class_names == tuple("0123456789")
@@ -412,7 +392,7 @@ def test_labels_follow_tfds_images_through_flips(monkeypatch):
     del self, split, decoders, read_config, shuffle_files
     return tf.data.Dataset.from_tensor_slices(
         {"image": images, "label": tf.constant(values % 10, tf.int64)})
-  with _mock_tfds(monkeypatch, as_dataset_fn=as_dataset):
+  with tfds_mocks.mock_tfds(monkeypatch, as_dataset_fn=as_dataset):
     ds = data.make_dataset("cifar10", "train", batch_size=8, labels=True, repeat=1)
     got, labels = _pairs(ds)
   np.testing.assert_array_equal(labels, np.floor(got[:, 0, 20, 0]) % 10)

@@ -19,6 +19,7 @@ from realnvp_tf import training
 from realnvp_tf.data import image_folder
 from realnvp_tf.data import pipeline
 from realnvp_tf.data import tfds_prep
+import tfds_mocks
 import trainer_fixtures as fx
 
 SHARED_DATA = os.environ.get("REALNVP_TF_SHARED_DATA")
@@ -213,28 +214,9 @@ def test_train_export_and_evaluate_an_image_folder(tmp_path):
 # --------------------------------------------------------------- any tfds set
 
 
-def _mock_metadata(data_dir, name, **num_examples):
-  """Writes the dataset_info.json that tfds.testing.mock_data reads splits from.
-
-  The pip release of tensorflow-datasets ships no mock metadata, so without this
-  a mocked builder reports no splits at all.
-  """
-  from tensorflow_datasets.core import naming, splits as splits_lib
-  builder = tfds.builder(name, data_dir=str(data_dir))
-  splits = [splits_lib.SplitInfo(
-      name=split, shard_lengths=[count], num_bytes=0,
-      filename_template=naming.ShardedFileTemplate(
-          data_dir=builder.data_dir, dataset_name=name, split=split,
-          filetype_suffix="tfrecord"))
-            for split, count in num_examples.items()]
-  builder.info.set_splits(splits_lib.SplitDict(splits))
-  os.makedirs(builder.data_dir, exist_ok=True)
-  builder.info.write_to_directory(builder.data_dir)
-
-
 def test_any_tfds_image_set_by_name(monkeypatch, tmp_path):
   monkeypatch.setattr(tfds_prep, "network_available", lambda url, timeout=0: True)
-  _mock_metadata(tmp_path / "meta", "svhn_cropped", train=400, test=60)
+  tfds_mocks.mock_metadata(tmp_path / "meta", "svhn_cropped", train=400, test=60)
   with tfds.testing.mock_data(num_examples=40, data_dir=str(tmp_path / "meta")):
     info = data.resolve("tfds:svhn_cropped")
     assert info.image_shape == (32, 32, 3) and info.num_levels == 256
