@@ -26,13 +26,15 @@ CONFIGS = {
 }
 
 
-def config(name, precision="float32"):
-  """(dataset name, RealNVPConfig) of the benchmark config `name`."""
+def config(name, precision="float32", num_classes=0):
+  """(dataset name, RealNVPConfig) of the benchmark config `name` (class-conditional
+  with `num_classes` > 0)."""
   from realnvp_tf.config import RealNVPConfig  # pylint: disable=g-import-not-at-top
 
   spec = dict(CONFIGS[name])
   dataset = spec.pop("dataset")
-  return dataset, RealNVPConfig(**spec, compute_dtype=precision)
+  return dataset, RealNVPConfig(**spec, compute_dtype=precision,
+                                num_classes=num_classes)
 
 
 def random_image_training(model_config, dataset, batch_size, seed, model_dir):
@@ -45,15 +47,38 @@ def random_image_training(model_config, dataset, batch_size, seed, model_dir):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from realnvp_tf import training  # pylint: disable=g-import-not-at-top
 
+  info = None
+  if model_config.conditional:  # random labelled images stand in for the dataset
+    info = random_labelled_data(model_config, batch_size, seed)
+    dataset = info.name
   trainer = training.Trainer(
       model_config, training.TrainConfig(dataset=dataset, batch_size=batch_size,
                                          export=False, seed=seed),
-      model_dir=model_dir, strategy=tf.distribute.MirroredStrategy(["/cpu:0"]))
+      model_dir=model_dir, strategy=tf.distribute.MirroredStrategy(["/cpu:0"]),
+      dataset_info=info)
   images = tf.random.stateless_uniform((batch_size,) + model_config.image_shape,
                                        [seed, 0], 0.0, float(model_config.num_levels))
+  batch = images
+  if model_config.conditional:
+    batch = (images, tf.range(batch_size) % model_config.num_classes)
   iterator = iter(trainer.strategy.experimental_distribute_dataset(
-      tf.data.Dataset.from_tensors(images).repeat()))
+      tf.data.Dataset.from_tensors(batch).repeat()))
   return trainer, iterator
+
+
+def random_labelled_data(model_config, count, seed):
+  """A `data.from_tf_data` set of `count` random uint8 images per split with labels
+  0..n-1 in turn (a class-conditional Trainer reads the training label counts)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from realnvp_tf import data  # pylint: disable=g-import-not-at-top
+
+  shape, classes = model_config.image_shape, model_config.num_classes
+  images = tf.random.stateless_uniform((count,) + shape, [seed, 2], 0,
+                                       model_config.num_levels, tf.int32)
+  split = tf.data.Dataset.from_tensor_slices(
+      (tf.cast(images, tf.uint8), tf.range(count) % classes))
+  return data.from_tf_data(split, None, split, shape, model_config.num_levels,
+                           num_classes=classes)
 
 
 def peak_rss_mb():

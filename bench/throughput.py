@@ -33,6 +33,7 @@ Prints one JSON line. Usage:
   python bench/throughput.py --config=cifar10
   python bench/throughput.py --quick              # smoke: 2 warm-up, 1 repeat of 2
   python bench/throughput.py --mixed_precision=bfloat16
+  python bench/throughput.py --num_classes=10     # the class-conditional model
 """
 
 import dataclasses
@@ -64,6 +65,9 @@ flags.DEFINE_integer("conv_steps", 30, "Calls per timing of the reference convol
 flags.DEFINE_bool("quick", False, "CI smoke: 2 warm-up calls, 1 timing of 2 calls "
                   "(overrides --warmup, --repeats, --steps, --conv_steps).")
 flags.DEFINE_integer("seed", 0, "Seed of the random images.")
+flags.DEFINE_integer("num_classes", 0, "Time the class-conditional model with this "
+                     "many classes (random labels; 0: the unconditional model).",
+                     lower_bound=0)
 
 # The reference convolution: a 3x3 conv 64->64 on [64, 14, 14, 64], forward and
 # backward, at the speed this machine's convolutions reach (see docs/performance.md).
@@ -173,7 +177,8 @@ def main(argv):
   if min(warmup, repeats, steps, conv_steps) < 1:
     raise app.UsageError("--warmup, --repeats, --steps and --conv_steps must be >= 1.")
 
-  dataset, model_config = benchlib.config(FLAGS.config, FLAGS.mixed_precision)
+  dataset, model_config = benchlib.config(FLAGS.config, FLAGS.mixed_precision,
+                                          FLAGS.num_classes)
   result = {"benchmark": "throughput", "config": FLAGS.config,
             "mixed_precision": FLAGS.mixed_precision,
             "model_config": dataclasses.asdict(model_config),
@@ -226,14 +231,22 @@ def main(argv):
   flow = realnvp_tf.build_realnvp(model_config)
   eval_images = tf.random.stateless_uniform((FLAGS.eval_batch_size,) + shape,
                                             [FLAGS.seed, 1], 0.0, levels)
-  log_prob = tf.function(flow.log_prob)
+  eval_labels = sample_labels = None
+  if model_config.conditional:
+    eval_labels = tf.range(FLAGS.eval_batch_size) % model_config.num_classes
+    sample_labels = tf.range(FLAGS.sample_batch_size) % model_config.num_classes
+  log_prob = tf.function(flow.log_prob if eval_labels is None else
+                         lambda x: realnvp_tf.log_prob(flow, x, eval_labels))
   eval_s, eval_all, eval_first = timed(
       lambda: log_prob(eval_images).numpy(), warmup, repeats, steps,
       after_first=lambda: rss.update(after_first_eval=benchlib.peak_rss_mb()))
   eval_finite = bool(np.all(np.isfinite(log_prob(eval_images).numpy())))
   rss["after_eval"] = benchlib.peak_rss_mb()
 
-  sample = tf.function(lambda: flow.sample(FLAGS.sample_batch_size, seed=FLAGS.seed))
+  sample = tf.function(lambda: flow.sample(FLAGS.sample_batch_size, seed=FLAGS.seed)
+                       if sample_labels is None else flow.sample(
+                           FLAGS.sample_batch_size, seed=FLAGS.seed,
+                           bijector_kwargs={"labels": sample_labels}))
   sample_s, sample_all, sample_first = timed(
       lambda: sample().numpy(), warmup, repeats, steps,
       after_first=lambda: rss.update(after_first_sample=benchlib.peak_rss_mb()))

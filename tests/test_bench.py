@@ -96,6 +96,18 @@ def test_throughput_bfloat16_prints_every_figure():
   assert all(out["finite"].values()), out["finite"]
 
 
+def test_throughput_of_the_class_conditional_model():
+  out = _json_line(_run("throughput.py", *_SMALL, "--num_classes=10"))
+  assert out["model_config"]["num_classes"] == 10
+  _assert_finite(out, ["train_images_per_s", "eval_images_per_s",
+                       "sample_images_per_s", "train_bits_per_dim_last"])
+  assert all(out["finite"].values()), out["finite"]
+  # The label embedding widens each network's first convolution; the analytic count
+  # follows the kernels, as the traced graph does.
+  assert out["forward_gflop_per_image_graph_convs"] == pytest.approx(
+      out["forward_gflop_per_image"], rel=1e-4)
+
+
 def test_budget_tiny_run_on_digits_prints_every_figure():
   out = _json_line(_run(
       "budget.py", "--dataset=digits", "--minutes=0.5", "--max_steps=4",
