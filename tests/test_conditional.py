@@ -105,6 +105,19 @@ def test_the_label_changes_the_density_and_the_samples(flow):
   assert relative_error(a, b) > 1e-3
 
 
+def test_the_couplings_see_the_label():
+  # With the per-class prior held at zero, only the couplings' label embeddings can
+  # make the density depend on y.
+  flow = realnvp_tf.build_realnvp(_config())
+  perturb_variables(flow, seed=8)
+  prior = flow.bijector.chain.steps[-1]
+  assert isinstance(prior, bijectors.ClassPrior)
+  prior.mean.assign(tf.zeros_like(prior.mean))
+  prior.log_scale.assign(tf.zeros_like(prior.log_scale))
+  per_class = tf.function(conditional.class_log_likelihoods)(flow, _pixels(3, 4), CLASSES)
+  assert np.all(np.ptp(per_class.numpy(), axis=1) > 1e-3), per_class
+
+
 def test_labels_are_required_checked_and_refused_by_unconditional_flows(flow):
   x = _pixels(2, 1)
   with pytest.raises(ValueError, match="class-conditional .3 classes.: pass labels"):
