@@ -11,9 +11,7 @@ from realnvp_tf import conditional
 def model_log_prior(model):
   """log p(y) of a loaded class-conditional model: from the training split's label
   counts it records, uniform when it has none."""
-  counts = model.metadata.get("class_counts")
-  return (conditional.log_prior_from_counts(counts) if counts else
-          conditional.uniform_log_prior(model.num_classes))
+  return conditional.log_prior(model.metadata.get("class_counts"), model.num_classes)
 
 
 def class_log_likelihoods(model, images):

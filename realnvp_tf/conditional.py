@@ -33,6 +33,13 @@ def uniform_log_prior(num_classes):
   return np.full([num_classes], -np.log(num_classes), np.float32)
 
 
+def log_prior(counts, num_classes):
+  """log p(y): from the training label counts (`log_prior_from_counts`), uniform
+  when there are none (e.g. a run that has not finished)."""
+  return (log_prior_from_counts(counts) if counts is not None and len(counts) else
+          uniform_log_prior(num_classes))
+
+
 def posterior(log_likelihoods, log_prior):
   """The generative classifier of log p(x | y) [B, n] and log p(y) [n].
 

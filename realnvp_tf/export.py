@@ -148,11 +148,9 @@ class ConditionalServing(RealNVPServing):
   def _define_functions(self, pixels, images, latents, seed, temperature):
     metadata = json.loads(self.metadata.numpy())
     self._num_classes = metadata["model"]["num_classes"]
-    counts = metadata.get("class_counts")
     self.log_prior = tf.Variable(
-        conditional.log_prior_from_counts(counts) if counts else
-        conditional.uniform_log_prior(self._num_classes), trainable=False,
-        name="log_prior")
+        conditional.log_prior(metadata.get("class_counts"), self._num_classes),
+        trainable=False, name="log_prior")
     labels = tf.TensorSpec([None], tf.int32, name="labels")
     self.log_prob = tf.function(self._log_prob, input_signature=[pixels, labels])
     self.bits_per_dim = tf.function(lambda images, labels, seed: self._bits_per_dim(

@@ -143,8 +143,8 @@ class Trainer:
         info, train_config, self.state, self.run_dir, self.writer,
         reestimate=lambda: self.recalibrate_batch_norm(
             train_config.batch_norm_recalibration_batches),
-        log_prior=None if self.class_counts is None else
-        conditional.log_prior_from_counts(self.class_counts))
+        log_prior=conditional.log_prior(self.class_counts, model_config.num_classes)
+        if model_config.conditional else None)
 
   # The state's parts, by the names the trainer has always had.
   flow = property(lambda self: self.state.flow)
