@@ -163,7 +163,7 @@ def run(saved_model=None, model_dir=None, dataset=None, image_dir=None, split="t
   dataset = info.name
   labelled = bool(model.num_classes)
   if labelled:
-    model_data.check_labels(model, info)
+    data.require_labels(info, model.num_classes)  # its own classes
   images = data.make_dataset(info, split, batch_size=batch_size, training=False,
                              data_dir=data_dir, manual_dir=manual_dir, seed=seed,
                              labels=labelled)

@@ -41,11 +41,3 @@ def split_inputs(model, dataset=None, image_dir=None, split="test", data_dir=Non
   images = data.make_uint8_dataset(info, split, data_dir=data_dir, manual_dir=manual_dir)
   return image_inputs.dataset_inputs(info, split, model.image_shape, model.num_levels,
                                      images)
-
-
-def check_labels(model, info):
-  """A class-conditional model is evaluated on labelled images of its own classes."""
-  data.require_labels(info)
-  if info.num_classes != model.num_classes:
-    raise ValueError(f"{info.name} has {info.num_classes} classes; the model is "
-                     f"conditioned on {model.num_classes}.")

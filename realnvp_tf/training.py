@@ -327,11 +327,7 @@ def _class_counts(model_config, train_config, info):
   unconditional one); refuses data without labels or with other classes."""
   if not model_config.conditional:
     return None
-  data.require_labels(info)
-  if info.num_classes != model_config.num_classes:
-    raise ValueError(
-        f"{info.name} has {info.num_classes} classes, but the model config says "
-        f"num_classes={model_config.num_classes}.")
+  data.require_labels(info, model_config.num_classes)
   return data.label_counts(info, "train", train_config.data_dir,
                            train_config.manual_dir)
 

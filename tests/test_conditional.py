@@ -187,6 +187,20 @@ def test_one_training_step_makes_the_density_depend_on_the_label(tmp_path):
   trainer.close()
 
 
+def test_a_model_of_other_classes_than_the_data_is_refused_in_one_line(tmp_path):
+  config = dict(trainer_fixtures.model_config().__dict__, num_classes=3)
+  with pytest.raises(ValueError) as err:
+    training.Trainer(realnvp_tf.RealNVPConfig(**config), trainer_fixtures.train_config(),
+                     str(tmp_path / "run"), trainer_fixtures.strategy(1))
+  assert str(err.value) == ("digits has 10 classes, but the model is conditioned on "
+                            "num_classes=3.")
+  assert not (tmp_path / "run" / "checkpoints").exists()
+  info = realnvp_tf.data.get_dataset_info("digits")
+  with pytest.raises(ValueError, match="^digits has 10 classes, but the model is "):
+    realnvp_tf.data.require_labels(info, 3)  # eval.py's check
+  realnvp_tf.data.require_labels(info, 10)
+
+
 # A tiny class-conditional run on the digits set, shared by the tests below.
 _RUN_CONFIG = realnvp_tf.RealNVPConfig(
     image_shape=(8, 8, 1), num_levels=17, num_scales=2, num_res_blocks=1,

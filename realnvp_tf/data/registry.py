@@ -234,8 +234,12 @@ def no_labels_message(info: DatasetInfo) -> str:
           f"with one subfolder per class).")
 
 
-def require_labels(info: DatasetInfo) -> None:
-  """Raises ValueError (`no_labels_message`) unless `info` has class labels: checked
-  before any data is read, so a class-conditional run fails at once."""
+def require_labels(info: DatasetInfo, num_classes: Optional[int] = None) -> None:
+  """Raises ValueError (`no_labels_message`) unless `info` has class labels (and,
+  given `num_classes`, that many classes: a model's): checked before any data is
+  read, so a class-conditional run fails at once."""
   if info.num_classes <= 0:
     raise ValueError(no_labels_message(info))
+  if num_classes is not None and info.num_classes != num_classes:
+    raise ValueError(f"{info.name} has {info.num_classes} classes, but the model is "
+                     f"conditioned on num_classes={num_classes}.")
