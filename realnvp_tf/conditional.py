@@ -20,6 +20,12 @@ def class_log_likelihoods(flow, images, num_classes):
   return tf.transpose(per_class)
 
 
+def marginal_log_prob(flow, images, num_classes, log_prior):
+  """log p(x) = logsumexp_y log p(x | y) + log p(y) of float32 images: [B]."""
+  return posterior(class_log_likelihoods(flow, images, num_classes),
+                   log_prior)["log_prob"]
+
+
 def log_prior_from_counts(counts):
   """log p(y) from the training split's label counts, add-one smoothed (a class
   without training images keeps a finite prior): float32 [num_classes]."""

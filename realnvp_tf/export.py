@@ -166,12 +166,8 @@ class ConditionalServing(RealNVPServing):
   def _density(self, values, labels=None):
     if labels is not None:
       return super()._density(values, labels)
-    return self._posterior(values)["log_prob"]  # the marginal p(x)
-
-  def _posterior(self, values):
-    return conditional.posterior(
-        conditional.class_log_likelihoods(self._flow, values, self._num_classes),
-        self.log_prior)
+    return conditional.marginal_log_prob(self._flow, values, self._num_classes,
+                                         self.log_prior)
 
   def _classify(self, images, seed):
     """p(y | x) of uint8 images (dequantized as `bits_per_dim` does): probabilities

@@ -115,9 +115,7 @@ class RunEvaluation:
       return flow.log_prob(images)
     prior = (self.log_prior if self.log_prior is not None else
              conditional.uniform_log_prior(self.num_classes))
-    return conditional.posterior(
-        conditional.class_log_likelihoods(flow, images, self.num_classes),
-        prior)["log_prob"]
+    return conditional.marginal_log_prob(flow, images, self.num_classes, prior)
 
   def typicality_reference(self, max_images=TYPICALITY_IMAGES):
     """`ood.reference_statistics` of the flow's current weights: bits/dim (of p(x),
