@@ -29,7 +29,7 @@ CONFIGS = {
 def config(name, precision="float32", num_classes=0):
   """(dataset name, RealNVPConfig) of the benchmark config `name` (class-conditional
   with `num_classes` > 0)."""
-  from realnvp_tf.config import RealNVPConfig  # pylint: disable=g-import-not-at-top
+  from realnvp_tf.model.config import RealNVPConfig  # pylint: disable=g-import-not-at-top
 
   spec = dict(CONFIGS[name])
   dataset = spec.pop("dataset")
@@ -40,7 +40,7 @@ def config(name, precision="float32", num_classes=0):
 def random_image_training(model_config, dataset, batch_size, seed, model_dir):
   """The library's training step on random images in [0, K): (trainer, iterator).
 
-  `trainer.train_step(iterator)` is one full step (forward in training mode, log-det,
+  `trainer.step_fn(iterator)` is one full step (forward in training mode, log-det,
   L2, backward, clipping, Adam, non-finite check) on one device, fed from a
   distributed tf.data iterator as in training.
   """

@@ -5,7 +5,7 @@ MNIST through the library's loop (`training.Trainer.train`: its data pipeline, i
 distributed step, its actions) with a `actions.TimeBudget` stop condition of --minutes,
 re-estimates the batch-norm statistics for the final weights as `Trainer.finish` does
 (--batch_norm_recalibration_batches; not counted in the budget), then evaluates with
-`evaluation.evaluate_bits_per_dim`, in inference mode (EMA weights when --ema_decay >
+`likelihood.evaluate_bits_per_dim`, in inference mode (EMA weights when --ema_decay >
 0), on all 10,000 test images. Side by side it reports the training batches' own
 bits/dim (the training loss without L2, batch statistics, raw weights; mean of the
 last --train_tail finite steps) and, on --train_eval_images training images, the same
@@ -37,8 +37,8 @@ from absl import app
 from absl import flags
 
 import benchlib
-from realnvp_tf import actions
-from realnvp_tf import cli
+from realnvp_tf.training import actions
+from realnvp_tf.apps import cli
 
 FLAGS = flags.FLAGS
 _BENCH = benchlib.CONFIGS["bench"]
@@ -90,12 +90,13 @@ def main(argv):
 
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from realnvp_tf import data  # pylint: disable=g-import-not-at-top
-  from realnvp_tf import evaluation  # pylint: disable=g-import-not-at-top
   from realnvp_tf import training  # pylint: disable=g-import-not-at-top
+  from realnvp_tf.apps import process  # pylint: disable=g-import-not-at-top
+  from realnvp_tf.evaluation import likelihood  # pylint: disable=g-import-not-at-top
 
   tf.get_logger().setLevel("ERROR")
   # As train.py does, before TensorFlow starts its threads.
-  arenas_limited = training.limit_malloc_arenas()
+  arenas_limited = process.limit_malloc_arenas()
   machine = benchlib.machine_info()
   info = data.get_dataset_info(FLAGS.dataset)
   model_config = cli.model_config_from_flags()
@@ -122,33 +123,33 @@ def main(argv):
     tail = actions.LossTracker(FLAGS.train_tail)
     trainer.train([tail, clock], [actions.TimeBudget(FLAGS.minutes * 60.0)],
                   progress=False)
-    steps = int(trainer.step.numpy())
+    steps = int(trainer.state.step.numpy())
     steady = (steps - 1) * FLAGS.batch_size / (clock.end - clock.after_first)
     run = dict(steps=steps, train_seconds=clock.end - clock.start,
                first_step_seconds=clock.after_first - clock.start,
                steady_images_per_s=steady if steps > 1 else float("nan"),
                train_batch_bits_per_dim=tail.mean, train_batch_count=len(tail.recent),
-               nonfinite_steps=int(trainer.nonfinite_total.numpy()),
-               final_learning_rate=float(trainer.optimizer.learning_rate))
+               nonfinite_steps=int(trainer.state.nonfinite_total.numpy()),
+               final_learning_rate=float(trainer.state.optimizer.learning_rate))
 
     eval_start = time.perf_counter()
-    with trainer.averaged_weights():
+    with trainer.state.averaged_weights():
       train_eval = train_eval_moving = None
       if FLAGS.train_eval_images:
         batches = math.ceil(FLAGS.train_eval_images / FLAGS.eval_batch_size)
         train_images = data.make_dataset(
             FLAGS.dataset, "train", batch_size=FLAGS.eval_batch_size, training=False,
             data_dir=data_dir, manual_dir=FLAGS.manual_dir, seed=FLAGS.seed)
-        score_train_images = lambda: evaluation.evaluate_bits_per_dim(
-            trainer.flow.log_prob, train_images.take(batches), info.image_shape)
+        score_train_images = lambda: likelihood.evaluate_bits_per_dim(
+            trainer.state.flow.log_prob, train_images.take(batches), info.image_shape)
         # Before the re-estimation: what the moving averages alone would give.
         train_eval_moving = score_train_images()
       recalibration_start = time.perf_counter()
       recalibrated = trainer.recalibrate_batch_norm(
           FLAGS.batch_norm_recalibration_batches)
       recalibration_s = time.perf_counter() - recalibration_start
-      test = evaluation.evaluate_bits_per_dim(
-          trainer.flow.log_prob, trainer.eval_dataset(), info.image_shape)
+      test = likelihood.evaluate_bits_per_dim(
+          trainer.state.flow.log_prob, trainer.selection.dataset("test"), info.image_shape)
       if FLAGS.train_eval_images:
         train_eval = score_train_images()
     eval_s = time.perf_counter() - eval_start

@@ -37,7 +37,7 @@ import tensorflow_datasets as tfds
 import benchlib
 from realnvp_tf import data
 from realnvp_tf.data import image_folder
-from realnvp_tf.data import tfds_prep
+from realnvp_tf.data import tfds_fetch
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("repeats", 5, "Timings per figure; the median is reported.")
@@ -54,7 +54,7 @@ PIPELINES = {"mnist": "bench", "cifar10": "cifar10"}
 def pipeline_images_per_s(name, repeats, steps):
   """Median images/s of the training pipeline over mock data, and every timing."""
   # Under mock_data tfds's download_and_prepare is a no-op: nothing is fetched.
-  tfds_prep.network_available = lambda url, timeout=0: True
+  tfds_fetch.network_available = lambda url, timeout=0: True
   with tfds.testing.mock_data(num_examples=NUM_EXAMPLES, max_value=256):
     iterator = iter(data.make_dataset(name, "train", batch_size=BATCH_SIZE,
                                       training=True))
@@ -111,11 +111,11 @@ def train_step_images_per_s(config_name, steps):
   with tempfile.TemporaryDirectory(prefix="realnvp_bench_") as model_dir:
     trainer, iterator = benchlib.random_image_training(model_config, dataset,
                                                        BATCH_SIZE, 0, model_dir)
-    float(trainer.train_step(iterator)[0])  # traces
+    float(trainer.step_fn(iterator)[0])  # traces
     times = []
     for _ in range(steps):
       start = time.perf_counter()
-      float(trainer.train_step(iterator)[0])
+      float(trainer.step_fn(iterator)[0])
       times.append(time.perf_counter() - start)
   return BATCH_SIZE / statistics.median(times)
 

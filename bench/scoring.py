@@ -3,7 +3,7 @@
 Exports the bench config (28x28x1, 2 scales, 4 blocks, 32 filters; float32 or
 bfloat16) and times, on the same `--images` random 8-bit images:
 
-- `eval_images_per_s`: eval.py's test figure (`evaluation.evaluate_bits_per_dim` over
+- `eval_images_per_s`: eval.py's test figure (`likelihood.evaluate_bits_per_dim` over
   the evaluation pipeline: dequantized batches into the SavedModel's `log_prob`);
 - `score_npy_images_per_s`: score.py on a .npy file (`scoring.score_to_file`: uint8
   batches into `ood_scores`, which adds the PNG encoding of every image, and the
@@ -27,11 +27,11 @@ import tensorflow as tf
 
 import benchlib
 from realnvp_tf import data
-from realnvp_tf import evaluation
-from realnvp_tf import export
-from realnvp_tf import flow as flow_lib
-from realnvp_tf import loading
-from realnvp_tf import scoring
+from realnvp_tf.evaluation import likelihood
+from realnvp_tf.runs import export
+from realnvp_tf.model import flow as flow_lib
+from realnvp_tf.runs import loading
+from realnvp_tf.ood import scoring
 from realnvp_tf.data import image_inputs
 
 FLAGS = flags.FLAGS
@@ -64,7 +64,7 @@ def main(argv):
     array = tf.data.Dataset.from_tensor_slices(images)
     info = data.from_tf_data(array.take(FLAGS.batch_size), None, array,
                              config.image_shape)
-    eval_rate = _median_rate(lambda: evaluation.evaluate_bits_per_dim(
+    eval_rate = _median_rate(lambda: likelihood.evaluate_bits_per_dim(
         model.log_prob, data.make_dataset(info, "test", FLAGS.batch_size,
                                           training=False), config.image_shape),
                              FLAGS.images)

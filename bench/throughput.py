@@ -46,8 +46,8 @@ from absl import app
 from absl import flags
 
 import benchlib
-from realnvp_tf import cli
-from realnvp_tf import flops
+from realnvp_tf.apps import cli
+from realnvp_tf.model import flops
 
 FLAGS = flags.FLAGS
 
@@ -164,11 +164,11 @@ def main(argv):
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import realnvp_tf  # pylint: disable=g-import-not-at-top
-  from realnvp_tf import training  # pylint: disable=g-import-not-at-top
+  from realnvp_tf.apps import process  # pylint: disable=g-import-not-at-top
 
   tf.get_logger().setLevel("ERROR")
   # As train.py does, before TensorFlow starts its threads.
-  arenas_limited = training.limit_malloc_arenas()
+  arenas_limited = process.limit_malloc_arenas()
   if FLAGS.quick:
     warmup, repeats, steps, conv_steps = 2, 1, 2, 2
   else:
@@ -210,7 +210,7 @@ def main(argv):
         model_config, dataset, FLAGS.batch_size, FLAGS.seed, model_dir)
 
     def train_call():
-      bits, _, finite = trainer.train_step(iterator)
+      bits, _, finite = trainer.step_fn(iterator)
       return float(bits), bool(finite)
 
     # The reference conv is timed again after each training timing, so that each

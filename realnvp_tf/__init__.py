@@ -1,25 +1,47 @@
 """RealNVP image density estimation in TensorFlow 2, Keras 3 and TFP.
 
 Dinh, Sohl-Dickstein and Bengio, "Density estimation using Real NVP", ICLR 2017.
+
+The public API, one import away:
+
+    import realnvp_tf
+    flow = realnvp_tf.build_realnvp(realnvp_tf.RealNVPConfig(image_shape=(28, 28, 1)))
+    model = realnvp_tf.load("runs/mnist/export")
+
+The names below are loaded on first use, so that importing the package costs nothing
+and changes nothing in the process (the programs in `realnvp_tf.apps` quiet
+TensorFlow's start-up themselves). The sub-packages: `model`, `data`, `training`,
+`runs`, `evaluation`, `ood`, `apps` (docs/architecture.md).
 """
 
-from realnvp_tf import startup
+import importlib
 
-startup.import_tensorflow_quietly()
+# Public name -> the module that defines it.
+_PUBLIC = {
+    "RealNVPConfig": "realnvp_tf.model.config",
+    "TrainConfig": "realnvp_tf.training.config",
+    "bits_per_dim": "realnvp_tf.model.flow",
+    "build_realnvp": "realnvp_tf.model.flow",
+    "load": "realnvp_tf.runs.loading",
+    "log_prob": "realnvp_tf.model.flow",
+    "sample": "realnvp_tf.model.flow",
+    "to_images": "realnvp_tf.model.flow",
+    "weight_scale_variables": "realnvp_tf.model.flow",
+}
+_SUBPACKAGES = ("apps", "data", "evaluation", "model", "ood", "runs", "training")
 
-# pylint: disable=g-import-not-at-top,wrong-import-position
+__all__ = sorted(_PUBLIC)
 
-from realnvp_tf.config import RealNVPConfig
-from realnvp_tf.flow import bits_per_dim
-from realnvp_tf.config import TrainConfig
-from realnvp_tf.flow import build_realnvp
-from realnvp_tf.flow import log_prob
-from realnvp_tf.flow import sample
-from realnvp_tf.flow import to_images
-from realnvp_tf.flow import weight_scale_variables
-from realnvp_tf.loading import load
 
-__all__ = [
-    "RealNVPConfig", "TrainConfig", "bits_per_dim", "build_realnvp", "load", "log_prob",
-    "sample", "to_images", "weight_scale_variables",
-]
+def __getattr__(name):
+  if name in _PUBLIC:
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    globals()[name] = value  # once loaded, a plain attribute
+    return value
+  if name in _SUBPACKAGES:
+    return importlib.import_module(f"{__name__}.{name}")
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+  return sorted(set(globals()) | set(_PUBLIC) | set(_SUBPACKAGES))

@@ -3,17 +3,17 @@ it saw (strategy, replicas, where it wrote) and saves its final weights."""
 
 import json
 import os
-import sys
-
 from absl import app
 from absl import flags
 import numpy as np
 import tensorflow as tf
 
-sys.argv[0:1] = [sys.argv[0]]
-import train  # noqa: E402  (defines the flags)
-from realnvp_tf import cli  # noqa: E402
-from realnvp_tf import training  # noqa: E402
+from realnvp_tf import training
+from realnvp_tf.apps import cli
+from realnvp_tf.apps import train as train_app
+
+# train.py's flags (defined when its module is imported), plus this worker's.
+assert train_app.FLAGS is flags.FLAGS
 
 flags.DEFINE_string("weights_out", None, "Where to save this worker's weights.")
 flags.DEFINE_string("report_out", None, "Where to write this worker's report (JSON).")
@@ -42,12 +42,12 @@ def main(argv):
                 replicas=trainer.strategy.num_replicas_in_sync,
                 write_dir=trainer.run_dir.write_path, pid=os.getpid(),
                 write_dir_created=os.path.isdir(trainer.run_dir.write_path))
-  np.savez(FLAGS.initial_weights_out, *[v.numpy() for v in trainer.flow.variables])
+  np.savez(FLAGS.initial_weights_out, *[v.numpy() for v in trainer.state.flow.variables])
   trainer.fit(progress=False)
   report["written"] = trainer.written
   with open(FLAGS.report_out, "w") as f:
     json.dump(report, f)
-  np.savez(FLAGS.weights_out, *[v.numpy() for v in trainer.flow.variables])
+  np.savez(FLAGS.weights_out, *[v.numpy() for v in trainer.state.flow.variables])
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from realnvp_tf import adam
+from realnvp_tf.training import adam
 
 
 def test_the_pinned_keras_has_what_fused_adam_reads():
@@ -13,7 +13,7 @@ def test_the_pinned_keras_has_what_fused_adam_reads():
   missing = adam.missing_private_attributes(optimizer)
   assert not missing, (
       f"Keras {keras.__version__}'s Adam no longer has {', '.join(missing)}: "
-      f"realnvp_tf.adam.FusedAdam falls back to optimizer.apply (correct, slower). "
+      f"realnvp_tf.training.adam.FusedAdam falls back to optimizer.apply (correct, slower). "
       f"Update FusedAdam for this Keras or pin the Keras of requirements.txt.")
 
 

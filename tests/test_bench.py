@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from realnvp_tf.config import RealNVPConfig
+from realnvp_tf.model.config import RealNVPConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(REPO, "bench")

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from realnvp_tf import bijectors
+from realnvp_tf.model import bijectors
 from flow_checks import (assert_bijective_and_finite, brute_force_log_det,
                          perturb_variables, relative_error)
 

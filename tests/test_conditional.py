@@ -12,10 +12,10 @@ from sklearn.datasets import load_digits
 import tensorflow as tf
 
 import realnvp_tf
-from realnvp_tf import bijectors
-from realnvp_tf import conditional
-from realnvp_tf import flow as flow_lib
-from realnvp_tf import loading
+from realnvp_tf.model import bijectors
+from realnvp_tf.model import conditional
+from realnvp_tf.model import flow as flow_lib
+from realnvp_tf.runs import loading
 from realnvp_tf import training
 from flow_checks import assert_bijective_and_finite
 from flow_checks import brute_force_log_det
@@ -156,7 +156,7 @@ def test_two_replicas_compute_the_one_device_gradients_with_labels(tmp_path):
   trainers = [training.Trainer(model_config, trainer_fixtures.train_config(),
                                str(tmp_path / f"run{n}"), trainer_fixtures.strategy(n))
               for n in (1, 2)]
-  perturb_variables(trainers[0].flow, seed=4)
+  perturb_variables(trainers[0].state.flow, seed=4)
   trainer_fixtures.copy_state(trainers[0], trainers[1])
   batch = (trainer_fixtures.uneven_images(3), tf.range(16) % 10)
   one, two = (trainer_fixtures.gradients(t, batch) for t in trainers)
@@ -177,12 +177,12 @@ def test_one_training_step_makes_the_density_depend_on_the_label(tmp_path):
                              trainer_fixtures.strategy(1))
   x = trainer_fixtures.images(5, count=4)
   per_class = tf.function(conditional.class_log_likelihoods)
-  before = per_class(trainer.flow, x, 10).numpy()
+  before = per_class(trainer.state.flow, x, 10).numpy()
   # At initialisation every class has the same density: zero prior parameters and
   # zero last-layer gains hide the label.
   np.testing.assert_allclose(before, before[:, :1].repeat(10, axis=1), rtol=1e-6)
   trainer_fixtures.one_step(trainer, (trainer_fixtures.images(6), tf.range(16) % 10))
-  after = per_class(trainer.flow, x, 10).numpy()
+  after = per_class(trainer.state.flow, x, 10).numpy()
   assert np.all(np.ptp(after, axis=1) > 1e-4), after
   trainer.close()
 

@@ -16,15 +16,16 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from realnvp_tf import data
-from realnvp_tf.data import tfds_prep
+from realnvp_tf.data import tfds_fetch
+from realnvp_tf.data import dequantization
 from realnvp_tf.data import transforms
 import tfds_mocks
 
 TFDS_NAMES = [n for n in data.DATASET_NAMES if data.get_dataset_info(n).tfds_name]
 FLIP_NAMES = [n for n in data.DATASET_NAMES if data.get_dataset_info(n).random_flips]
 # The real functions, before the fixtures below replace them.
-_REAL_PREREQUISITES_CHECK = tfds_prep.check_prepare_prerequisites
-_REAL_NETWORK_CHECK = tfds_prep.network_available
+_REAL_PREREQUISITES_CHECK = tfds_fetch.check_prepare_prerequisites
+_REAL_NETWORK_CHECK = tfds_fetch.network_available
 
 
 @pytest.fixture(autouse=True)
@@ -32,11 +33,11 @@ def offline(monkeypatch):
   """Every test runs "offline": a network check says no and records the URL."""
   urls = []
 
-  def no_network(url, timeout=tfds_prep.NETWORK_TIMEOUT_S):
+  def no_network(url, timeout=tfds_fetch.NETWORK_TIMEOUT_S):
     urls.append(url)
     return False
 
-  monkeypatch.setattr(tfds_prep, "network_available", no_network)
+  monkeypatch.setattr(tfds_fetch, "network_available", no_network)
   return urls
 
 
@@ -101,7 +102,7 @@ def test_manual_file_names_are_the_ones_tfds_registers(name):
   builder_cls = tfds.builder_cls(info.tfds_name.split("/")[0])
   registered = {ui.filename for ui in builder_cls.url_infos.values()}
   assert set(info.manual_files) <= registered
-  assert len(tfds_prep.download_urls(info)) == len(info.manual_files)
+  assert len(tfds_fetch.download_urls(info)) == len(info.manual_files)
 
 
 # ------------------------------------------------------------------ mocked pipelines
@@ -263,7 +264,7 @@ def test_celeba_crop_resize_keeps_integer_pixels():
 def test_dequantized_values_keep_their_integer_part(pixel):
   """255 + u rounds to 256.0 in float32 for u > 1 - 2**-17 (about 15 times in 2M)."""
   pixels = tf.fill((2_000_000,), tf.constant(pixel, tf.uint8))
-  x = transforms.dequantize(pixels, tf.constant([3, 4], tf.int64))
+  x = dequantization.dequantize(pixels, tf.constant([3, 4], tf.int64))
   assert float(tf.reduce_max(x)) < pixel + 1
   assert float(tf.reduce_min(x)) >= pixel
   np.testing.assert_array_equal(np.floor(x.numpy()), float(pixel))

@@ -14,9 +14,9 @@ import pytest
 import tensorflow as tf
 
 import realnvp_tf
-from realnvp_tf import adam
+from realnvp_tf.training import adam
 from realnvp_tf import data
-from realnvp_tf import nets
+from realnvp_tf.model.nets import batch_statistics
 from realnvp_tf import training
 import trainer_fixtures as fx
 from flow_checks import perturb_variables
@@ -45,7 +45,7 @@ def _compare_one_and_two_replicas(tmp_path, steps=2):
   two = training.Trainer(fx.model_config(True), fx.train_config(), str(tmp_path / "two"),
                          strategy=fx.strategy(2))
   assert two.strategy.num_replicas_in_sync == 2
-  perturb_variables(one.flow, seed=4)  # off the identity start: every weight matters
+  perturb_variables(one.state.flow, seed=4)  # off the identity start: every weight matters
   fx.copy_state(one, two)
 
   batch = fx.uneven_images(21)
@@ -68,8 +68,8 @@ def _compare_one_and_two_replicas(tmp_path, steps=2):
   for replica in range(2):
     local = lambda variables: [fx.replica_values(two, v)[replica] for v in variables]
     # Each batch norm's mean to 1e-4 of the activations' scale, its variance to 1e-4.
-    for norm_one, norm_two in zip(one.flow.bijector.batch_norms,
-                                  two.flow.bijector.batch_norms):
+    for norm_one, norm_two in zip(one.state.flow.bijector.batch_norms,
+                                  two.state.flow.bijector.batch_norms):
       mean, variance = local([norm_two.moving_mean, norm_two.moving_variance])
       np.testing.assert_allclose(variance, norm_one.moving_variance.numpy(), rtol=1e-4)
       np.testing.assert_allclose(mean, norm_one.moving_mean.numpy(), rtol=0,
@@ -81,11 +81,11 @@ def _compare_one_and_two_replicas(tmp_path, steps=2):
     # Adam divides by sqrt(v): where the true gradient is zero (a conv bias before a
     # batch norm), round-off of either order steers the step, up to a learning rate
     # per step. Elsewhere the weights agree to 1% of a step.
-    ours, theirs = (_flat(local(two.variables)),
-                    _flat([v.numpy() for v in one.variables]))
+    ours, theirs = (_flat(local(two.state.variables)),
+                    _flat([v.numpy() for v in one.state.variables]))
     assert np.mean(np.abs(ours - theirs) <= 1e-5) > 0.99
     assert np.max(np.abs(ours - theirs)) <= 2 * 1e-3 * (steps + 1)
-    assert int(fx.replica_values(two, two.optimizer.iterations)[replica]) == steps
+    assert int(fx.replica_values(two, two.state.optimizer.iterations)[replica]) == steps
 
 
 def test_two_replicas_with_batch_norm_match_one_device(tmp_path):
@@ -99,7 +99,7 @@ def test_the_comparison_fails_without_the_cross_replica_reduction(tmp_path, monk
     mean = tf.reduce_mean(x, axis=[0, 1, 2])
     return mean, tf.reduce_mean(tf.square(x - mean), axis=[0, 1, 2])
 
-  monkeypatch.setattr(nets, "batch_moments", local_moments)
+  monkeypatch.setattr(batch_statistics, "batch_moments", local_moments)
   with pytest.raises(AssertionError):
     _compare_one_and_two_replicas(tmp_path, steps=1)
 
@@ -110,21 +110,21 @@ def test_two_replicas_without_batch_norm_match_one_device(tmp_path):
                          strategy=fx.strategy(1))
   two = training.Trainer(fx.model_config(False), fx.train_config(), str(tmp_path / "b"),
                          strategy=fx.strategy(2))
-  perturb_variables(one.flow, seed=5)
+  perturb_variables(one.state.flow, seed=5)
   fx.copy_state(one, two)
-  before = [v.numpy() for v in one.flow.trainable_variables]
+  before = [v.numpy() for v in one.state.flow.trainable_variables]
   bits_one, norm_one, _ = fx.one_step(one, batch)
   bits_two, norm_two, _ = fx.one_step(two, batch)
   np.testing.assert_allclose(bits_two, bits_one, rtol=1e-5)
   np.testing.assert_allclose(norm_two, norm_one, rtol=1e-4)
   changed = 0
-  for a, b, old in zip(one.flow.trainable_variables, two.flow.trainable_variables,
+  for a, b, old in zip(one.state.flow.trainable_variables, two.state.flow.trainable_variables,
                        before):
     for replica_value in fx.replica_values(two, b):
       np.testing.assert_allclose(replica_value, a.numpy(), atol=1e-5)
     changed += int(np.sum(a.numpy() != old))
   # Adam moves every weight with a non-zero gradient by about the learning rate.
-  assert changed > 0.5 * sum(v.numpy().size for v in one.flow.trainable_variables)
+  assert changed > 0.5 * sum(v.numpy().size for v in one.state.flow.trainable_variables)
 
 
 def _plain_gradients(flow, batch, l2_coeff):
@@ -140,7 +140,7 @@ def _plain_gradients(flow, batch, l2_coeff):
 
 def _plain_flow_like(trainer):
   flow = realnvp_tf.build_realnvp(trainer.model_config)
-  for source, target in zip(trainer.flow.variables, flow.variables):
+  for source, target in zip(trainer.state.flow.variables, flow.variables):
     target.assign(fx.replica_values(trainer, source)[0])
   return flow
 
@@ -149,7 +149,7 @@ def test_gradients_are_the_global_batch_gradient_scaled_summed_and_clipped(tmp_p
   batch = fx.uneven_images(3)
   probe = training.Trainer(fx.model_config(True), fx.train_config(),
                            str(tmp_path / "probe"), strategy=fx.strategy(2))
-  perturb_variables(probe.flow, seed=6)
+  perturb_variables(probe.state.flow, seed=6)
   # The plain computation: one device, no strategy, the whole batch at once.
   plain_bits, plain = _plain_gradients(_plain_flow_like(probe), batch, 5e-5)
   plain_norm = float(tf.linalg.global_norm(plain))
@@ -180,12 +180,12 @@ def test_several_adam_steps_with_warmup_equal_keras_adam_on_plain_gradients(tmp_
   config = fx.train_config(learning_rate=2e-3, warmup_steps=2, clip_norm=5.0)
   trainer = training.Trainer(fx.model_config(True), config, str(tmp_path),
                              strategy=fx.strategy(1))
-  perturb_variables(trainer.flow, seed=7)
+  perturb_variables(trainer.state.flow, seed=7)
   flow = _plain_flow_like(trainer)
   # The warm-up by hand (not the class under test): 1e-3 at step 0, then 2e-3.
   optimizer = keras.optimizers.Adam(
       keras.optimizers.schedules.PiecewiseConstantDecay([0], [1e-3, 2e-3]))
-  start = _flat([v.numpy() for v in trainer.variables])
+  start = _flat([v.numpy() for v in trainer.state.variables])
   first_moment = np.zeros_like(start)
   for step in range(4):
     batch = fx.images(40 + step)
@@ -201,13 +201,13 @@ def test_several_adam_steps_with_warmup_equal_keras_adam_on_plain_gradients(tmp_
                   f"step {step + 1}: m", rtol=1e-3)
     # The weights follow m / sqrt(v), where round-off steers a zero-gradient weight
     # (see above): 99% agree with Keras's Adam to 1% of a step.
-    ours = _flat([v.numpy() for v in trainer.variables])
+    ours = _flat([v.numpy() for v in trainer.state.variables])
     theirs = _flat([v.numpy() for v in flow.trainable_variables])
     assert np.mean(np.abs(ours - theirs) <= 1e-5) > 0.99, step
     assert np.max(np.abs(ours - theirs)) <= 2 * 2e-3 * (step + 1), step
-  assert int(trainer.optimizer.iterations.numpy()) == 4
+  assert int(trainer.state.optimizer.iterations.numpy()) == 4
   # The warm-up: learning rates 1e-3, 2e-3, 2e-3, 2e-3 (Adam's steps are about lr).
-  moved = np.abs(_flat([v.numpy() for v in trainer.variables]) - start)
+  moved = np.abs(_flat([v.numpy() for v in trainer.state.variables]) - start)
   assert np.median(moved) > 2e-3
 
 
@@ -279,12 +279,12 @@ def test_multi_worker_run_is_one_synchronous_run_written_by_the_chief(tmp_path):
                 batch_norm_recalibration_batches=5, export=False)
   single = _TwoPipelineTrainer(fx.model_config(), training.TrainConfig(**config),
                                str(tmp_path / "single"), strategy=fx.strategy(1))
-  for variable, name in zip(single.flow.variables, initial[0].files):
+  for variable, name in zip(single.state.flow.variables, initial[0].files):
     variable.assign(initial[0][name])
   single.fit(progress=False)
-  trainable = [i for i, v in enumerate(single.flow.variables) if v.trainable]
+  trainable = [i for i, v in enumerate(single.state.flow.variables) if v.trainable]
   names = initial[0].files
-  ours = _flat([single.flow.variables[i].numpy() for i in trainable])
+  ours = _flat([single.state.flow.variables[i].numpy() for i in trainable])
   workers = _flat([final[0][names[i]] for i in trainable])
   start = _flat([initial[0][names[i]] for i in trainable])
   # Where the true gradient is zero, round-off of either summation order steers Adam
@@ -294,7 +294,7 @@ def test_multi_worker_run_is_one_synchronous_run_written_by_the_chief(tmp_path):
   assert np.linalg.norm(ours - workers) < 0.05 * np.linalg.norm(workers - start)
   assert np.max(np.abs(ours - workers)) <= 2 * 1e-3 * 6
   # The moving statistics follow the weights (re-estimated for the final ones).
-  for variable, name in zip(single.flow.variables, names):
+  for variable, name in zip(single.state.flow.variables, names):
     if not variable.trainable:
       np.testing.assert_allclose(final[0][name], variable.numpy(), rtol=1e-2,
                                  atol=1e-3)
@@ -302,5 +302,5 @@ def test_multi_worker_run_is_one_synchronous_run_written_by_the_chief(tmp_path):
   for variable, name in zip(theirs.variables, names):
     variable.assign(final[0][name])
   batch = tf.floor(fx.images(50)) + 0.5
-  np.testing.assert_allclose(theirs.log_prob(batch), single.flow.log_prob(batch),
+  np.testing.assert_allclose(theirs.log_prob(batch), single.state.flow.log_prob(batch),
                              rtol=1e-3)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from realnvp_tf import evaluation
+from realnvp_tf.evaluation import likelihood
 
 SHAPE = (4, 4, 1)
 NUM_DIMS = 16
@@ -38,7 +38,7 @@ def test_importance_weighted_bound_is_the_log_mean_exp_of_its_evaluations(num_sa
   # Eager: the recorder needs every call's concrete batch.
   tf.config.run_functions_eagerly(True)
   try:
-    result = evaluation.evaluate_bits_per_dim(
+    result = likelihood.evaluate_bits_per_dim(
         log_prob, dataset, SHAPE, num_dequant_samples=num_samples, seed=9)
   finally:
     tf.config.run_functions_eagerly(False)
@@ -67,5 +67,5 @@ def test_importance_weighted_bound_is_the_log_mean_exp_of_its_evaluations(num_sa
 def test_importance_weighted_bound_needs_at_least_one_sample():
   dataset = _dequantized_batches(num_batches=1, batch_size=4, seed=6)
   with pytest.raises(ValueError, match="num_dequant_samples"):
-    evaluation.evaluate_bits_per_dim(_RecordingLogProb(), dataset, SHAPE,
+    likelihood.evaluate_bits_per_dim(_RecordingLogProb(), dataset, SHAPE,
                                      num_dequant_samples=0)

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 import realnvp_tf
-from realnvp_tf import export
+from realnvp_tf.runs import export
 from flow_checks import perturb_variables, relative_error
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -238,7 +238,7 @@ def test_eval_py_mixed_precision_for_checkpoints_only(trained_run, tmp_path):
 
 def test_load_serves_an_export_and_a_run_directory_alike(trained_run, tmp_path):
   from_export = realnvp_tf.load(os.path.join(trained_run, "export"))
-  from_run = realnvp_tf.load(trained_run)  # its latest checkpoint, EMA weights
+  from_run = realnvp_tf.load(trained_run)  # its selected (best/) EMA weights
   assert from_export.image_shape == from_run.image_shape == SHAPE
   x = _pixels(4, 9).numpy()
   np.testing.assert_allclose(from_run.log_prob(x), from_export.log_prob(x), rtol=1e-4)

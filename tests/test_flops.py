@@ -1,7 +1,7 @@
 """FLOP accounting against the traced graph and a count by hand."""
 
 import realnvp_tf
-from realnvp_tf import flops
+from realnvp_tf.model import flops
 
 
 def test_analytic_conv_flops_match_the_graph_and_a_hand_count():

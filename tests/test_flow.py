@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 import realnvp_tf
-from realnvp_tf import nets
+from realnvp_tf.model import nets
 from flow_checks import brute_force_log_det, perturb_variables, relative_error
 
 
@@ -134,7 +134,7 @@ def _net_weights(flow):
 def test_flow_owns_every_variable():
   flow = _flow((8, 8, 1), 2)
   trainable, every = _net_weights(flow)
-  num_flow_bn = sum(isinstance(m, realnvp_tf.bijectors.FlowBatchNorm)
+  num_flow_bn = sum(isinstance(m, realnvp_tf.model.bijectors.FlowBatchNorm)
                     for m in flow.submodules)
   assert num_flow_bn == len(flow.bijector.couplings) == 6 + 4
   ids = lambda vs: sorted(id(v) for v in vs)

@@ -18,7 +18,8 @@ import tensorflow_datasets as tfds
 
 from realnvp_tf import data
 from realnvp_tf.data import image_folder
-from realnvp_tf.data import tfds_prep
+from realnvp_tf.data import tfds_fetch
+from realnvp_tf.data import tfds_describe
 import tfds_mocks
 
 SHARED_DATA = os.environ.get("REALNVP_TF_SHARED_DATA")
@@ -28,7 +29,7 @@ LABELLED = ("mnist", "fashion_mnist", "cifar10", "imagenet32", "imagenet64", "di
 @pytest.fixture(autouse=True)
 def offline(monkeypatch):
   """Every test runs "offline"; mock_data runs "online", where tfds does nothing."""
-  monkeypatch.setattr(tfds_prep, "network_available", lambda url, timeout=0: False)
+  monkeypatch.setattr(tfds_fetch, "network_available", lambda url, timeout=0: False)
 
 
 def _pairs(ds):
@@ -358,7 +359,7 @@ def test_the_class_label_feature_of_a_tfds_set():
   image = features.Image(shape=(8, 8, 3))
   coarse, fine = features.ClassLabel(names=["a", "b"]), features.ClassLabel(
       num_classes=7)
-  pick = lambda **f: tfds_prep._label_fields(features.FeaturesDict(f))  # noqa: E731
+  pick = lambda **f: tfds_describe._label_fields(features.FeaturesDict(f))  # noqa: E731
   assert pick(image=image, coarse_label=coarse, label=fine) == {
       "num_classes": 7, "class_names": tuple("0123456"), "label_key": "label"}
   assert pick(image=image, kind=coarse) == {

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from realnvp_tf import nets
+from realnvp_tf.model import nets
+from realnvp_tf.model.nets import recompute
 
 
 def test_weight_norm_conv_has_the_gain_as_filter_norm():
@@ -143,7 +144,7 @@ def test_relu_grad_is_tensorflows_in_both_precisions(dtype):
   want = as_float(tf.raw_ops.ReluGrad(gradients=gradients, features=features))
   expected = tf.where(as_float(features) > 0, as_float(gradients), 0.0)
   np.testing.assert_array_equal(want, expected)
-  for fn in (nets._relu_grad, tf.function(nets._relu_grad)):  # pylint: disable=protected-access
+  for fn in (recompute.relu_grad, tf.function(recompute.relu_grad)):
     got = fn(gradients, features)
     assert got.dtype == dtype
     np.testing.assert_array_equal(as_float(got), want)

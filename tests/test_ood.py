@@ -12,12 +12,13 @@ from sklearn import metrics as sk_metrics
 import tensorflow as tf
 
 import realnvp_tf
-from realnvp_tf import detection
-from realnvp_tf import evaluation
-from realnvp_tf import export
-from realnvp_tf import ood
-from realnvp_tf import scoring
 from realnvp_tf.data import image_inputs
+from realnvp_tf.evaluation import model_images
+from realnvp_tf.ood import evaluation as ood_evaluation
+from realnvp_tf.ood import metrics as ood_metrics
+from realnvp_tf.ood import scores as ood_scores
+from realnvp_tf.ood import scoring
+from realnvp_tf.runs import export
 from flow_checks import perturb_variables
 from trainer_fixtures import REPO, env, model_config
 
@@ -27,13 +28,13 @@ REFERENCE = dict(mean=3.0, std=0.5, num_images=10, split="validation")
 def test_detection_metrics_of_a_small_case_by_hand():
   inside, outside = [0.1, 0.4, 0.35, 0.8], [0.9, 0.4, 0.7]
   # Pairs (out, in) with out above: 0.9 -> 4; 0.4 -> 2 + a tie (1/2); 0.7 -> 3.
-  assert detection.auroc(inside, outside) == pytest.approx(9.5 / 12)
+  assert ood_metrics.auroc(inside, outside) == pytest.approx(9.5 / 12)
   # Thresholds 0.9, 0.8, 0.7, 0.4, ...: recall rises to 1/3, 2/3, 1 at precisions
   # 1, 2/3 and 3/5.
-  assert detection.aupr(inside, outside) == pytest.approx((1 + 2 / 3 + 3 / 5) / 3)
+  assert ood_metrics.aupr(inside, outside) == pytest.approx((1 + 2 / 3 + 3 / 5) / 3)
   # 95% of the OOD set is first flagged at 0.4, where 2 of 4 in-distribution are.
-  assert detection.fpr_at_tpr(inside, outside) == pytest.approx(0.5)
-  assert detection.auroc([0, 1], [2, 3]) == 1.0 and detection.auroc([2, 3], [0, 1]) == 0.0
+  assert ood_metrics.fpr_at_tpr(inside, outside) == pytest.approx(0.5)
+  assert ood_metrics.auroc([0, 1], [2, 3]) == 1.0 and ood_metrics.auroc([2, 3], [0, 1]) == 0.0
 
 
 def test_detection_metrics_match_scikit_learn_with_ties():
@@ -42,14 +43,14 @@ def test_detection_metrics_match_scikit_learn_with_ties():
   outside = rng.integers(5, 30, 200).astype(float)
   labels = np.r_[np.zeros(300), np.ones(200)]
   scores = np.r_[inside, outside]
-  assert detection.auroc(inside, outside) == pytest.approx(
+  assert ood_metrics.auroc(inside, outside) == pytest.approx(
       sk_metrics.roc_auc_score(labels, scores), abs=1e-12)
-  assert detection.aupr(inside, outside) == pytest.approx(
+  assert ood_metrics.aupr(inside, outside) == pytest.approx(
       sk_metrics.average_precision_score(labels, scores), abs=1e-12)
   fpr, tpr, _ = sk_metrics.roc_curve(labels, scores, drop_intermediate=False)
-  assert detection.fpr_at_tpr(inside, outside) == pytest.approx(fpr[tpr >= 0.95][0])
+  assert ood_metrics.fpr_at_tpr(inside, outside) == pytest.approx(fpr[tpr >= 0.95][0])
   with pytest.raises(ValueError, match="not finite"):
-    detection.auroc([0.0, np.nan], [1.0])
+    ood_metrics.auroc([0.0, np.nan], [1.0])
 
 
 def test_png_code_length_is_that_of_encode_png_at_maximum_compression():
@@ -58,7 +59,7 @@ def test_png_code_length_is_that_of_encode_png_at_maximum_compression():
   smooth = tf.cast(tf.image.resize(coarse, (64, 64)), tf.uint8).numpy()
   images = np.stack([smooth, rng.integers(0, 256, (64, 64, 1), dtype=np.uint8),
                      np.zeros((64, 64, 1), np.uint8)])
-  bits = ood.png_bits_per_dim(images).numpy()
+  bits = ood_scores.png_bits_per_dim(images).numpy()
   for image, value in zip(images, bits):
     encoded = tf.io.encode_png(image, compression=9)
     assert value * 4096 / 8 == len(encoded.numpy())
@@ -115,6 +116,13 @@ def _to_8_bits(levels):
   return np.minimum(levels.astype(np.int32) * 16, 255).astype(np.uint8)
 
 
+def _score(model, output, images=None, dataset=None, **kwargs):
+  """What score.py does: (summary, its line) of `images` or `dataset`'s test split."""
+  inputs = scoring.open_images(model, images, dataset)
+  summary = scoring.score_to_file(model, inputs, output, **kwargs)
+  return summary, scoring.summary_line(summary, model, inputs.description)
+
+
 def test_score_of_a_folder_equals_the_saved_model_and_repeats(served, tmp_path):
   path, model = served
   images = _digits(7)
@@ -124,8 +132,8 @@ def test_score_of_a_folder_equals_the_saved_model_and_repeats(served, tmp_path):
   tf.io.write_file(str(tmp_path / "imgs" / "z_rgb.png"), tf.io.encode_png(rgb))
   outputs = []
   for batch_size, name in ((3, "a.csv"), (256, "b.csv")):
-    summary, line = scoring.score(path, None, str(tmp_path / "imgs"), None, "test",
-                                    str(tmp_path / name), batch_size=batch_size, seed=4)
+    summary, line = _score(model, str(tmp_path / name), images=str(tmp_path / "imgs"),
+                           batch_size=batch_size, seed=4)
     outputs.append((tmp_path / name).read_text())
   assert outputs[0] == outputs[1]  # to the last digit, whatever the batch size
   rows = list(csv.DictReader(outputs[0].splitlines()))
@@ -141,8 +149,8 @@ def test_score_of_a_folder_equals_the_saved_model_and_repeats(served, tmp_path):
   assert list(rows[0]) == ["index", "image", "bits_per_dim", "png_bits_per_dim",
                            "complexity_corrected", "typicality"]
   # JSON lines carry the same numbers.
-  scoring.score(path, None, str(tmp_path / "imgs" / "*.png"), None, "test",
-                  str(tmp_path / "c.jsonl"), seed=4)
+  _score(model, str(tmp_path / "c.jsonl"), images=str(tmp_path / "imgs" / "*.png"),
+         seed=4)
   lines = [json.loads(l) for l in (tmp_path / "c.jsonl").read_text().splitlines()]
   assert len(lines) == 5 and lines[0]["image"].endswith("00.png")  # glob: top level
 
@@ -152,13 +160,12 @@ def test_score_of_arrays_and_of_a_dataset_split(served, tmp_path):
   images = _digits(5)
   np.save(tmp_path / "x.npy", _to_8_bits(images[..., 0]))  # [N, H, W]
   np.savez(tmp_path / "x.npz", first=images, second=images)
-  summary, _ = scoring.score(path, None, str(tmp_path / "x.npy"), None, "test",
-                               str(tmp_path / "a.csv"))
+  summary, _ = _score(model, str(tmp_path / "a.csv"), images=str(tmp_path / "x.npy"))
   rows = list(csv.DictReader((tmp_path / "a.csv").read_text().splitlines()))
   assert rows[2]["image"] == "x.npy[2]"
   bits = model.bits_per_dim(images, seed=(0, 0)).numpy()
   np.testing.assert_allclose([float(r["bits_per_dim"]) for r in rows], bits, atol=2e-6)
-  summary, _ = scoring.score(path, None, None, "digits", "test", str(tmp_path / "d.csv"))
+  summary, _ = _score(model, str(tmp_path / "d.csv"), dataset="digits")
   rows = list(csv.DictReader((tmp_path / "d.csv").read_text().splitlines()))
   assert summary["num_images"] == 297 and rows[1]["image"] == "digits/test[1]"
   np.testing.assert_allclose([float(r["bits_per_dim"]) for r in rows[:5]], bits,
@@ -176,7 +183,7 @@ def test_score_of_arrays_and_of_a_dataset_split(served, tmp_path):
     ("undecodable", "o.txt", "use a .csv or .jsonl file"),
 ])
 def test_score_refuses_bad_input_in_one_line(served, tmp_path, images, output, message):
-  path, _ = served
+  _, model = served
   (tmp_path / "empty").mkdir()
   (tmp_path / "undecodable").mkdir()
   (tmp_path / "undecodable" / "a.png").write_bytes(b"garbage")
@@ -186,8 +193,7 @@ def test_score_refuses_bad_input_in_one_line(served, tmp_path, images, output, m
   match = message.replace("(", r"\(").replace(")", r"\)")
   if images == "undecodable":  # found while scoring
     with pytest.raises(ValueError, match=match):
-      scoring.score(path, None, str(tmp_path / images), None, "test",
-                      str(tmp_path / output))
+      _score(model, str(tmp_path / output), images=str(tmp_path / images))
     assert not (tmp_path / output).exists()
   else:
     with pytest.raises(image_inputs.ImageInputError, match=match):
@@ -214,22 +220,22 @@ def test_score_command_line_one_line_errors_and_refusal(served, tmp_path):
   assert "broken.png" in ok.stderr  # the warning names the file left out
 
 
-def test_ood_evaluation_metrics_equal_those_of_the_scores(served, tmp_path):
-  path, model = served
-  metrics = evaluation.run(saved_model=path, ood_dataset="constant", ood_max_images=40,
-                           ood_histogram=str(tmp_path / "h.png"), seed=2)
-  result = metrics["ood"]
+def test_ood_evaluation_metrics_equal_those_of_the_scores(served):
+  _, model = served
+  outside = ood_evaluation.ood_inputs(model, "constant", count=40, seed=2)
+  result, in_scores, out_scores = ood_evaluation.evaluate(
+      model, model_images.split_inputs(model), outside, seed=2, max_images=40)
   assert result["num_in"] == result["num_ood"] == 40
   inside = model.ood_scores(_digits(40), seed=(2, 0))
   rng = np.random.default_rng([2, 1])  # synthetic_inputs' constant images
   constant = np.broadcast_to(rng.integers(0, 17, (40, 1, 1, 1)), (40, 8, 8, 1))
   outside = model.ood_scores(constant.astype(np.uint8), seed=(3, 0))
-  for name in ood.SCORE_NAMES:
+  for name in ood_scores.SCORE_NAMES:
     labels = np.r_[np.zeros(40), np.ones(40)]
     values = np.r_[inside[name], outside[name]]
     assert result["scores"][name]["auroc"] == pytest.approx(
         sk_metrics.roc_auc_score(labels, values), abs=1e-9), name
-  histogram = tf.io.decode_png(tf.io.read_file(str(tmp_path / "h.png"))).numpy()
+  histogram = ood_evaluation.histogram(in_scores, out_scores)
   assert histogram.shape[1] == 192 and histogram.shape[2] == 3
 
 
@@ -238,11 +244,14 @@ def test_eval_py_ood_table_and_json(served, tmp_path):
   out = tmp_path / "eval.json"
   result = subprocess.run(
       [sys.executable, os.path.join(REPO, "eval.py"), f"--saved_model={path}",
-       "--ood_dataset=uniform_noise", "--ood_max_images=50", f"--output={out}"],
+       "--ood_dataset=uniform_noise", "--ood_max_images=50", f"--output={out}",
+       f"--ood_histogram={tmp_path / 'h.png'}"],
       env=env(), capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
   metrics = json.loads(out.read_text())
-  assert list(metrics["ood"]["scores"]) == list(ood.SCORE_NAMES)
+  histogram = tf.io.decode_png(tf.io.read_file(str(tmp_path / "h.png"))).numpy()
+  assert histogram.shape[1] == 192 and metrics["ood"]["histogram"] == str(tmp_path / "h.png")
+  assert list(metrics["ood"]["scores"]) == list(ood_scores.SCORE_NAMES)
   for name, row in metrics["ood"]["scores"].items():
     assert f"{name:<22}{row['auroc']:>8.4f}" in result.stdout
   refused = subprocess.run(
@@ -257,7 +266,7 @@ def test_eval_py_ood_table_and_json(served, tmp_path):
 
 def test_an_export_from_before_ood_scores_is_refused_with_the_fix():
   import types
-  from realnvp_tf import loading
+  from realnvp_tf.runs import loading
   old = loading.LoadedModel(types.SimpleNamespace(), {
       "model": {"image_shape": [8, 8, 1], "num_levels": 17}}, "runs/old/export")
   with pytest.raises(ValueError, match="runs/old/export was exported before the "

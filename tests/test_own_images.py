@@ -18,7 +18,7 @@ from realnvp_tf import data
 from realnvp_tf import training
 from realnvp_tf.data import image_folder
 from realnvp_tf.data import pipeline
-from realnvp_tf.data import tfds_prep
+from realnvp_tf.data import tfds_fetch
 import tfds_mocks
 import trainer_fixtures as fx
 
@@ -215,7 +215,7 @@ def test_train_export_and_evaluate_an_image_folder(tmp_path):
 
 
 def test_any_tfds_image_set_by_name(monkeypatch, tmp_path):
-  monkeypatch.setattr(tfds_prep, "network_available", lambda url, timeout=0: True)
+  monkeypatch.setattr(tfds_fetch, "network_available", lambda url, timeout=0: True)
   tfds_mocks.mock_metadata(tmp_path / "meta", "svhn_cropped", train=400, test=60)
   with tfds.testing.mock_data(num_examples=40, data_dir=str(tmp_path / "meta")):
     info = data.resolve("tfds:svhn_cropped")
@@ -241,7 +241,7 @@ def test_any_tfds_image_set_by_name(monkeypatch, tmp_path):
 
 
 def test_a_tfds_set_offline_fails_fast(tmp_path, monkeypatch):
-  monkeypatch.setattr(tfds_prep, "network_available", lambda url, timeout=0: False)
+  monkeypatch.setattr(tfds_fetch, "network_available", lambda url, timeout=0: False)
   with pytest.raises(data.DataUnavailableError, match="cannot be reached"):
     data.resolve("tfds:svhn_cropped", data_dir=str(tmp_path))
 
@@ -301,7 +301,7 @@ def test_best_validation_weights_are_selected_and_exported(tmp_path):
   assert metrics["selected_validation_bits_per_dim"] == pytest.approx(history[best_step])
   # The export holds the best step's weights: its checkpoint (best/) scores the
   # validation images as the export does, and the last weights score them worse.
-  batch = next(iter(trainer.eval_dataset(split="validation")))
+  batch = next(iter(trainer.selection.dataset("validation")))
   exported = tf.saved_model.load(str(tmp_path / "export"))
   best = realnvp_tf.build_realnvp(fx.model_config())
   tf.train.Checkpoint(flow=best).restore(
@@ -309,12 +309,12 @@ def test_best_validation_weights_are_selected_and_exported(tmp_path):
   np.testing.assert_allclose(exported.log_prob(batch)["log_prob"],
                              best.log_prob(batch), rtol=1e-5)
   assert json.loads(exported.metadata.numpy())["step"] == best_step
-  last = trainer.flow.log_prob(batch).numpy().mean()
+  last = trainer.state.flow.log_prob(batch).numpy().mean()
   assert best.log_prob(batch).numpy().mean() > last
   # The best survives a resume; realnvp_tf.load of the run directory gives it too.
   resumed = training.Trainer(fx.model_config(), config, str(tmp_path),
                              strategy=fx.strategy(1))
-  assert resumed.validation.best.step == best_step
+  assert resumed.selection.best.step == best_step
   resumed.close()
   np.testing.assert_allclose(realnvp_tf.load(str(tmp_path)).log_prob(batch),
                              best.log_prob(batch), rtol=1e-5)

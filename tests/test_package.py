@@ -1,13 +1,16 @@
-"""The package as users get it: its import graph, and `pip install .` with its console
-scripts and bundled configs."""
+"""The package as users get it: its import rules and graph, importing it, the README's
+Python example, and `pip install .` with its console scripts and bundled configs."""
 
 import ast
 import os
+import re
 import subprocess
 import sys
 
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(REPO, "realnvp_tf")
+RULES_DOC = os.path.join(REPO, "docs", "architecture.md")
 
 
 def _modules():
@@ -36,10 +39,81 @@ def _imports(path, modules):
   return {t for t in targets if t in modules}
 
 
-def test_no_module_imports_one_that_imports_it_back():
+def _graph():
   modules = _modules()
-  graph = {name: _imports(path, modules) for name, path in modules.items()}
-  assert "realnvp_tf.training" in graph and "realnvp_tf.data.pipeline" in graph
+  return {name: _imports(path, modules) for name, path in modules.items()}
+
+
+def import_rules(text):
+  """{sub-package: allowed sub-packages} from the `import-rules` block of a document
+  (docs/architecture.md writes them down once; this reads them from there)."""
+  block = re.search(r"^```import-rules\n(.*?)^```", text, re.S | re.M)
+  assert block, "no ```import-rules block"
+  rules = {}
+  for line in block.group(1).splitlines():
+    line = line.split("#")[0].strip()
+    if line:
+      name, _, allowed = line.partition(":")
+      rules[name.strip()] = set(allowed.split())
+  return rules
+
+
+def _subpackage(module):
+  """"model" for realnvp_tf.model.flow; None for the package root."""
+  parts = module.split(".")
+  return parts[1] if len(parts) > 1 else None
+
+
+def forbidden_imports(graph, rules):
+  """The imports `rules` do not allow, as "module -> imported module" lines: into
+  another sub-package not listed for the importer's, into the package root (the
+  facade, which imports everything), or from a module outside every sub-package."""
+  found = []
+  for module, targets in sorted(graph.items()):
+    source = _subpackage(module)
+    if source is None:
+      continue  # the root: a facade over model, training and runs
+    for target in sorted(targets):
+      wanted = _subpackage(target)
+      if source not in rules or wanted is None or (
+          wanted != source and wanted not in rules[source]):
+        found.append(f"{module} -> {target}")
+  return found
+
+
+def test_imports_between_subpackages_follow_the_documented_rules():
+  rules = import_rules(open(RULES_DOC).read())
+  graph = _graph()
+  subpackages = {_subpackage(m) for m in graph} - {None}
+  assert subpackages == set(rules), "every sub-package, and only those, has a rule"
+  assert not forbidden_imports(graph, rules), "\n".join(forbidden_imports(graph, rules))
+  # The rules mean what they say: model and data import nothing else of the package,
+  # test NLL evaluation nothing of OOD, loading and export no training code.
+  assert rules["model"] == rules["data"] == set()
+  assert "ood" not in rules["evaluation"] and "training" not in rules["runs"]
+
+
+def test_the_import_rule_check_reports_what_it_should():
+  rules = {"model": set(), "runs": {"model"}, "training": {"model", "runs"}}
+  graph = {
+      "realnvp_tf": {"realnvp_tf.training.trainer"},  # the facade: exempt
+      "realnvp_tf.model.flow": {"realnvp_tf.model.config"},  # within a sub-package
+      "realnvp_tf.runs.loading": {"realnvp_tf.model.flow",
+                                  "realnvp_tf.training.trainer"},  # not allowed
+      "realnvp_tf.training.trainer": {"realnvp_tf.runs", "realnvp_tf"},  # the root
+      "realnvp_tf.ood.scores": set(),  # a sub-package without a rule
+  }
+  assert forbidden_imports(graph, rules) == [
+      "realnvp_tf.runs.loading -> realnvp_tf.training.trainer",
+      "realnvp_tf.training.trainer -> realnvp_tf"]
+  graph["realnvp_tf.ood.scores"] = {"realnvp_tf.model.flow"}
+  assert forbidden_imports(graph, rules)[0] == (
+      "realnvp_tf.ood.scores -> realnvp_tf.model.flow")
+
+
+def test_no_module_imports_one_that_imports_it_back():
+  graph = _graph()
+  assert "realnvp_tf.training.trainer" in graph and "realnvp_tf.data.pipeline" in graph
   # Depth-first search for a cycle, reporting the first one found.
   state = {}
 
@@ -56,6 +130,48 @@ def test_no_module_imports_one_that_imports_it_back():
   for name in sorted(graph):
     if name not in state:
       visit(name, [name])
+
+
+def test_importing_the_package_changes_nothing_in_the_process():
+  # Not stderr's file descriptor, not TensorFlow's log level; the public names load on
+  # first use.
+  code = ("import os, sys\n"
+          "before = os.fstat(2).st_ino, os.environ.get('TF_CPP_MIN_LOG_LEVEL')\n"
+          "import realnvp_tf\n"
+          "assert 'tensorflow' not in sys.modules, 'import realnvp_tf imported TF'\n"
+          "assert (os.fstat(2).st_ino, os.environ.get('TF_CPP_MIN_LOG_LEVEL')) == before\n"
+          "config = realnvp_tf.RealNVPConfig(image_shape=(8, 8, 1), num_scales=2)\n"
+          "assert (os.fstat(2).st_ino, os.environ.get('TF_CPP_MIN_LOG_LEVEL')) == before\n"
+          "assert sorted(realnvp_tf.__all__) == sorted(n for n in realnvp_tf.__all__\n"
+          "                                            if getattr(realnvp_tf, n))\n"
+          "print('ok', realnvp_tf.training.Trainer.__name__)\n")
+  env = dict(os.environ, PYTHONPATH=REPO)
+  env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+  result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.strip() == "ok Trainer"
+
+
+def _readme_python():
+  text = open(os.path.join(REPO, "README.md")).read()
+  blocks = re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
+  assert len(blocks) == 1, "the README has one Python example"
+  return blocks[0]
+
+
+def test_the_readme_python_example_runs_as_written(tmp_path):
+  # As a user would run it: a fresh process in a new directory; then a second run in
+  # the same directory (the finished run is resumed, not trained again).
+  for _ in range(2):
+    result = subprocess.run([sys.executable, "-c", _readme_python()], cwd=tmp_path,
+                            env=dict(os.environ, PYTHONPATH=REPO), capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+  test_figure, samples = (float(v) for v in result.stdout.split())
+  metrics = (tmp_path / "runs" / "readme" / "metrics.json").read_text()
+  assert f'"bits_per_dim": {test_figure}' in metrics.replace("\n", "")
+  assert 0.5 < test_figure < 4.1 and samples > 0  # log2(17) = 4.09: a uniform model
 
 
 def _run(args, cwd, **kwargs):
@@ -105,4 +221,4 @@ def test_pip_install_gives_console_scripts_that_work_from_any_directory(tmp_path
   parsed = _run([str(bin_dir / "realnvp-train"), "--config=smoke", "--num_scales=5",
                  "--model_dir=run"], cwd=elsewhere)
   assert parsed.returncode != 0
-  assert "--dataset=digits means 8x8 images" in parsed.stderr
+  assert "--dataset=digits: 8x8 images are not divisible" in parsed.stderr

@@ -1,5 +1,5 @@
 """Faults and bad input: each case ends in a one-line error or is survived, nothing
-lost (the README's reliability section lists them)."""
+lost (docs/reliability.md lists them)."""
 
 import glob
 import os
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from realnvp_tf import config as config_lib
+from realnvp_tf.model import config as config_lib
 from realnvp_tf import data
-from realnvp_tf import run_dir
+from realnvp_tf.runs import directory
 from realnvp_tf import training
 import trainer_fixtures as fx
 
@@ -105,8 +105,8 @@ def test_a_non_finite_final_model_is_neither_recorded_nor_exported(tmp_path):
                                                                export=True),
                              str(tmp_path), strategy=fx.strategy(1))
   trainer.train(progress=False)
-  trainer.flow.trainable_variables[0].assign(
-      tf.fill(trainer.flow.trainable_variables[0].shape, np.nan))
+  trainer.state.flow.trainable_variables[0].assign(
+      tf.fill(trainer.state.flow.trainable_variables[0].shape, np.nan))
   with pytest.raises(training.NonFiniteLossError, match="nothing was exported"):
     trainer.finish()
   trainer.close()
@@ -137,8 +137,8 @@ def test_resume_skips_a_truncated_latest_checkpoint(tmp_path, caplog):
   assert len(skipped) == 1 and "ckpt-3" in skipped[0].getMessage()
   at_two = training.Trainer(fx.model_config(), fx.train_config(), str(tmp_path / "b"),
                             strategy=fx.strategy(1))
-  at_two.checkpoint.restore(str(tmp_path / "checkpoints" / "ckpt-2"))
-  for a, b in zip(resumed.flow.variables, at_two.flow.variables):
+  at_two.state.checkpoint.restore(str(tmp_path / "checkpoints" / "ckpt-2"))
+  for a, b in zip(resumed.state.flow.variables, at_two.state.flow.variables):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
   del first
   resumed.close()
@@ -156,7 +156,7 @@ def test_resume_skips_a_truncated_latest_checkpoint(tmp_path, caplog):
 
 def test_a_failed_checkpoint_write_leaves_the_pointer_on_the_last_good_one(tmp_path):
   trainer = _short_run(tmp_path)
-  checkpoint = trainer.checkpoint
+  checkpoint = trainer.state.checkpoint
 
   def disk_full(prefix, options=None):
     with open(prefix + ".data-00000-of-00001", "wb") as f:
@@ -167,7 +167,7 @@ def test_a_failed_checkpoint_write_leaves_the_pointer_on_the_last_good_one(tmp_p
   with pytest.raises(OSError):
     trainer.manager.save(checkpoint_number=4)
   assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-3")
-  assert run_dir.RunDirectory(tmp_path).latest_checkpoint().endswith("ckpt-3")
+  assert directory.RunDirectory(tmp_path).latest_checkpoint().endswith("ckpt-3")
 
 
 def test_resume_with_other_model_settings_says_which_in_one_line(tmp_path):
@@ -188,8 +188,8 @@ def test_resume_with_other_model_settings_says_which_in_one_line(tmp_path):
       vars(fx.model_config()), compute_dtype="bfloat16"))
   resumed = training.Trainer(other, config, str(tmp_path), strategy=fx.strategy(1))
   assert resumed.restore() == 3
-  assert int(resumed.optimizer.iterations.numpy()) == 3
-  assert float(np.asarray(resumed.optimizer.learning_rate)) == pytest.approx(2.5e-4)
+  assert int(resumed.state.optimizer.iterations.numpy()) == 3
+  assert float(np.asarray(resumed.state.optimizer.learning_rate)) == pytest.approx(2.5e-4)
   resumed.close()
 
 
@@ -206,9 +206,9 @@ def test_two_writers_on_one_run_directory(tmp_path):
                    strategy=fx.strategy(1)).close()
   # A process killed with the lock held does not leave it stuck.
   script = ("import sys, time\n"
-            "from realnvp_tf import run_dir\n"
-            f"directory = run_dir.RunDirectory({str(tmp_path)!r})\n"
-            "directory.open_for_writing()\n"
+            "from realnvp_tf.runs import directory\n"
+            f"run = directory.RunDirectory({str(tmp_path)!r})\n"
+            "run.open_for_writing()\n"
             "print('locked', flush=True)\n"
             "time.sleep(600)\n")
   process = subprocess.Popen([sys.executable, "-c", script], env=fx.env(),
@@ -220,9 +220,9 @@ def test_two_writers_on_one_run_directory(tmp_path):
   assert len(lines) == 1 and f"pid {process.pid} on " in lines[0], result.stderr[-2000:]
   process.send_signal(signal.SIGKILL)
   process.wait()
-  directory = run_dir.RunDirectory(tmp_path)
-  directory.open_for_writing()
-  directory.close()
+  run = directory.RunDirectory(tmp_path)
+  run.open_for_writing()
+  run.close()
 
 
 # --------------------------------------------------------------- wrong datasets

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 import realnvp_tf
-from realnvp_tf import evaluation
+from realnvp_tf.evaluation import likelihood
 from realnvp_tf import training
 
 import trainer_fixtures as fx
@@ -54,8 +54,8 @@ class _PoisonedTrainer(training.Trainer):
 def _snapshot(trainer):
   """Every variable a step may touch: weights, moving statistics, Adam's slots and
   iteration count, EMA weights."""
-  variables = (list(trainer.flow.variables) + list(trainer.optimizer.variables)
-               + list(trainer.ema or []))
+  variables = (list(trainer.state.flow.variables) + list(trainer.state.optimizer.optimizer.variables)
+               + list(trainer.state.ema or []))
   return [v.numpy().copy() for v in variables]
 
 
@@ -73,7 +73,7 @@ def test_a_skipped_step_leaves_every_variable_as_it_was(tmp_path):
   assert len(after) == len(before) > 50
   for old, new in zip(before, after):
     np.testing.assert_array_equal(new, old)
-  assert int(trainer.step.numpy()) == 3 and int(trainer.nonfinite_total.numpy()) == 1
+  assert int(trainer.state.step.numpy()) == 3 and int(trainer.state.nonfinite_total.numpy()) == 1
   # And a finite step after it changes them again.
   fx.one_step(trainer, fx.images(8))
   assert sum(not np.array_equal(a, b) for a, b in zip(_snapshot(trainer), before)) > 50
@@ -87,8 +87,8 @@ def test_poisoned_batch_is_skipped_and_counted_in_tensorboard(tmp_path):
   assert metrics["nonfinite_steps"] == 1
   assert metrics["step"] == 5
   assert np.isfinite(metrics["bits_per_dim"])
-  assert int(trainer.optimizer.iterations.numpy()) == 4  # one update skipped
-  assert all(np.all(np.isfinite(v.numpy())) for v in trainer.flow.variables)
+  assert int(trainer.state.optimizer.iterations.numpy()) == 4  # one update skipped
+  assert all(np.all(np.isfinite(v.numpy())) for v in trainer.state.flow.variables)
   skipped = _scalars(str(tmp_path / "train"))["nonfinite_steps"]
   assert [(step, int(tf.make_ndarray(v.tensor))) for step, v in skipped] == [
       (1, 0), (2, 0), (3, 1), (4, 1), (5, 1)]
@@ -108,12 +108,12 @@ def test_consecutive_nonfinite_steps_stop_with_checkpoint_intact(tmp_path):
   assert restored.restore() == 6
   at_four = training.Trainer(fx.model_config(), config, str(tmp_path / "other"),
                              strategy=fx.strategy(1))
-  at_four.checkpoint.restore(os.path.join(tmp_path, "checkpoints", "ckpt-4"))
-  assert int(at_four.step.numpy()) == 4
-  for a, b in zip(restored.flow.variables, at_four.flow.variables):
+  at_four.state.checkpoint.restore(os.path.join(tmp_path, "checkpoints", "ckpt-4"))
+  assert int(at_four.state.step.numpy()) == 4
+  for a, b in zip(restored.state.flow.variables, at_four.state.flow.variables):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
-  assert all(np.all(np.isfinite(v.numpy())) for v in restored.flow.variables)
-  lp = restored.flow.log_prob(tf.random.stateless_uniform([4, 8, 8, 1], [7, 8], 0, 17))
+  assert all(np.all(np.isfinite(v.numpy())) for v in restored.state.flow.variables)
+  lp = restored.state.flow.log_prob(tf.random.stateless_uniform([4, 8, 8, 1], [7, 8], 0, 17))
   assert np.all(np.isfinite(lp))
 
 
@@ -134,13 +134,13 @@ def test_evaluation_and_export_use_the_ema_weights(tmp_path):
   trainer = training.Trainer(fx.model_config(), config, str(tmp_path),
                              strategy=fx.strategy(1))
   metrics = trainer.fit(progress=False)
-  score = lambda: evaluation.evaluate_bits_per_dim(
-      trainer.flow.log_prob, trainer.eval_dataset(), fx.IMAGE_SHAPE)["bits_per_dim"]
+  score = lambda: likelihood.evaluate_bits_per_dim(
+      trainer.state.flow.log_prob, trainer.selection.dataset("test"), fx.IMAGE_SHAPE)["bits_per_dim"]
   raw = score()
-  with trainer.averaged_weights():
+  with trainer.state.averaged_weights():
     averaged = score()
-    batch = next(iter(trainer.eval_dataset()))
-    averaged_log_prob = trainer.flow.log_prob(batch).numpy()
+    batch = next(iter(trainer.selection.dataset("test")))
+    averaged_log_prob = trainer.state.flow.log_prob(batch).numpy()
   assert abs(raw - averaged) > 1e-3  # the two weight sets score differently
   assert metrics["bits_per_dim"] == pytest.approx(averaged, abs=1e-5)
   exported = tf.saved_model.load(str(tmp_path / "export"))
@@ -155,18 +155,18 @@ def test_ema_validation_uses_statistics_of_the_averaged_weights(tmp_path):
   trainer = training.Trainer(fx.model_config(), config, str(tmp_path),
                              strategy=fx.strategy(1))
   trainer.train(progress=False)
-  statistics = trainer.flow.non_trainable_variables
+  statistics = trainer.state.flow.non_trainable_variables
   moving = [v.numpy() for v in statistics]
-  figure = trainer.validation.validate()["bits_per_dim"]
+  figure = trainer.selection.validate()["bits_per_dim"]
   # The moving averages are put back afterwards.
   for variable, value in zip(statistics, moving):
     np.testing.assert_array_equal(variable.numpy(), value)
   # By hand: EMA weights, statistics re-estimated for them on the same training
   # batches, then the validation images; the moving averages alone score otherwise.
-  score = lambda: evaluation.evaluate_bits_per_dim(
-      trainer.flow.log_prob, trainer.eval_dataset(split="validation"),
+  score = lambda: likelihood.evaluate_bits_per_dim(
+      trainer.state.flow.log_prob, trainer.selection.dataset("validation"),
       fx.IMAGE_SHAPE)["bits_per_dim"]
-  with trainer.averaged_weights():
+  with trainer.state.averaged_weights():
     with_moving_averages = score()
     trainer.recalibrate_batch_norm(2)
     by_hand = score()
@@ -193,7 +193,7 @@ def test_resume_restores_the_ema_weights_and_the_epoch_position(tmp_path):
       config, train_steps=5), str(tmp_path), strategy=fx.strategy(1))
   resumed.stream_starts = []
   assert resumed.restore() == 4
-  for a, b in zip(first.ema, resumed.ema):
+  for a, b in zip(first.state.ema, resumed.state.ema):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
   resumed.fit(progress=False)
   assert resumed.stream_starts[0] == 4  # the training stream of a resumed run
@@ -338,7 +338,8 @@ def test_every_config_file_parses_into_valid_configs():
       "from absl import flags\n"
       "sys.argv = ['train.py']\n"
       "import train\n"
-      "from realnvp_tf import cli, training\n"
+      "from realnvp_tf import training\n"
+      "from realnvp_tf.apps import cli\n"
       "for path in sorted(glob.glob('configs/*.cfg')):\n"
       "  flags.FLAGS.unparse_flags()\n"
       "  flags.FLAGS(['train.py', '--flagfile=' + path, '--model_dir=/tmp/unused'])\n"
@@ -358,25 +359,25 @@ def test_recalibrated_batch_norm_scores_a_batch_as_training_mode_does(tmp_path):
                              strategy=fx.strategy(1))
   for seed in range(3):
     fx.one_step(trainer, tf.random.stateless_uniform([16, 8, 8, 1], [seed, 7], 0.0, 17.0))
-  weights = [v.numpy() for v in trainer.variables]
-  iterations = int(trainer.optimizer.iterations.numpy())
+  weights = [v.numpy() for v in trainer.state.variables]
+  iterations = int(trainer.state.optimizer.iterations.numpy())
   batch = fx.first_batch(trainer)
-  training_mode = lambda: trainer.flow.log_prob(batch, bijector_kwargs={"training": True})
-  lagging = trainer.flow.log_prob(batch).numpy()
+  training_mode = lambda: trainer.state.flow.log_prob(batch, bijector_kwargs={"training": True})
+  lagging = trainer.state.flow.log_prob(batch).numpy()
 
   assert trainer.recalibrate_batch_norm(1) == 1
   # One batch: the moving statistics are now that batch's own (the same one the
   # re-estimation drew first), so inference mode scores it exactly as training mode.
-  inference = trainer.flow.log_prob(batch).numpy()
+  inference = trainer.state.flow.log_prob(batch).numpy()
   want = training_mode().numpy()
   np.testing.assert_allclose(inference, want, rtol=1e-5)
   assert np.max(np.abs(lagging - want)) > 100 * np.max(np.abs(inference - want))
   # Nothing but the statistics changed.
-  for before, variable in zip(weights, trainer.variables):
+  for before, variable in zip(weights, trainer.state.variables):
     np.testing.assert_array_equal(before, variable.numpy())
-  assert int(trainer.optimizer.iterations.numpy()) == iterations
-  norms = trainer.flow.bijector.batch_norms
-  assert len(norms) == len(trainer.flow.non_trainable_variables) // 2
+  assert int(trainer.state.optimizer.iterations.numpy()) == iterations
+  norms = trainer.state.flow.bijector.batch_norms
+  assert len(norms) == len(trainer.state.flow.non_trainable_variables) // 2
   assert all(norm.momentum == 0.9 for norm in norms)
 
 
@@ -385,9 +386,9 @@ def test_recalibration_averages_the_statistics_of_the_batches(tmp_path):
   # logit-space images: its statistics can be computed without the flow.
   trainer = training.Trainer(fx.model_config(), fx.train_config(), str(tmp_path),
                              strategy=fx.strategy(1))
-  logit, scale = trainer.flow.bijector.chain.steps
+  logit, scale = trainer.state.flow.bijector.chain.steps
   first_norm = scale.steps[1]
-  assert isinstance(first_norm, realnvp_tf.bijectors.FlowBatchNorm)
+  assert isinstance(first_norm, realnvp_tf.model.bijectors.FlowBatchNorm)
   iterator = iter(trainer.train_dataset(0))
   means, variances = [], []
   for _ in range(3):
@@ -407,17 +408,17 @@ def test_fit_ends_with_recalibrated_statistics_in_its_checkpoint(tmp_path):
   trainer = training.Trainer(fx.model_config(), config, str(tmp_path),
                              strategy=fx.strategy(1))
   trainer.fit(progress=False)
-  statistics = [v.numpy() for v in trainer.flow.non_trainable_variables]
+  statistics = [v.numpy() for v in trainer.state.flow.non_trainable_variables]
   batch = fx.first_batch(trainer)
   np.testing.assert_allclose(
-      trainer.flow.log_prob(batch).numpy(),
-      trainer.flow.log_prob(batch, bijector_kwargs={"training": True}).numpy(),
+      trainer.state.flow.log_prob(batch).numpy(),
+      trainer.state.flow.log_prob(batch, bijector_kwargs={"training": True}).numpy(),
       rtol=1e-5)
   # The step's checkpoint was written after the re-estimation.
   resumed = training.Trainer(fx.model_config(), config, str(tmp_path),
                              strategy=fx.strategy(1))
   assert resumed.restore() == 2
-  for saved, live in zip(resumed.flow.non_trainable_variables, statistics):
+  for saved, live in zip(resumed.state.flow.non_trainable_variables, statistics):
     np.testing.assert_array_equal(saved.numpy(), live)
 
 
@@ -426,19 +427,19 @@ def test_recalibration_leaves_out_nonfinite_batches(tmp_path):
                              str(tmp_path), strategy=fx.strategy(1))
   for seed in range(2):
     fx.one_step(trainer, tf.random.stateless_uniform([16, 8, 8, 1], [seed, 8], 0.0, 17.0))
-  trainer.step.assign(2)
-  moving = [v.numpy() for v in trainer.flow.non_trainable_variables]
+  trainer.state.step.assign(2)
+  moving = [v.numpy() for v in trainer.state.flow.non_trainable_variables]
   trainer.poisoned_steps = range(2, 12)  # every batch of the re-estimation
   assert trainer.recalibrate_batch_norm(5) == 0
-  for before, variable in zip(moving, trainer.flow.non_trainable_variables):
+  for before, variable in zip(moving, trainer.state.flow.non_trainable_variables):
     np.testing.assert_array_equal(before, variable.numpy())
   # Every clean batch is the same image batch, so the estimate over 5 batches of
   # which 2 are NaN must be that batch's statistics (the NaNs left out entirely).
   trainer.poisoned_steps = (3, 5)
   assert trainer.recalibrate_batch_norm(1) == 1
-  statistics = [v.numpy() for v in trainer.flow.non_trainable_variables]
+  statistics = [v.numpy() for v in trainer.state.flow.non_trainable_variables]
   assert trainer.recalibrate_batch_norm(5) == 3
-  for want, variable in zip(statistics, trainer.flow.non_trainable_variables):
+  for want, variable in zip(statistics, trainer.state.flow.non_trainable_variables):
     np.testing.assert_allclose(variable.numpy(), want, rtol=1e-5, atol=1e-6)
   # A dataset that runs out (10 batches past train_steps) ends the re-estimation.
   trainer.poisoned_steps = ()

@@ -4,7 +4,7 @@ import os
 
 import tensorflow_datasets as tfds
 
-from realnvp_tf.data import tfds_prep
+from realnvp_tf.data import tfds_fetch
 
 
 def mock_tfds(monkeypatch, **kwargs):
@@ -12,8 +12,8 @@ def mock_tfds(monkeypatch, **kwargs):
 
   Under mock_data tfds's download_and_prepare does nothing, so "online" is harmless.
   """
-  monkeypatch.setattr(tfds_prep, "network_available", lambda url, timeout=0: True)
-  monkeypatch.setattr(tfds_prep, "check_prepare_prerequisites", lambda info: None)
+  monkeypatch.setattr(tfds_fetch, "network_available", lambda url, timeout=0: True)
+  monkeypatch.setattr(tfds_fetch, "check_prepare_prerequisites", lambda info: None)
   return tfds.testing.mock_data(**kwargs)
 
 

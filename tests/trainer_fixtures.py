@@ -90,7 +90,7 @@ def uneven_images(seed):
 
 
 def copy_state(source, target):
-  for s, t in zip(source.flow.variables, target.flow.variables):
+  for s, t in zip(source.state.flow.variables, target.state.flow.variables):
     t.assign(s.numpy())
 
 
@@ -104,7 +104,7 @@ def one_step(trainer, batch):
   """One `train_step` of `trainer` on the global batch `batch`."""
   dataset = trainer.strategy.experimental_distribute_dataset(
       tf.data.Dataset.from_tensors(batch))
-  return trainer.train_step(iter(dataset))
+  return trainer.step_fn(iter(dataset))
 
 
 def replica_values(trainer, value):
@@ -122,7 +122,7 @@ def gradients(trainer, batch):
   (all-reduced, so every replica holds the same values).
   """
   compute = tf.function(lambda b: trainer.strategy.run(
-      trainer.compute_gradients, args=(b,)))
+      trainer.step_fn.compute_gradients, args=(b,)))
   out = compute(distribute(trainer, batch))
   first = lambda value: replica_values(trainer, value)[0]
   return dict(bits=first(out.bits), grad_norm=first(out.grad_norm),
@@ -136,4 +136,4 @@ def local_batch(trainer, distributed_batch):
 
 def first_batch(trainer):
   return local_batch(trainer, next(iter(trainer.train_dataset(
-      int(trainer.step.numpy())))))
+      int(trainer.state.step.numpy())))))

@@ -4,7 +4,8 @@
       --temperatures=1.0,0.7 --manifold
   python eval.py --saved_model=runs/mnist/export --manual_dir=../shared/data/mnist
 
-or --model_dir=runs/mnist to evaluate the latest checkpoint instead of the export.
+or --model_dir=runs/mnist to evaluate the run's selected weights (those of the best
+validation figure by default) from its checkpoints instead of the export.
 A class-conditional model reports -log p(x | y), the marginal -log p(x) and the
 accuracy of its generative classifier, and draws grids with a row per class.
 Out-of-distribution detection (AUROC, AUPR, FPR95 of each score, against the test
@@ -17,19 +18,29 @@ import json
 import os
 import sys
 
-from absl import flags
-import tensorflow as tf
+from realnvp_tf.apps import process
 
-from realnvp_tf import cli
-from realnvp_tf import data
-from realnvp_tf import evaluation
-from realnvp_tf import ood_evaluation
-from realnvp_tf.config import COMPUTE_DTYPES
+process.import_tensorflow_quietly()
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from realnvp_tf import data  # noqa: E402
+from realnvp_tf.apps import cli  # noqa: E402
+from realnvp_tf.evaluation import classifier  # noqa: E402
+from realnvp_tf.evaluation import figures  # noqa: E402
+from realnvp_tf.evaluation import likelihood  # noqa: E402
+from realnvp_tf.evaluation import model_images  # noqa: E402
+from realnvp_tf.model.config import COMPUTE_DTYPES  # noqa: E402
+from realnvp_tf.ood import evaluation as ood_evaluation  # noqa: E402
+from realnvp_tf.runs import loading  # noqa: E402
 
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("saved_model", None, "An export/ directory written by train.py.")
-flags.DEFINE_string("model_dir", None, "A train.py model_dir: its latest checkpoint.")
+flags.DEFINE_string("model_dir", None, "A train.py model_dir: the weights it selects "
+                    "(its best validation figure's by default, see --select).")
 flags.DEFINE_string("dataset", None, "Dataset: a name or tfds:NAME[/CONFIG] (default: "
                     "the images the model was trained on).")
 flags.DEFINE_string("image_dir", None, "Evaluate the images of this folder instead "
@@ -79,35 +90,118 @@ def main(argv):
   del argv
   tf.get_logger().setLevel("ERROR")
   try:
-    metrics = evaluation.run(
-        saved_model=FLAGS.saved_model, model_dir=FLAGS.model_dir, dataset=FLAGS.dataset,
-        image_dir=FLAGS.image_dir,
-        split=FLAGS.split, data_dir=FLAGS.data_dir, manual_dir=FLAGS.manual_dir,
-        batch_size=FLAGS.batch_size, num_dequant_samples=FLAGS.num_dequant_samples,
-        seed=FLAGS.seed, temperatures=[float(t) for t in FLAGS.temperatures],
-        num_samples=FLAGS.num_samples, samples_per_class=FLAGS.samples_per_class,
-        manifold=FLAGS.manifold,
-        compute_dtype=FLAGS.mixed_precision, ood_dataset=FLAGS.ood_dataset,
-        ood_images=FLAGS.ood_images, ood_split=FLAGS.ood_split,
-        ood_manual_dir=FLAGS.ood_manual_dir, ood_max_images=FLAGS.ood_max_images or None,
-        ood_histogram=FLAGS.ood_histogram,
-        output_dir=FLAGS.output_dir or (os.path.dirname(os.path.abspath(FLAGS.output))
-                                        if FLAGS.output else os.getcwd()))
+    model = _load_model()
+    info = model_images.data_info(model, FLAGS.dataset, FLAGS.image_dir,
+                                  FLAGS.data_dir, FLAGS.manual_dir)
+    if model.num_classes:
+      data.require_labels(info, model.num_classes)  # its own classes
+    images = data.make_dataset(
+        info, FLAGS.split, batch_size=FLAGS.batch_size, training=False,
+        data_dir=FLAGS.data_dir, manual_dir=FLAGS.manual_dir, seed=FLAGS.seed,
+        labels=bool(model.num_classes))
+    metrics = _likelihood(model, info, images)
+    if model.num_classes:
+      metrics["classifier"] = classifier.classifier_metrics(model, images)
+    metrics.update(_figures(model, images))
+    if FLAGS.ood_dataset or FLAGS.ood_images:
+      metrics["ood"] = _ood(model, info.name, metrics["num_images"])
   except (ValueError, data.DataUnavailableError) as e:
     print(f"eval.py: error: {e}", file=sys.stderr)
     sys.exit(1)
   if FLAGS.output:
     with tf.io.gfile.GFile(FLAGS.output, "w") as f:
       json.dump(metrics, f, indent=2)
+  print(_summary(metrics))
+
+
+def _load_model():
+  if FLAGS.saved_model and FLAGS.mixed_precision:
+    raise ValueError("--mixed_precision applies to --model_dir; a SavedModel keeps the "
+                     "precision it was exported with.")
+  if FLAGS.saved_model:
+    return loading.load_saved_model(FLAGS.saved_model)
+  return loading.load_checkpoint(FLAGS.model_dir, FLAGS.mixed_precision)
+
+
+def _likelihood(model, info, images):
+  """The split's bits/dim (-log p(x | y) for a class-conditional model)."""
+  result = likelihood.evaluate_bits_per_dim(
+      model.log_prob, images, model.image_shape,
+      num_dequant_samples=FLAGS.num_dequant_samples, seed=FLAGS.seed)
+  metrics = {k: v for k, v in result.items() if k != "per_image"}
+  metrics.update(dataset=info.name, split=FLAGS.split, model=model.source,
+                 compute_dtype=model.metadata["model"]["compute_dtype"],
+                 num_dequant_samples=FLAGS.num_dequant_samples, seed=FLAGS.seed)
+  return metrics
+
+
+def _output_dir():
+  if FLAGS.output_dir:
+    return FLAGS.output_dir
+  return os.path.dirname(os.path.abspath(FLAGS.output)) if FLAGS.output else os.getcwd()
+
+
+def _figures(model, images):
+  """The sample grids (a row per class for a class-conditional model) and the
+  manifold figure the flags ask for: {name: PNG path(s)}."""
+  written = {}
+  for temperature in (float(t) for t in FLAGS.temperatures):
+    path = os.path.join(_output_dir(), f"samples_t{temperature:g}.png")
+    if model.num_classes:
+      grid = figures.class_sample_grid(model, FLAGS.samples_per_class, temperature,
+                                       [FLAGS.seed, 0])
+    else:
+      grid = figures.sample_grid(model, FLAGS.num_samples, temperature,
+                                 [FLAGS.seed, 0])
+    figures.write_png(path, grid)
+    written.setdefault("sample_grids", []).append(path)
+  if FLAGS.manifold:
+    batch = next(iter(images))
+    first, labels = batch if model.num_classes else (batch, None)
+    path = os.path.join(_output_dir(), "manifold.png")
+    figures.write_png(path, figures.manifold_grid(
+        model, first.numpy(), labels=None if labels is None else labels.numpy()))
+    written["manifold"] = path
+  return written
+
+
+def _ood(model, dataset, num_images):
+  """The OOD evaluation of (up to --ood_max_images of) --split against the OOD set."""
+  inside = model_images.split_inputs(model, dataset, FLAGS.image_dir, FLAGS.split,
+                                     FLAGS.data_dir, FLAGS.manual_dir)
+  count = min(FLAGS.ood_max_images or num_images, num_images)
+  outside = ood_evaluation.ood_inputs(
+      model, FLAGS.ood_dataset, FLAGS.ood_images, FLAGS.ood_split, count,
+      FLAGS.data_dir, FLAGS.ood_manual_dir or FLAGS.manual_dir, FLAGS.seed)
+  result, in_scores, out_scores = ood_evaluation.evaluate(
+      model, inside, outside, FLAGS.batch_size, FLAGS.seed,
+      FLAGS.ood_max_images or None)
+  if FLAGS.ood_histogram:
+    figures.write_png(FLAGS.ood_histogram,
+                      ood_evaluation.histogram(in_scores, out_scores))
+    result["histogram"] = FLAGS.ood_histogram
+  return result
+
+
+def _summary(metrics):
+  """The lines eval.py prints: the split's figure, then the classifier's and the OOD
+  table when they were evaluated."""
   what = " -log p(x|y)" if "classifier" in metrics else ""
-  print(f"{metrics['split']} bits/dim{what}: {metrics['bits_per_dim']:.5f} "
-        f"+- {metrics['bits_per_dim_stderr']:.5f} ({metrics['num_images']} images"
-        + (f", S={metrics['num_dequant_samples']}" if metrics['num_dequant_samples'] > 1
-           else "") + ")")
+  lines = [f"{metrics['split']} bits/dim{what}: {metrics['bits_per_dim']:.5f} "
+           f"+- {metrics['bits_per_dim_stderr']:.5f} ({metrics['num_images']} images"
+           + (f", S={metrics['num_dequant_samples']}"
+              if metrics["num_dequant_samples"] > 1 else "") + ")"]
   if "classifier" in metrics:
-    print(evaluation.classifier_summary(metrics["classifier"]))
+    c = metrics["classifier"]
+    lines.append(
+        f"marginal bits/dim -log p(x): {c['marginal_bits_per_dim']:.5f} "
+        f"+- {c['marginal_bits_per_dim_stderr']:.5f}\n"
+        f"classifier accuracy: {c['accuracy']:.4f} (prior p(y): {c['prior']}; "
+        f"{c['accuracy_uniform_prior']:.4f} with a uniform prior; {c['num_images']} "
+        f"images)")
   if "ood" in metrics:
-    print(ood_evaluation.table(metrics["ood"]))
+    lines.append(ood_evaluation.table(metrics["ood"]))
+  return "\n".join(lines)
 
 
 def run():

@@ -7,23 +7,31 @@
       --manual_dir=../shared/data/mnist --output=mnist.csv
 
 Each row: index, image, bits_per_dim, png_bits_per_dim, complexity_corrected and
-typicality (see realnvp_tf.ood); higher scores mean "less like the training data".
+typicality (see realnvp_tf.ood.scores); higher scores mean "less like the training data".
 """
 
 import sys
 
-from absl import flags
-from absl import logging
-import tensorflow as tf
+from realnvp_tf.apps import process
 
-from realnvp_tf import cli
-from realnvp_tf import data
-from realnvp_tf import scoring
+process.import_tensorflow_quietly()
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from realnvp_tf import data  # noqa: E402
+from realnvp_tf.apps import cli  # noqa: E402
+from realnvp_tf.data import image_folder  # noqa: E402
+from realnvp_tf.ood import scoring  # noqa: E402
+from realnvp_tf.runs import loading  # noqa: E402
 
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("saved_model", None, "An export/ directory written by train.py.")
-flags.DEFINE_string("model_dir", None, "A train.py model_dir (its selected weights).")
+flags.DEFINE_string("model_dir", None, "A train.py model_dir: the weights it selects "
+                    "(its best validation figure's by default).")
 flags.DEFINE_string("images", None, "Images to score: a folder (searched recursively), "
                     "a glob pattern, or a .npy/.npz file (uint8 [N, H, W(, C)]; "
                     "FILE.npz:NAME picks an array).")
@@ -44,17 +52,30 @@ def main(argv):
   del argv
   tf.get_logger().setLevel("ERROR")
   try:
-    summary, line = scoring.score(
-        FLAGS.saved_model, FLAGS.model_dir, FLAGS.images, FLAGS.dataset, FLAGS.split,
-        FLAGS.output, FLAGS.batch_size, FLAGS.seed, FLAGS.fail_on_bad_images,
-        FLAGS.data_dir, FLAGS.manual_dir)
+    model = _load_model()
+    inputs = scoring.open_images(model, FLAGS.images, FLAGS.dataset, FLAGS.split,
+                                 FLAGS.data_dir, FLAGS.manual_dir)
+    summary = scoring.score_to_file(model, inputs, FLAGS.output, FLAGS.batch_size,
+                                    FLAGS.seed, FLAGS.fail_on_bad_images)
   except (ValueError, OSError, data.DataUnavailableError) as e:
     print(f"score.py: error: {e}", file=sys.stderr)
     sys.exit(1)
   if summary["bad_files"]:
     logging.warning("%d files cannot be decoded as images and have no row: %s",
-                    len(summary["bad_files"]), scoring.listing(summary["bad_files"]))
-  print(line)
+                    len(summary["bad_files"]), image_folder.listing(summary["bad_files"]))
+  print(scoring.summary_line(summary, model, inputs.description))
+
+
+def _load_model():
+  """The model, once the flags that need no model are checked."""
+  if bool(FLAGS.saved_model) == bool(FLAGS.model_dir):
+    raise ValueError("pass exactly one of --saved_model and --model_dir.")
+  if not FLAGS.output:
+    raise ValueError("pass --output=FILE.csv or FILE.jsonl for the rows.")
+  scoring.output_format(FLAGS.output)
+  if FLAGS.saved_model:
+    return loading.load_saved_model(FLAGS.saved_model)
+  return loading.load_checkpoint(FLAGS.model_dir)
 
 
 def run():

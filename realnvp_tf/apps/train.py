@@ -4,18 +4,23 @@
   python train.py --dataset=mnist --flagfile=configs/mnist.cfg --model_dir=runs/mnist
 
 Re-running with the same --model_dir resumes from its latest checkpoint. The run leaves
-checkpoints, TensorBoard logs (train/, test/), metrics.json and an export/ SavedModel
-in --model_dir.
+in --model_dir: config.json, checkpoints/, best/ (the best validation weights),
+TensorBoard logs (train/, validation/, test/), metrics.json and the export/ SavedModel.
 """
 
 import sys
 
-from absl import flags
-import tensorflow as tf
+from realnvp_tf.apps import process
 
-from realnvp_tf import cli
-from realnvp_tf import data
-from realnvp_tf import training
+process.import_tensorflow_quietly()
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from realnvp_tf import data  # noqa: E402
+from realnvp_tf import training  # noqa: E402
+from realnvp_tf.apps import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -42,7 +47,7 @@ flags.adopt_module_key_flags(cli)  # --help lists the shared flags too
 def main(argv):
   del argv
   tf.get_logger().setLevel("ERROR")
-  training.limit_malloc_arenas()
+  process.limit_malloc_arenas()
   try:
     trainer = training.Trainer(cli.model_config_from_flags(),
                                cli.train_config_from_flags(), FLAGS.model_dir)
@@ -52,7 +57,25 @@ def main(argv):
     print(f"train.py: error: {e}", file=sys.stderr)
     sys.exit(1)
   if metrics:
-    print(training.summary(metrics))
+    print(closing_lines(metrics))
+
+
+def closing_lines(metrics):
+  """The lines train.py ends with: the validation curve, then the test figure of the
+  selected weights."""
+  lines = []
+  if metrics["validation_history"]:
+    lines.append("validation bits/dim: " + ", ".join(
+        f"{value:.4f} (step {step})" for step, value in metrics["validation_history"]))
+  chosen = metrics["selected_validation_bits_per_dim"]
+  lines.append(
+      f"test bits/dim{' -log p(x|y)' if metrics.get('class_counts') else ''}: "
+      f"{metrics['bits_per_dim']:.4f} "
+      f"+- {metrics['bits_per_dim_stderr']:.4f} "
+      f"({metrics['num_images']} images; weights of step {metrics['selected_step']}"
+      + (f", validation {chosen:.4f}" if chosen is not None else "")
+      + f"; {metrics['select']} of {metrics['step']} steps)")
+  return "\n".join(lines)
 
 
 def run():

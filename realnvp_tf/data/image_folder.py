@@ -38,8 +38,6 @@ SPLITS = ("train", "validation", "test")
 # Decoded images up to this size are held in memory (uint8 bytes; tf.data takes them
 # as one constant per split, which must stay under 2 GB).
 IN_MEMORY_BYTES = 1024**3
-# Bad files named in the report.
-_REPORTED = 5
 
 
 class ImageFolderError(ValueError):
@@ -228,8 +226,10 @@ def _place(root, path, split_folders):
   return split_folder, rest[0] if len(rest) > 1 else None
 
 
-def _listed(names):
-  return ", ".join(names[:_REPORTED]) + (", ..." if len(names) > _REPORTED else "")
+def listing(names, shown=5):
+  """The first `shown` names, comma-separated (", ..." when there are more): how
+  messages list files."""
+  return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
 
 
 def _folder_labels(root, files):
@@ -261,9 +261,9 @@ def _folder_labels(root, files):
   unknown = sorted({f"{folder}/{name}/" for folder, name in everything
                     if name not in index})
   label_error = "" if not unknown else (
-      f"--image_dir={root}: class folders missing from train/ ({_listed(unknown)}), "
+      f"--image_dir={root}: class folders missing from train/ ({listing(unknown)}), "
       f"so their images have no label; rename them to classes of train/ "
-      f"({_listed(classes)}) or add those classes to train/.")
+      f"({listing(classes)}) or add those classes to train/.")
   return {"class_names": tuple(classes), "label_error": label_error,
           "label_arrays": {split: np.array([index.get(name, -1) for _, name in
                                             split_places], np.int32)
@@ -305,7 +305,7 @@ def open_folder(root, image_size, channels, validation_fraction=0.1,
     raise ImageFolderError(f"--image_dir={root}: none of its {total} image files can "
                            f"be decoded.")
   if bad:
-    listed = ", ".join(bad[:_REPORTED]) + (", ..." if len(bad) > _REPORTED else "")
+    listed = listing(bad)
     if fail_on_bad_images:
       raise ImageFolderError(f"--image_dir={root}: {len(bad)} of {total} files cannot "
                              f"be decoded as images: {listed}.")

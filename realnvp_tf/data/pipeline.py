@@ -19,7 +19,9 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from realnvp_tf.data import tfds_prep
+from realnvp_tf.data import dequantization
+from realnvp_tf.data import tfds_fetch
+from realnvp_tf.data import tfds_read
 from realnvp_tf.data import transforms
 from realnvp_tf.data.registry import DatasetInfo
 from realnvp_tf.data.registry import get_dataset_info
@@ -86,7 +88,7 @@ def _source(info: DatasetInfo, split: str, training: bool, data_dir, manual_dir,
   if info.load_arrays is not None:
     ds = tf.data.Dataset.from_tensor_slices(_arrays(info, split, labels))
   else:
-    ds = tfds_prep.read_images(info, split, training, data_dir, manual_dir, seed,
+    ds = tfds_read.read_images(info, split, training, data_dir, manual_dir, seed,
                                labels=labels)
   for step in info.preprocess:
     ds = ds.map(_on_image(step, labels), num_parallel_calls=AUTOTUNE)
@@ -132,7 +134,7 @@ def _evaluation_pipeline(ds, info, batch_size, seed, num_pipelines, pipeline_id,
   crop = _center_crop(info) if info.crop else (lambda image: image)
 
   def evaluate(index, image):
-    return transforms.dequantize(crop(image),
+    return dequantization.dequantize(crop(image),
                                  transforms.element_seed(seed, _EVAL_NOISE, index))
 
   ds = ds.map(_on_indexed_image(evaluate, labels), num_parallel_calls=AUTOTUNE)
@@ -169,7 +171,7 @@ def _training_pipeline(ds, info, batch_size, seed, num_pipelines, pipeline_id, r
     if flips:
       images = transforms.random_flip_batch(
           images, transforms.element_seed(seed, _TRAIN_FLIP, pipeline_id, step))
-    return transforms.dequantize(
+    return dequantization.dequantize(
         images, transforms.element_seed(seed, _TRAIN_NOISE, pipeline_id, step))
 
   ds = ds.enumerate().map(_on_indexed_image(augment, labels),
@@ -243,7 +245,7 @@ def make_distributed_dataset(strategy: tf.distribute.Strategy, name: str,
   if labels:
     require_labels(info)
   if info.source is None:
-    tfds_prep.prepare_dataset(info, data_dir=kwargs.get("data_dir"),
+    tfds_fetch.prepare_dataset(info, data_dir=kwargs.get("data_dir"),
                               manual_dir=kwargs.get("manual_dir"))
 
   def dataset_fn(input_context):
@@ -261,7 +263,7 @@ def _split_labels(info: DatasetInfo, split: str, data_dir, manual_dir) -> np.nda
   split = info.split_name(split)
   if info.load_arrays is not None:
     return _array_labels(info, split)
-  return tfds_prep.read_labels(info, split, data_dir, manual_dir)
+  return tfds_read.read_labels(info, split, data_dir, manual_dir)
 
 
 def label_counts(name, split: str = "train", data_dir: str | None = None,

@@ -243,3 +243,13 @@ def require_labels(info: DatasetInfo, num_classes: Optional[int] = None) -> None
   if num_classes is not None and info.num_classes != num_classes:
     raise ValueError(f"{info.name} has {info.num_classes} classes, but the model is "
                      f"conditioned on num_classes={num_classes}.")
+
+
+def require_image_format(info: DatasetInfo, image_shape, num_levels: int) -> None:
+  """Raises ValueError unless `info`'s images are what a model of `image_shape` and
+  `num_levels` (K) takes."""
+  if tuple(info.image_shape) != tuple(image_shape) or info.num_levels != num_levels:
+    raise ValueError(
+        f"{info.name} has images of shape {tuple(info.image_shape)} with "
+        f"{info.num_levels} levels; the model is built for {tuple(image_shape)} with "
+        f"{num_levels}.")

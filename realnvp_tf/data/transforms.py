@@ -89,24 +89,6 @@ def random_flip_batch(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
   return tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
 
 
-def add_noise(pixels: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
-  """`pixels + noise` for integer-valued float32 pixels and noise in [0, 1), kept
-  below `pixels + 1` in float32, so that `floor` gives back the pixels.
-
-  In float32, x + u rounds up to x + 1 when u is within half an ulp of x + 1 of 1 (for
-  x = 255: u > 1 - 2**-17, a few times per MNIST epoch); such values are moved to the
-  largest float32 below x + 1.
-  """
-  return tf.minimum(pixels + noise, tf.math.nextafter(pixels + 1.0, pixels))
-
-
-def dequantize(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-  """x + u, u ~ U[0, 1) drawn with the stateless seed, with floor(x + u) == x."""
-  x = tf.cast(image, tf.float32)
-  return add_noise(x, tf.random.stateless_uniform(tf.shape(x), seed=seed,
-                                                  dtype=tf.float32))
-
-
 def element_seed(seed: int, stream: int, *indices) -> tf.Tensor:
   """A stateless-RNG seed (shape [2]) for `(seed, stream, *indices)`."""
   key = tf.constant([seed, stream], dtype=tf.int64)

@@ -1,0 +1,86 @@
+"""What the programs set up in their own process (never the library, on import):
+TensorFlow imported with its start-up lines held back, its INFO log lines filtered,
+and one malloc arena.
+
+On a machine without a GPU, importing TensorFlow and listing its devices prints a
+oneDNN notice and CUDA probing lines, some twice, one of them an error line ("failed
+call to cuInit") that reads like a failure although nothing failed. They come from
+C++ logging before it is set up, which TF_CPP_MIN_LOG_LEVEL does not reach, so they
+are held back by pointing the process's stderr elsewhere for that moment. If the
+import fails, what was held back is printed with the error. TF_CPP_MIN_LOG_LEVEL
+defaults to 2 (TensorFlow's C++ errors only; its runtime notes, such as tf.data's
+about caches read partly, are not for users of this package). Set
+REALNVP_TF_STARTUP_LOGS=1 to see everything.
+"""
+
+import ctypes
+import logging as python_logging
+import os
+import sys
+import tempfile
+
+from absl import logging
+
+SHOW_ENV = "REALNVP_TF_STARTUP_LOGS"
+# mallopt(3) parameter number of M_ARENA_MAX in glibc's malloc.h.
+_M_ARENA_MAX = -8
+
+
+def import_tensorflow_quietly():
+  """Imports TensorFlow (and lists its devices) with fd 2 held back, C++ log level 2
+  unless set; a no-op when TensorFlow is already imported or REALNVP_TF_STARTUP_LOGS
+  is set."""
+  if "tensorflow" in sys.modules or os.environ.get(SHOW_ENV, "") not in ("", "0"):
+    return
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  try:
+    stderr_fd = sys.stderr.fileno()
+  except (AttributeError, OSError, ValueError):  # no real stderr (some notebooks)
+    return
+  sys.stderr.flush()
+  saved = os.dup(stderr_fd)
+  with tempfile.TemporaryFile() as held:
+    os.dup2(held.fileno(), stderr_fd)
+    try:
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+      tf.config.list_physical_devices()  # the CUDA probing happens here
+    except BaseException:
+      sys.stderr.flush()
+      os.dup2(saved, stderr_fd)
+      held.seek(0)
+      os.write(stderr_fd, held.read())
+      raise
+    finally:
+      sys.stderr.flush()
+      os.dup2(saved, stderr_fd)
+      os.close(saved)
+
+
+def limit_malloc_arenas(count=1):
+  """Caps glibc's malloc arenas for threads started from now on; False if not glibc.
+
+  With one arena per TensorFlow thread (glibc's default), the memory that preparing the
+  training step's graph frees stays behind in arenas the activations are not allocated
+  from; with one arena it is reused (docs/performance.md has the figures). Call it
+  before the first TensorFlow op runs.
+  """
+  try:
+    mallopt = ctypes.CDLL(None).mallopt
+  except (AttributeError, OSError):
+    return False
+  return mallopt(_M_ARENA_MAX, int(count)) == 1
+
+
+def filter_tensorflow_info_lines():
+  """Drops TensorFlow's own INFO lines (saver timings, signature names) from absl's
+  log; its warnings and errors, and everything of this package's, pass.
+
+  absl's handler passes records to its Python handler without consulting its own
+  filters, so the filter goes there.
+  """
+  logging.get_absl_handler().python_handler.addFilter(_tensorflow_info_filter)
+
+
+def _tensorflow_info_filter(record):
+  return record.levelno >= python_logging.WARNING or (
+      f"{os.sep}tensorflow{os.sep}" not in record.pathname)

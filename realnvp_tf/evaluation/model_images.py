@@ -1,0 +1,40 @@
+"""The images a trained model is evaluated or scored on: a dataset (by default the
+model's own, as its metadata records) or a folder, resolved for the model."""
+
+from realnvp_tf import data
+from realnvp_tf.data import image_inputs
+
+
+def data_info(model, dataset=None, image_dir=None, data_dir=None, manual_dir=None,
+              model_images=True):
+  """The `DatasetInfo` of the images to score `model` on: `image_dir` (a folder,
+  brought to the model's size and channels), `dataset` (a name or tfds:NAME), or,
+  with neither, the images the model was trained on (its metadata says which).
+  `model_images`: refuse a dataset whose images are not the model's (shape, K)."""
+  height, width, channels = model.image_shape
+  size = f"{height}x{width}"
+  if image_dir:
+    spec = dict(dataset=data.IMAGE_DIR, image_dir=image_dir, image_size=size,
+                channels=channels)
+  elif dataset:
+    spec = dict(dataset=dataset)
+  else:
+    spec = dict(model.metadata.get("data") or {"dataset": model.dataset})
+    if spec.get("dataset") is None:
+      raise ValueError("The model does not record its dataset; pass --dataset.")
+  if data.is_tfds_name(spec["dataset"]):
+    spec["image_size"] = size
+  info = data.resolve(**spec, data_dir=data_dir, manual_dir=manual_dir)
+  if model_images:
+    data.require_image_format(info, model.image_shape, model.num_levels)
+  return info
+
+
+def split_inputs(model, dataset=None, image_dir=None, split="test", data_dir=None,
+                 manual_dir=None):
+  """`data.image_inputs.ImageInputs` of a split of `dataset` or `image_dir` (default:
+  the model's own images), brought to the model's shape and K."""
+  info = data_info(model, dataset, image_dir, data_dir, manual_dir, model_images=False)
+  images = data.make_uint8_dataset(info, split, data_dir=data_dir, manual_dir=manual_dir)
+  return image_inputs.dataset_inputs(info, split, model.image_shape, model.num_levels,
+                                     images)

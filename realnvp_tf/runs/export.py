@@ -1,0 +1,197 @@
+"""SavedModel export: the trained flow, servable by TensorFlow alone."""
+
+import dataclasses
+import json
+
+import tensorflow as tf
+
+from realnvp_tf.data import dequantization
+from realnvp_tf.model import conditional
+from realnvp_tf.model import flow as flow_lib
+from realnvp_tf.ood import scores
+
+
+class RealNVPServing(tf.Module):
+  """The functions a user of a trained RealNVP needs, with fixed input signatures.
+
+  Everything runs in inference mode (batch norm on its moving averages). Pixel values
+  are dequantized intensities in [0, K); images are uint8 in 0..K-1.
+
+  `metadata["typicality_reference"]` (dict(mean, std, ...) of held-out bits/dim, see
+  `ood.scores.reference_statistics`), when given, is also kept as the variable
+  `typicality_reference` = [mean, std], and `ood_scores` then returns the typicality
+  scores as well. A class-conditional flow is served by `ConditionalServing`
+  (`serving_module` picks).
+  """
+
+  SIGNATURES = ("log_prob", "bits_per_dim", "ood_scores", "sample", "encode", "decode")
+
+  def __init__(self, flow, metadata=None):
+    super().__init__(name="realnvp_serving")
+    config = flow.bijector.config
+    self._flow = flow
+    self._variables = list(flow.variables)
+    metadata = dict(metadata or {}, model=dataclasses.asdict(config))
+    # JSON of the model config (and e.g. the dataset): json.loads(m.metadata.numpy()).
+    self.metadata = tf.Variable(json.dumps(metadata), trainable=False, name="metadata")
+    height, width, channels = config.image_shape
+    self._num_levels = config.num_levels
+    self._image_shape = config.image_shape
+    reference = metadata.get("typicality_reference")
+    self.typicality_reference = None if reference is None else tf.Variable(
+        [reference["mean"], reference["std"]], trainable=False, dtype=tf.float32,
+        name="typicality_reference")
+    self._specs = dict(
+        pixels=tf.TensorSpec([None, height, width, channels], tf.float32,
+                             name="images"),
+        images=tf.TensorSpec([None, height, width, channels], tf.uint8, name="images"),
+        latents=tf.TensorSpec([None, height, width, channels], tf.float32, name="z"),
+        seed=tf.TensorSpec([2], tf.int32, name="seed"),
+        temperature=tf.TensorSpec([], tf.float32, name="temperature"))
+    self._define_functions(**self._specs)
+
+  def _define_functions(self, pixels, images, latents, seed, temperature):
+    self.log_prob = tf.function(self._log_prob, input_signature=[pixels])
+    self.bits_per_dim = tf.function(self._bits_per_dim, input_signature=[images, seed])
+    self.ood_scores = tf.function(self._ood_scores, input_signature=[images, seed])
+    self.sample = tf.function(self._sample, input_signature=[
+        tf.TensorSpec([], tf.int32, name="num_samples"), temperature, seed])
+    self.encode = tf.function(self._encode, input_signature=[pixels])
+    self.decode = tf.function(self._decode, input_signature=[latents])
+
+  def signatures(self):
+    """{name: function} for `tf.saved_model.save` (`serving_default` = log_prob)."""
+    return dict({name: getattr(self, name) for name in self.SIGNATURES},
+                serving_default=self.log_prob)
+
+  def _check_pixels(self, images):
+    message = (f"images must be dequantized pixel values in [0, {self._num_levels}) "
+               f"with shape [batch, {', '.join(map(str, self._image_shape))}]")
+    return [tf.debugging.assert_greater_equal(images, 0.0, message=message),
+            tf.debugging.assert_less(images, float(self._num_levels), message=message)]
+
+  def _density(self, values, labels=None):
+    """log p(x) (log p(x | y) with labels) of dequantized values."""
+    return flow_lib.log_prob(self._flow, values, labels)
+
+  def _log_prob(self, images, labels=None):
+    with tf.control_dependencies(self._check_pixels(images)):
+      return {"log_prob": self._density(tf.identity(images), labels)}
+
+  def _bits_per_dim(self, images, seed, labels=None):
+    return {"bits_per_dim": flow_lib.bits_per_dim(
+        self._density(self._dequantized(images, seed), labels), self._image_shape)}
+
+  def _ood_scores(self, images, seed):
+    """`ood.scores.scores` of uint8 images (bits/dim with the noise of `bits_per_dim`)."""
+    bits = flow_lib.bits_per_dim(self._density(self._dequantized(images, seed)),
+                                 self._image_shape)
+    return scores.scores(bits, scores.png_bits_per_dim(images), self.typicality_reference)
+
+  def _dequantized(self, images, seed):
+    checks = []
+    if self._num_levels < 256:
+      checks.append(tf.debugging.assert_less(
+          images, tf.constant(self._num_levels, tf.uint8),
+          message=f"images must hold integer pixels in [0, {self._num_levels})"))
+    with tf.control_dependencies(checks):
+      noise = dequantization.per_image_noise(self._image_shape, tf.shape(images)[0],
+                                             seed)
+      return dequantization.add_noise(tf.cast(images, tf.float32), noise)
+
+  def _images_of(self, values):
+    return {"values": values, "images": flow_lib.to_images(values, self._num_levels)}
+
+  def _sample(self, num_samples, temperature, seed, labels=None):
+    message = "temperature must be a finite number >= 0"
+    # `>= 0` is False for NaN: the first check refuses NaN and negatives.
+    checks = [tf.debugging.assert_greater_equal(temperature, 0.0, message=message),
+              tf.debugging.assert_all_finite(temperature, message=message)]
+    with tf.control_dependencies(checks):
+      return self._images_of(flow_lib.sample(
+          self._flow, num_samples, tf.identity(temperature), seed, labels))
+
+  def _encode(self, images, labels=None):
+    kwargs = {} if labels is None else {"labels": labels}
+    with tf.control_dependencies(self._check_pixels(images)):
+      return {"z": self._flow.bijector.inverse(tf.identity(images), **kwargs)}
+
+  def _decode(self, z, labels=None):
+    kwargs = {} if labels is None else {"labels": labels}
+    check = tf.debugging.assert_all_finite(
+        z, message="z must be finite (no NaN or infinite latents)")
+    with tf.control_dependencies([check]):
+      return self._images_of(self._flow.bijector.forward(tf.identity(z), **kwargs))
+
+
+class ConditionalServing(RealNVPServing):
+  """The functions of a class-conditional RealNVP: labels (int32, one per image, in
+  0..num_classes-1) wherever the density depends on them.
+
+  log_prob(images, labels), bits_per_dim(images, labels, seed): log p(x | y);
+  sample(labels, temperature, seed): one sample per label; encode(images, labels),
+  decode(z, labels); classify(images, seed): the generative classifier p(y | x) =
+  p(x | y) p(y) / p(x) with p(y) the variable `log_prior` (from the training
+  split's label counts, `metadata["class_counts"]`; uniform without them);
+  ood_scores(images, seed): the scores of the marginal p(x) = sum_y p(x | y) p(y).
+  """
+
+  SIGNATURES = RealNVPServing.SIGNATURES + ("classify",)
+
+  def _define_functions(self, pixels, images, latents, seed, temperature):
+    metadata = json.loads(self.metadata.numpy())
+    self._num_classes = metadata["model"]["num_classes"]
+    self.log_prior = tf.Variable(
+        conditional.log_prior(metadata.get("class_counts"), self._num_classes),
+        trainable=False, name="log_prior")
+    labels = tf.TensorSpec([None], tf.int32, name="labels")
+    self.log_prob = tf.function(self._log_prob, input_signature=[pixels, labels])
+    self.bits_per_dim = tf.function(lambda images, labels, seed: self._bits_per_dim(
+        images, seed, labels), input_signature=[images, labels, seed])
+    self.ood_scores = tf.function(self._ood_scores, input_signature=[images, seed])
+    self.classify = tf.function(self._classify, input_signature=[images, seed])
+    self.sample = tf.function(lambda labels, temperature, seed: self._sample(
+        tf.size(labels), temperature, seed, labels),
+                              input_signature=[labels, temperature, seed])
+    self.encode = tf.function(self._encode, input_signature=[pixels, labels])
+    self.decode = tf.function(self._decode, input_signature=[latents, labels])
+
+  def _density(self, values, labels=None):
+    if labels is not None:
+      return super()._density(values, labels)
+    return conditional.marginal_log_prob(self._flow, values, self._num_classes,
+                                         self.log_prior)
+
+  def _classify(self, images, seed):
+    """p(y | x) of uint8 images (dequantized as `bits_per_dim` does): probabilities
+    [B, n], labels (argmax) [B], log_likelihoods log p(x | y) [B, n], and
+    bits_per_dim of the marginal p(x) [B]."""
+    values = self._dequantized(images, seed)
+    likelihoods = conditional.class_log_likelihoods(self._flow, values,
+                                                    self._num_classes)
+    out = conditional.posterior(likelihoods, self.log_prior)
+    return {"probabilities": out["probabilities"], "labels": out["labels"],
+            "log_likelihoods": likelihoods,
+            "bits_per_dim": flow_lib.bits_per_dim(out["log_prob"], self._image_shape)}
+
+
+def serving_module(flow, metadata=None):
+  """The serving module of `flow`: `ConditionalServing` for a class-conditional one,
+  else `RealNVPServing`."""
+  conditional_flow = flow.bijector.config.conditional
+  return (ConditionalServing if conditional_flow else RealNVPServing)(flow, metadata)
+
+
+def export_saved_model(flow, export_dir, metadata=None):
+  """Writes `flow` as a SavedModel with signatures log_prob, bits_per_dim,
+  ood_scores, sample, encode and decode (`serving_default` = log_prob), and classify
+  for a class-conditional flow (see `ConditionalServing`). Returns `export_dir`.
+
+  `metadata` (a JSON-able dict, e.g. the dataset name) is stored with the model
+  config in the SavedModel's `metadata` variable; its `typicality_reference` (see
+  `RealNVPServing`) enables the typicality scores, its `class_counts` set a
+  class-conditional model's prior.
+  """
+  module = serving_module(flow, metadata)
+  tf.saved_model.save(module, export_dir, signatures=module.signatures())
+  return export_dir

@@ -1,0 +1,233 @@
+"""Loading a trained model: `load(path)` for an export or a run directory."""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from realnvp_tf import data
+from realnvp_tf.model import flow as flow_lib
+from realnvp_tf.runs import best
+from realnvp_tf.runs import checkpoints
+from realnvp_tf.runs import directory
+from realnvp_tf.runs import export
+
+
+class LoadedModel:
+  """A trained model from a SavedModel or from a run directory's checkpoint.
+
+  Both expose the SavedModel's functions (`log_prob`, `bits_per_dim`, `ood_scores`,
+  `sample`, `encode`, `decode`; `classify` for a class-conditional model) through
+  `self.serving`, wrapped here as methods that take and return numpy-friendly
+  values, and the model's `metadata` dict. A class-conditional model
+  (`num_classes` > 0) takes `labels` (one class per image or sample) wherever the
+  density depends on them; labels are checked here, with one-line errors.
+  """
+
+  def __init__(self, serving, metadata, source):
+    self.serving = serving
+    self.metadata = metadata
+    self.source = source
+    model = metadata["model"]
+    self.image_shape = tuple(model["image_shape"])
+    self.num_levels = int(model["num_levels"])
+    self.num_classes = int(model.get("num_classes", 0))
+    self.class_names = list(metadata.get("class_names") or [])
+    self.dataset = metadata.get("dataset")
+
+  def _labels(self, labels, count):
+    """`labels` as an int32 tensor of `count` classes (None for an unconditional
+    model), or a one-line ValueError."""
+    if not self.num_classes:
+      if labels is not None:
+        raise ValueError(f"{self.source} is not class-conditional: it takes no labels.")
+      return None
+    if labels is None:
+      raise ValueError(f"{self.source} is class-conditional ({self.num_classes} "
+                       f"classes): pass labels, one class per image.")
+    if tf.is_tensor(labels) and not tf.executing_eagerly():
+      return tf.cast(labels, tf.int32)  # in a tf.function: the signature checks them
+    values = np.asarray(labels)
+    if values.ndim != 1 or len(values) != count:
+      raise ValueError(f"labels must be a vector of {count} classes (one per image); "
+                       f"got shape {values.shape}.")
+    if values.size and not np.issubdtype(values.dtype, np.integer):
+      raise ValueError(f"labels must be integers; got {values.dtype}.")
+    bad = np.flatnonzero((values < 0) | (values >= self.num_classes))
+    if bad.size:
+      raise ValueError(f"labels must be class indices in [0, {self.num_classes}); got "
+                       f"{values[bad[0]]} at index {bad[0]}.")
+    return tf.constant(values, tf.int32)
+
+  def _call(self, name, *args, labels=None, count=None):
+    """The signature `name`, with the labels after the images for a conditional
+    model."""
+    labels = self._labels(labels, count)
+    if labels is not None:
+      args = args[:1] + (labels,) + args[1:]
+    return getattr(self.serving, name)(*args)
+
+  def log_prob(self, images, labels=None):
+    """log p(x) (log p(x | y) with labels) of float32 images [N, H, W, C] of
+    dequantized pixels in [0, K)."""
+    images = tf.convert_to_tensor(images, tf.float32)
+    return self._call("log_prob", images, labels=labels,
+                      count=images.shape[0])["log_prob"]
+
+  def bits_per_dim(self, images, seed=(0, 0), labels=None):
+    """Bits/dim of uint8 images [N, H, W, C], dequantized with seeded noise."""
+    images = tf.convert_to_tensor(images, tf.uint8)
+    return self._call("bits_per_dim", images, tf.constant(seed, tf.int32),
+                      labels=labels, count=images.shape[0])["bits_per_dim"]
+
+  def ood_scores(self, images, seed=(0, 0)):
+    """`ood` scores of uint8 images [N, H, W, C]: a dict of numpy arrays
+    (`typicality` and `batch_typicality` only when the model has a reference)."""
+    if not hasattr(self.serving, "ood_scores"):
+      raise ValueError(f"{self.source} was exported before the ood_scores signature "
+                       f"existed; re-export it by running train.py again with the same "
+                       f"flags and --model_dir (a finished run only re-exports).")
+    out = self.serving.ood_scores(tf.convert_to_tensor(images, tf.uint8),
+                                  tf.constant(seed, tf.int32))
+    return {name: value.numpy() for name, value in out.items()}
+
+  def classify(self, images, seed=(0, 0)):
+    """The generative classifier on uint8 images [N, H, W, C]: a dict of numpy
+    arrays: probabilities p(y | x) [N, n], labels [N], log_likelihoods log p(x | y)
+    [N, n], bits_per_dim of p(x) [N]."""
+    if not self.num_classes:
+      raise ValueError(f"{self.source} is not class-conditional: it cannot classify; "
+                       f"train with --class_conditional.")
+    out = self.serving.classify(tf.convert_to_tensor(images, tf.uint8),
+                                tf.constant(seed, tf.int32))
+    return {name: value.numpy() for name, value in out.items()}
+
+  @property
+  def typicality_reference(self):
+    """dict(mean, std, num_images, split) of held-out bits/dim, or None."""
+    return self.metadata.get("typicality_reference")
+
+  def sample(self, num_samples=None, temperature=1.0, seed=(0, 0), labels=None):
+    """Samples at `temperature`: dict(images=uint8, values=float32); a
+    class-conditional model draws one per entry of `labels`."""
+    rest = (tf.constant(temperature, tf.float32), tf.constant(seed, tf.int32))
+    if self.num_classes:
+      if labels is None or (num_samples is not None and num_samples != len(labels)):
+        raise ValueError(f"{self.source} is class-conditional: pass labels, one class "
+                         f"per sample (num_samples is their number).")
+      return self.serving.sample(self._labels(labels, len(labels)), *rest)
+    self._labels(labels, num_samples)
+    return self.serving.sample(tf.constant(num_samples, tf.int32), *rest)
+
+  def encode(self, images, labels=None):
+    """The latents z (image-shaped) of float32 images in [0, K)."""
+    images = tf.convert_to_tensor(images, tf.float32)
+    return self._call("encode", images, labels=labels, count=images.shape[0])["z"]
+
+  def decode(self, z, labels=None):
+    """Images of latents: dict(images=uint8, values=float32)."""
+    z = tf.convert_to_tensor(z, tf.float32)
+    return self._call("decode", z, labels=labels, count=z.shape[0])
+
+
+def load_saved_model(path):
+  """Loads an export of `export.export_saved_model`."""
+  if not tf.io.gfile.isdir(path):
+    raise ValueError(f"--saved_model={path}: no such directory.")
+  if not _is_saved_model(path):
+    raise ValueError(f"--saved_model={path} is not a SavedModel (no saved_model.pb); "
+                     f"pass the export/ directory that train.py wrote.")
+  serving = tf.saved_model.load(path)
+  if not hasattr(serving, "metadata"):
+    raise ValueError(f"--saved_model={path} is a SavedModel, but not one exported by "
+                     f"realnvp_tf (it has no metadata).")
+  return LoadedModel(serving, json.loads(serving.metadata.numpy()), path)
+
+
+def load_checkpoint(model_dir, compute_dtype=None):
+  """The model of a run directory, with the weights its `select` names (see
+  `restore_for_inference`: the best validation weights by default); `compute_dtype`
+  overrides the s/t networks' precision."""
+  flow, metadata, path = restore_for_inference(model_dir, compute_dtype)
+  return LoadedModel(export.serving_module(flow, metadata), metadata, path)
+
+
+def load(path):
+  """A trained model from an export (a SavedModel directory written by training) or a
+  run directory (the weights the run selects, as its export would: those of the best
+  validation figure by default, the latest checkpoint with `select=last` or before a
+  best was kept; EMA weights when the run kept them).
+
+      model = realnvp_tf.load("runs/mnist/export")
+      model.log_prob(x); model.sample(16, temperature=0.7)["images"]
+      z = model.encode(x); model.decode(z)["values"]
+  """
+  path = os.fspath(path)
+  if _is_saved_model(path):
+    return load_saved_model(path)
+  if tf.io.gfile.exists(os.path.join(path, directory.CONFIG_FILE)):
+    return load_checkpoint(path)
+  raise ValueError(f"{path} is neither a SavedModel (no saved_model.pb) nor a run "
+                   f"directory (no {directory.CONFIG_FILE}).")
+
+
+def _is_saved_model(path):
+  return any(tf.io.gfile.exists(os.path.join(path, name))
+             for name in ("saved_model.pb", "saved_model.pbtxt"))
+
+
+def restore_for_inference(model_dir, compute_dtype=None, weights=None):
+  """The flow of a run directory, with the weights the run selects.
+
+  `weights`: "best" (model_dir/best/: the weights of the best validation figure so
+  far) or "last" (the latest checkpoint, with its EMA weights when it has them);
+  default: the run's own `select`, falling back to "last" while no best is kept.
+  Returns (flow, metadata, checkpoint path); metadata holds the dataset, the data
+  settings, the step and the model config. `compute_dtype` overrides the precision
+  of the s/t networks.
+  """
+  model_config, train = directory.read_run_config(model_dir)
+  if compute_dtype:
+    model_config = dataclasses.replace(model_config, compute_dtype=compute_dtype)
+  flow = flow_lib.build_realnvp(model_config)
+  step = tf.Variable(0, dtype=tf.int64)
+  best_dir = os.path.join(model_dir, directory.BEST_DIR)
+  if (weights or train.get("select", "best")) == "best" and tf.train.latest_checkpoint(best_dir):
+    latest = checkpoints.restore_newest(tf.train.Checkpoint(flow=flow), best_dir, partial=True)
+    with tf.io.gfile.GFile(os.path.join(best_dir, best.BEST_FILE)) as f:
+      step.assign(json.load(f)["step"])
+  else:
+    variables = list(flow.trainable_variables)
+    ema = ([tf.Variable(tf.zeros_like(v)) for v in variables]
+           if train.get("ema_decay") else None)
+    checkpoint = checkpoints.make_checkpoint(flow, step, ema=ema)
+    latest = checkpoints.restore_newest(
+        checkpoint, os.path.join(model_dir, directory.CHECKPOINT_DIR), partial=True)
+    for variable, average in zip(variables, ema or []):
+      variable.assign(average)
+  if latest is None:
+    raise ValueError(f"--model_dir={model_dir} has no checkpoint in "
+                     f"{directory.CHECKPOINT_DIR}/.")
+  metadata = {"dataset": train["dataset"],
+              "data": {name: train.get(name) for name in data.DATA_SPEC_FIELDS},
+              "step": int(step.numpy()), "model": dataclasses.asdict(model_config)}
+  metadata.update(_finished_run_metadata(model_dir, metadata["step"]))
+  return flow, metadata, latest
+
+
+def _finished_run_metadata(model_dir, step):
+  """What metrics.json adds for inference: the class counts and names of a
+  class-conditional run, and the typicality reference when it belongs to the
+  weights of `step` (a finished run's selected weights; not those of a run still
+  training). Empty before the run has finished."""
+  path = os.path.join(model_dir, directory.METRICS_FILE)
+  if not tf.io.gfile.exists(path):
+    return {}
+  with tf.io.gfile.GFile(path) as f:
+    metrics = json.load(f)
+  names = ["class_counts", "class_names"]
+  if metrics.get("selected_step") == step:
+    names.append("typicality_reference")
+  return {name: metrics[name] for name in names if metrics.get(name) is not None}

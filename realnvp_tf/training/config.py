@@ -1,0 +1,125 @@
+"""`TrainConfig`: the optimisation and bookkeeping settings of a training run."""
+
+import dataclasses
+import os
+from typing import Optional
+
+from realnvp_tf import data
+from realnvp_tf.model import config as config_lib
+
+SELECT = ("best", "last")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Optimisation and bookkeeping settings (paper defaults).
+
+  Attributes:
+    dataset: one of `data.DATASET_NAMES`, `tfds:NAME[/CONFIG]` (any
+      tensorflow-datasets image set), `data.IMAGE_DIR` with `image_dir`, or
+      `data.CUSTOM` for datasets given to the Trainer (`data.from_tf_data`).
+    image_dir: a folder of image files to train on (see `data.image_folder`).
+    image_size: "H" or "HxW": images are resized to cover it and centre-cropped
+      (needed with `image_dir`; optional for the others).
+    channels: 1 or 3, for `image_dir`.
+    validation_fraction, test_fraction: the hash split of an `image_dir` without
+      train/validation/test subfolders.
+    fail_on_bad_images: refuse an `image_dir` with files that cannot be decoded
+      (otherwise they are left out and reported once).
+    select: "best" (the weights with the best validation figure, kept in
+      model_dir/best/) or "last": what the final test figure, metrics.json and the
+      export use.
+    batch_size: global batch size, split evenly over the replicas.
+    train_steps: optimizer steps in all (a resumed run continues up to this).
+    learning_rate: Adam's learning rate.
+    warmup_steps: linear learning-rate warm-up from 0 (0: none).
+    l2_coeff: L2 penalty on the weight-norm gains and tanh scales.
+    clip_norm: gradients are clipped to this global norm.
+    ema_decay: Polyak averaging of the weights (0: off); when on, the averages are
+      used for evaluation and export.
+    batch_norm_recalibration_batches: at the end of training, the batch norms'
+      moving statistics are re-estimated on this many training batches for the final
+      weights (see `batch_norm_estimation`; 0: keep the moving averages).
+    checkpoint_every: steps between checkpoints.
+    eval_every: steps between validation evaluations (0: only the final one); the
+      test split is read once, at the end.
+    eval_images: validation images of each evaluation (the same ones each time; 0:
+      all).
+    eval_batch_size: batch size of evaluation.
+    log_every: steps between TensorBoard scalars.
+    max_nonfinite_steps: consecutive non-finite steps (skipped) before training stops.
+    num_samples: samples in the TensorBoard image grid.
+    seed: seed of data order, dequantization noise and sampling.
+    data_dir, manual_dir: see `data.make_dataset`.
+    export: write a SavedModel to `model_dir/export` at the end.
+  """
+
+  dataset: str = "mnist"
+  image_dir: Optional[str] = None
+  image_size: Optional[str] = None
+  channels: int = 3
+  validation_fraction: float = 0.1
+  test_fraction: float = 0.1
+  fail_on_bad_images: bool = False
+  select: str = "best"
+  batch_size: int = 64
+  train_steps: int = 100_000
+  learning_rate: float = 1e-3
+  warmup_steps: int = 0
+  l2_coeff: float = 5e-5
+  clip_norm: float = 100.0
+  ema_decay: float = 0.0
+  batch_norm_recalibration_batches: int = 50
+  checkpoint_every: int = 1000
+  eval_every: int = 5000
+  eval_images: int = 2000
+  eval_batch_size: int = 256
+  log_every: int = 100
+  max_nonfinite_steps: int = 10
+  num_samples: int = 36
+  seed: int = 0
+  data_dir: Optional[str] = None
+  manual_dir: Optional[str] = None
+  export: bool = True
+
+  def __post_init__(self):
+    config_lib.check_finite(self)
+    if self.image_dir:
+      object.__setattr__(self, "dataset", data.IMAGE_DIR)
+      # Recorded in config.json and the export: absolute, so it means the same
+      # folder from any working directory.
+      object.__setattr__(self, "image_dir",
+                         os.path.abspath(os.path.expanduser(self.image_dir)))
+    if self.dataset == data.IMAGE_DIR and not self.image_dir:
+      raise ValueError(f"dataset={data.IMAGE_DIR!r} needs image_dir (--image_dir=DIR).")
+    if self.dataset == data.IMAGE_DIR and not self.image_size:
+      raise ValueError("An image folder needs an image size: pass --image_size=H or "
+                       "HxW (TrainConfig(image_size=...)) with --image_dir.")
+    if self.dataset not in (data.IMAGE_DIR, data.CUSTOM) and not data.is_tfds_name(self.dataset):
+      data.get_dataset_info(self.dataset)  # unknown names fail here, with the list
+    if self.select not in SELECT:
+      raise ValueError(f"select must be one of {SELECT}; got {self.select!r}.")
+    for name in ("batch_size", "train_steps", "checkpoint_every", "eval_batch_size",
+                 "log_every", "max_nonfinite_steps", "num_samples"):
+      if getattr(self, name) <= 0:
+        raise ValueError(f"{name} must be positive; got {getattr(self, name)}.")
+    for name in ("warmup_steps", "eval_every", "eval_images", "l2_coeff",
+                 "batch_norm_recalibration_batches"):
+      if getattr(self, name) < 0:
+        raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}.")
+    if self.learning_rate <= 0 or self.clip_norm <= 0:
+      raise ValueError("learning_rate and clip_norm must be positive.")
+    if not 0.0 <= self.ema_decay < 1.0:
+      raise ValueError(f"ema_decay must be in [0, 1); got {self.ema_decay}.")
+
+  def data_spec(self):
+    """The settings that say which images the run means (`data.resolve`'s
+    arguments): recorded with the model, so evaluation reads the same images."""
+    return {name: getattr(self, name) for name in data.DATA_SPEC_FIELDS}
+
+  def dataset_info(self):
+    """The run's `data.DatasetInfo` (`data.resolve`: a folder is decoded, a tfds set
+    prepared, once per process)."""
+    return data.resolve(**self.data_spec(), fail_on_bad_images=self.fail_on_bad_images,
+                        data_dir=self.data_dir, manual_dir=self.manual_dir,
+                        min_train_images=self.batch_size)

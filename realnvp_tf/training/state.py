@@ -1,0 +1,71 @@
+"""The state of a training run: every variable it creates, and its checkpoint."""
+
+import keras
+import tensorflow as tf
+
+from realnvp_tf.model import flow as flow_lib
+from realnvp_tf.runs import checkpoints
+from realnvp_tf.training import adam
+
+
+class TrainState:
+  """The flow, Adam and its slots, the step, the skipped-step counts and the EMA.
+
+  Everything is created inside `strategy.scope()`, so that a strategy mirrors it, and
+  `checkpoint` holds all of it.
+
+  Attributes:
+    flow: the `tfd.TransformedDistribution` being trained.
+    variables: its trainable variables (the order of gradients and slots).
+    statistics: its batch-norm moving statistics.
+    optimizer: a `adam.FusedAdam` over `variables`.
+    step: steps taken, skipped ones included.
+    nonfinite_streak, nonfinite_total: consecutive and total skipped steps.
+    ema: Polyak averages of `variables` (None when `ema_decay` is 0).
+  """
+
+  def __init__(self, model_config, train_config, strategy):
+    with strategy.scope():
+      self.flow = flow_lib.build_realnvp(model_config)
+      self.variables = list(self.flow.trainable_variables)
+      self.statistics = list(self.flow.non_trainable_variables)
+      self.optimizer = adam.FusedAdam(keras.optimizers.Adam(adam.WarmupSchedule(
+          train_config.learning_rate, train_config.warmup_steps)), self.variables)
+      counter = lambda name: tf.Variable(0, dtype=tf.int64, trainable=False, name=name)
+      self.step = counter("step")
+      self.nonfinite_streak = counter("nonfinite_streak")
+      self.nonfinite_total = counter("nonfinite_total")
+      self.ema = None
+      if train_config.ema_decay:
+        self.ema = [tf.Variable(v, trainable=False, name=v.name.split(":")[0] + "_ema")
+                    for v in self.variables]
+    self.checkpoint = checkpoints.make_checkpoint(
+        self.flow, self.step, optimizer=self.optimizer.optimizer,
+        nonfinite_total=self.nonfinite_total, ema=self.ema)
+
+  def update_ema(self, decay):
+    for average, variable in zip(self.ema or [], self.variables):
+      average.assign(decay * average + (1.0 - decay) * variable)
+
+  def averaged_weights(self):
+    """Context manager: the EMA weights in place of the raw ones (if EMA is on)."""
+    return _SwappedWeights(self.variables, self.ema)
+
+
+class _SwappedWeights:
+
+  def __init__(self, variables, averages):
+    self._variables, self._averages = variables, averages
+    self._saved = None
+
+  def __enter__(self):
+    if self._averages is not None:
+      self._saved = [v.numpy() for v in self._variables]
+      for variable, average in zip(self._variables, self._averages):
+        variable.assign(average)
+
+  def __exit__(self, *exc):
+    if self._saved is not None:
+      for variable, value in zip(self._variables, self._saved):
+        variable.assign(value)
+    return False

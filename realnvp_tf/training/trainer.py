@@ -1,0 +1,249 @@
+"""`Trainer`: a training run's state, step, directory, loop and actions put together.
+
+Everything `train.py` does lives in the library, so a notebook can train without the
+command line:
+
+    trainer = training.Trainer(model_config, training.TrainConfig(dataset="digits"),
+                               model_dir="/tmp/run")
+    metrics = trainer.fit()
+
+The parts, each in its own module of this package: `state.TrainState` (every
+variable), `step.TrainStep` (one distributed step), `controller.Controller` (the
+loop) with the `actions` between steps, `selection.ModelSelection` (validation and the
+best weights), `batch_norm_estimation` (statistics for the final weights),
+`strategies` and `resume`; `realnvp_tf.runs` holds the files and checkpoints.
+"""
+
+import dataclasses
+import math
+import os
+import signal
+
+from absl import logging
+import keras
+import tensorflow as tf
+
+from realnvp_tf import data
+from realnvp_tf.model import conditional
+from realnvp_tf.runs import checkpoints
+from realnvp_tf.runs import directory
+from realnvp_tf.runs import export
+from realnvp_tf.training import actions as actions_lib
+from realnvp_tf.training import batch_norm_estimation
+from realnvp_tf.training import controller as controller_lib
+from realnvp_tf.training import resume
+from realnvp_tf.training import selection
+from realnvp_tf.training import state as state_lib
+from realnvp_tf.training import step as step_lib
+from realnvp_tf.training import strategies
+
+
+def _require_finite_model(flow, test_bits_per_dim, step):
+  """A model that is not finite is neither recorded nor exported."""
+  finite = all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in flow.variables)
+  if not (finite and math.isfinite(test_bits_per_dim)):
+    raise actions_lib.NonFiniteLossError(
+        f"Training ended at step {step} with "
+        + ("non-finite weights" if not finite else
+           f"a non-finite test figure ({test_bits_per_dim})")
+        + "; nothing was exported. Lower --learning_rate or add --warmup_steps.")
+
+
+class Trainer:
+  """One training run: its state, step, directory, loop and final evaluation/export.
+
+  `fit()` = `train()` (the loop, resumed from the latest checkpoint, validating every
+  `eval_every` steps) then `finish()` (batch-norm statistics for the final weights,
+  checkpoint, the selected weights' test figure, metrics, export). `fit` and
+  `train` take extra actions and stop conditions for the loop.
+  """
+
+  def __init__(self, model_config, train_config, model_dir, strategy=None,
+               dataset_info=None):
+    """`dataset_info`: the images to train on when they are not named by
+    `train_config` (e.g. `data.from_tf_data(...)`, with `dataset=data.CUSTOM`)."""
+    info = dataset_info or train_config.dataset_info()
+    data.require_image_format(info, model_config.image_shape, model_config.num_levels)
+    self.class_counts = _class_counts(model_config, train_config, info)
+    self.model_config, self.config, self.info = model_config, train_config, info
+    self.strategy = strategy or strategies.make_strategy()
+    strategies.check_batch_size(train_config.batch_size, self.strategy)
+    self.run_dir = directory.RunDirectory(model_dir,
+                                          strategies.is_chief(self.strategy))
+    # Before the model is built: bad directories and mismatched settings fail at once.
+    resume.check_resumable(self.run_dir, model_config, train_config)
+    self.run_dir.open_for_writing()
+    self.state = state_lib.TrainState(model_config, train_config, self.strategy)
+    self.step_fn = step_lib.TrainStep(self.state, model_config, train_config,
+                                      self.strategy)
+    self.manager = checkpoints.make_manager(self.state.checkpoint,
+                                            self.run_dir.checkpoint_dir)
+    self._writers = {}
+    self._loss = actions_lib.LossTracker()
+    self.selection = selection.ModelSelection(
+        info, train_config, self.state, self.run_dir, self.writer,
+        reestimate=lambda: self.recalibrate_batch_norm(
+            train_config.batch_norm_recalibration_batches),
+        log_prior=conditional.log_prior(self.class_counts, model_config.num_classes)
+        if model_config.conditional else None)
+
+  def restore(self):
+    """Restores the newest checkpoint of the run that restores (see
+    `runs.checkpoints.restore_newest`), if any; returns its step."""
+    restored = checkpoints.restore_newest(
+        self.state.checkpoint,
+        os.path.join(self.run_dir.path, directory.CHECKPOINT_DIR))
+    step = int(self.state.step.numpy())
+    if restored:
+      logging.info("Resumed from %s at step %d.", restored, step)
+    return step
+
+  def data_seed(self, step):
+    """The seed of the training stream of the epoch that `step` falls in: a resumed
+    run starts its epoch afresh, with that epoch's own shuffle and noise."""
+    steps_per_epoch = max(1, self.info.num_train // self.config.batch_size)
+    return self.config.seed * 1_000_003 + step // steps_per_epoch
+
+  def train_dataset(self, start_step):
+    """The distributed training stream from `start_step` on."""
+    return data.make_distributed_dataset(
+        self.strategy, self.info, "train",
+        global_batch_size=self.config.batch_size, training=True,
+        data_dir=self.config.data_dir, manual_dir=self.config.manual_dir,
+        seed=self.data_seed(start_step), labels=self.model_config.conditional)
+
+  def writer(self, name):
+    """The TensorBoard writer of `name` ("train", "validation", "test")."""
+    if name not in self._writers:
+      self._writers[name] = tf.summary.create_file_writer(self.run_dir.log_dir(name))
+    return self._writers[name]
+
+  def default_actions(self, start, progress=True):
+    cfg = self.config
+    bar = keras.utils.Progbar(
+        cfg.train_steps, stateful_metrics=["bits/dim", "images/s", "val bits/dim"],
+        verbose=1 if (progress and self.run_dir.is_chief) else 0)
+    self.selection.progress_bar = bool(bar.verbose)
+    return [
+        actions_lib.NonFiniteGuard(self.state.nonfinite_streak, cfg.max_nonfinite_steps,
+                                   self.manager.directory),
+        actions_lib.TrainSummaries(self.writer("train"), self.state, cfg.batch_size,
+                                   cfg.log_every, cfg.train_steps),
+        actions_lib.ShowProgress(bar, cfg.batch_size, cfg.log_every, cfg.train_steps,
+                                 start, lambda: self.selection.latest),
+        actions_lib.SaveCheckpoint(self.manager, cfg.checkpoint_every),
+        actions_lib.PeriodicEvaluation(lambda step: self.selection.validate(),
+                                       cfg.eval_every, cfg.train_steps),
+    ]
+
+  def train(self, actions=(), stop_conditions=(), progress=True):
+    """The loop from the latest checkpoint to `train_steps`, with the default actions
+    and `actions` after each step. Returns None when the step count was reached, or
+    what ended it early: a stop condition, or an `actions.Interrupted` (a checkpoint
+    is saved when training is interrupted: a signal, a preemption)."""
+    start = self.restore()
+    self.run_dir.write_config(self.model_config, self.config)
+    self._loss = actions_lib.LossTracker()
+    extra, signals = [], (signal.SIGTERM, signal.SIGINT)
+    if strategies.is_multi_worker(self.strategy):
+      # SIGTERM to any worker: every worker saves at the same step.
+      extra.append(actions_lib.SaveCheckpointIfPreempted(
+          self.strategy.cluster_resolver, self.manager))
+      signals = (signal.SIGINT,)
+    with actions_lib.SignalStop(signals) as signal_stop:
+      loop = controller_lib.Controller(
+          self.step_fn, self.state.step,
+          self.default_actions(start, progress) + extra + [self._loss, *actions],
+          [signal_stop, *stop_conditions])
+      try:
+        stopped = loop.run(iter(self.train_dataset(start)), self.config.train_steps)
+      except actions_lib.Interrupted as interruption:
+        logging.warning("%s", interruption)
+        return interruption
+    if getattr(stopped, "interrupts", False):
+      step = int(self.state.step.numpy())
+      self.manager.save(checkpoint_number=step)
+      logging.warning("%s: checkpoint saved at step %d; stopping.",
+                      getattr(stopped, "reason", type(stopped).__name__), step)
+    return stopped
+
+  def finish(self):
+    """After the loop: batch-norm statistics for the final weights and a checkpoint of
+    them; their validation figure (a candidate for the best); then, with the weights
+    `select` names, the test figure (the test split's one reading), metrics.json
+    and the export. Returns the metrics."""
+    step = int(self.state.step.numpy())
+    with self.state.averaged_weights():
+      recalibrated = self.recalibrate_batch_norm(
+          self.config.batch_norm_recalibration_batches)
+    if recalibrated or self.manager.latest_checkpoint != os.path.join(
+        self.manager.directory, f"ckpt-{step}"):
+      self.manager.save(checkpoint_number=step)
+    last = self.selection.validate(statistics_ready=True)
+    last_value = last["bits_per_dim"] if last else None
+    with self.selection.selected_weights(self.config.select, last_value) as chosen:
+      result = self.selection.evaluate("test")
+      _require_finite_model(self.state.flow, result["bits_per_dim"], step)
+      reference = self.selection.typicality_reference()
+      result.update(
+          step=step, select=self.config.select, selected_step=chosen[0],
+          selected_validation_bits_per_dim=chosen[1],
+          last_validation_bits_per_dim=last_value,
+          validation_history=self.selection.history,
+          train_bits_per_dim=self._loss.last,
+          nonfinite_steps=int(self.state.nonfinite_total.numpy()),
+          dataset=self.config.dataset, data=self.config.data_spec(),
+          model_config=dataclasses.asdict(self.model_config),
+          typicality_reference=reference, **self.class_metadata())
+      self.run_dir.write_metrics(result)
+      if self.config.export:
+        export.export_saved_model(self.state.flow, self.run_dir.export_dir, metadata={
+            "dataset": self.config.dataset, "data": self.config.data_spec(),
+            "step": chosen[0], "typicality_reference": reference,
+            **self.class_metadata()})
+    return result
+
+  def class_metadata(self):
+    """A class-conditional run's classes for metrics.json and the export: the
+    training split's label counts (the classifier's prior) and the class names."""
+    if self.class_counts is None:
+      return {}
+    return {"class_counts": [int(c) for c in self.class_counts],
+            "class_names": list(self.info.class_names)}
+
+  def fit(self, progress=True, actions=(), stop_conditions=()):
+    """Trains up to `train_steps`, then `finish()`es. Returns the final metrics (also in
+    model_dir/metrics.json), or None when a signal stopped training."""
+    try:
+      stopped = self.train(actions, stop_conditions, progress)
+      if isinstance(stopped, actions_lib.Interrupted) or getattr(
+          stopped, "interrupts", False):
+        return None
+      return self.finish()
+    finally:
+      self.close()
+
+  def close(self):
+    for writer in self._writers.values():
+      writer.close()
+    self._writers = {}
+    self.run_dir.close()
+
+  def recalibrate_batch_norm(self, num_batches):
+    """Re-estimates every batch norm's statistics on `num_batches` training batches for
+    the current weights (see `batch_norm_estimation`). Returns the batches used."""
+    if num_batches <= 0:
+      return 0
+    iterator = iter(self.train_dataset(int(self.state.step.numpy())))
+    return batch_norm_estimation.reestimate_batch_norm(self.state.flow, self.strategy,
+                                                       iterator, num_batches)
+
+
+def _class_counts(model_config, train_config, info):
+  """The training split's label counts of a class-conditional run (None for an
+  unconditional one); refuses data without labels or with other classes."""
+  if not model_config.conditional:
+    return None
+  data.require_labels(info, model_config.num_classes)
+  return data.label_counts(info, "train", train_config.data_dir,
+                           train_config.manual_dir)
