@@ -14,3 +14,30 @@ import tensorflow as tf  # noqa: E402
 _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+
+
+import fcntl  # noqa: E402
+import pytest  # noqa: E402
+
+SHARED_DATA = os.environ.get("REALNVP_TF_SHARED_DATA")
+
+
+@pytest.fixture(scope="session")
+def prepared_data_dir(tmp_path_factory):
+  """A tfds data_dir with MNIST and Fashion-MNIST prepared from the official files
+  (REALNVP_TF_SHARED_DATA), once for the whole run: the xdist workers share it (the
+  first to get the lock prepares, about 15 s a set). Skips without the files' folder."""
+  if not SHARED_DATA:
+    pytest.skip("REALNVP_TF_SHARED_DATA is not set (CI sets it to ../shared/data, the "
+                "official MNIST files)")
+  from realnvp_tf import data  # pylint: disable=g-import-not-at-top
+  shared = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):  # the workers' common parent
+    shared = shared.parent
+  path = shared / "prepared_tfds"
+  with open(shared / "prepared_tfds.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+    for name in ("fashion_mnist", "mnist"):
+      data.prepare_dataset(name, data_dir=str(path),
+                           manual_dir=os.path.join(SHARED_DATA, name))
+  return str(path)

@@ -404,16 +404,10 @@ def test_labels_follow_tfds_images_through_flips(monkeypatch):
 # ------------------------------------------------------------ the real MNIST files
 
 
-@pytest.fixture(scope="module")
-def mnist_dir(tmp_path_factory):
-  """MNIST prepared once by tfds from the official files (about 20 s)."""
-  if not SHARED_DATA:
-    pytest.skip("REALNVP_TF_SHARED_DATA is not set (CI sets it to ../shared/data, the "
-                "official MNIST files)")
-  data_dir = str(tmp_path_factory.mktemp("tfds"))
-  data.prepare_dataset("mnist", data_dir=data_dir,
-                       manual_dir=os.path.join(SHARED_DATA, "mnist"))
-  return data_dir
+@pytest.fixture
+def mnist_dir(prepared_data_dir):
+  """MNIST prepared by tfds from the official files (once for the run)."""
+  return prepared_data_dir
 
 
 def _idx(name, offset, shape):

@@ -12,6 +12,7 @@ from sklearn import metrics as sk_metrics
 import tensorflow as tf
 
 import realnvp_tf
+from realnvp_tf.data import image_folder
 from realnvp_tf.data import image_inputs
 from realnvp_tf.evaluation import model_images
 from realnvp_tf.ood import evaluation as ood_evaluation
@@ -108,6 +109,11 @@ def _write_pngs(folder, images):
     path = os.path.join(folder, "sub" if i % 2 else "", f"{i:02d}.png")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tf.io.write_file(path, tf.io.encode_png(_to_8_bits(image)))
+
+
+def _from_8_bits(image):
+  """The model's K = 17 levels of an 8-bit grey image (what scoring does)."""
+  return np.minimum(np.floor(image.astype(np.float64) * 17 / 256), 16).astype(np.uint8)
 
 
 def _to_8_bits(levels):
@@ -239,21 +245,52 @@ def test_ood_evaluation_metrics_equal_those_of_the_scores(served):
   assert histogram.shape[1] == 192 and histogram.shape[2] == 3
 
 
-def test_eval_py_ood_table_and_json(served, tmp_path):
-  path, _ = served
+def _assert_rows_match(result, inside, outside):
+  """Every figure of eval.py's OOD JSON against `ood.metrics` on the same scores."""
+  assert result["num_in"] == len(inside["bits_per_dim"])
+  assert result["num_ood"] == len(outside["bits_per_dim"])
+  assert list(result["scores"]) == list(ood_scores.SCORE_NAMES)
+  for name, row in result["scores"].items():
+    assert row["auroc"] == pytest.approx(ood_metrics.auroc(inside[name], outside[name]),
+                                         abs=1e-9), name
+    assert row["aupr"] == pytest.approx(ood_metrics.aupr(inside[name], outside[name]),
+                                        abs=1e-9), name
+    assert row["fpr95"] == pytest.approx(
+        ood_metrics.fpr_at_tpr(inside[name], outside[name]), abs=1e-9), name
+    assert row["in_mean"] == pytest.approx(np.mean(inside[name]), rel=1e-6), name
+    assert row["ood_mean"] == pytest.approx(np.mean(outside[name]), rel=1e-6), name
+
+
+def _eval_ood(path, tmp_path, *flags):
   out = tmp_path / "eval.json"
   result = subprocess.run(
       [sys.executable, os.path.join(REPO, "eval.py"), f"--saved_model={path}",
-       "--ood_dataset=uniform_noise", "--ood_max_images=50", f"--output={out}",
-       f"--ood_histogram={tmp_path / 'h.png'}"],
-      env=env(), capture_output=True, text=True, timeout=300)
+       f"--output={out}", *flags], env=env(), capture_output=True, text=True,
+      timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
-  metrics = json.loads(out.read_text())
-  histogram = tf.io.decode_png(tf.io.read_file(str(tmp_path / "h.png"))).numpy()
-  assert histogram.shape[1] == 192 and metrics["ood"]["histogram"] == str(tmp_path / "h.png")
-  assert list(metrics["ood"]["scores"]) == list(ood_scores.SCORE_NAMES)
+  return result, json.loads(out.read_text())
+
+
+def test_eval_py_ood_against_a_folder_every_figure_and_the_table(served, tmp_path):
+  path, model = served
+  folder = tmp_path / "ood"
+  _write_pngs(folder, np.full((6, 8, 8, 1), 3, np.uint8) + np.arange(6)[:, None, None,
+                                                                         None])
+  (folder / "broken.png").write_bytes(b"not an image")  # left out, listed
+  result, metrics = _eval_ood(path, tmp_path, f"--ood_images={folder}",
+                              "--ood_max_images=40", f"--ood_histogram={tmp_path / 'h.png'}")
+  # The in-distribution set: the first 40 test images, seed 0; the OOD files in
+  # order (sub/ after the top level), seed 1, as eval.py scores them.
+  inside = model.ood_scores(_digits(40), seed=(0, 0))
+  files = [p for p in image_folder.list_images(str(folder)) if p != "broken.png"]
+  outside_images = np.stack([_from_8_bits(tf.io.decode_png(
+      tf.io.read_file(str(folder / name))).numpy()) for name in files])
+  outside = model.ood_scores(outside_images, seed=(1, 0))
+  _assert_rows_match(metrics["ood"], inside, outside)
   for name, row in metrics["ood"]["scores"].items():
     assert f"{name:<22}{row['auroc']:>8.4f}" in result.stdout
+  histogram = tf.io.decode_png(tf.io.read_file(str(tmp_path / "h.png"))).numpy()
+  assert histogram.shape[1] == 192 and metrics["ood"]["histogram"] == str(tmp_path / "h.png")
   refused = subprocess.run(
       [sys.executable, os.path.join(REPO, "eval.py"), f"--saved_model={path}",
        f"--ood_images={tmp_path / 'nowhere'}"],
@@ -262,6 +299,49 @@ def test_eval_py_ood_table_and_json(served, tmp_path):
   assert [l for l in refused.stderr.splitlines() if l.strip()] == [
       f"eval.py: error: --ood_images={tmp_path / 'nowhere'}: no such directory, file or "
       f"pattern."]
+
+
+def test_eval_py_ood_against_a_dataset_split(served, tmp_path):
+  path, model = served
+  _, metrics = _eval_ood(path, tmp_path, "--ood_dataset=digits", "--ood_split=train",
+                         "--ood_max_images=30")
+  inside = model.ood_scores(_digits(30), seed=(0, 0))
+  from realnvp_tf import data
+  train = np.stack(list(data.make_uint8_dataset("digits", "train").take(30)
+                        .as_numpy_iterator()))
+  outside = model.ood_scores(train, seed=(1, 0))
+  _assert_rows_match(metrics["ood"], inside, outside)
+  assert metrics["ood"]["ood"] == "digits/train"
+
+
+def test_fpr95_counts_the_threshold_where_the_tpr_reaches_095_exactly():
+  # 20 OOD scores: at threshold 10 exactly 19 are flagged, a TPR of 0.95; 2 of the
+  # 5 in-distribution scores are >= 10 (one tied with an OOD score).
+  outside = list(range(10, 29)) + [0.5]
+  inside = [9.5, 10, 11, 0, 1]
+  assert ood_metrics.fpr_at_tpr(inside, outside) == pytest.approx(2 / 5)
+  # Brute force over every threshold: the highest one with TPR >= 0.95.
+  thresholds = sorted(set(outside + inside), reverse=True)
+  tpr = lambda t: np.mean(np.asarray(outside) >= t)  # noqa: E731
+  first = next(t for t in thresholds if tpr(t) >= 0.95)
+  assert first == 10 and np.mean(np.asarray(inside) >= first) == pytest.approx(0.4)
+
+
+def test_a_file_that_cannot_be_read_stops_scoring_with_its_cause(served, tmp_path):
+  _, model = served
+  folder = tmp_path / "imgs"
+  _write_pngs(folder, _digits(3))
+  (folder / "broken.png").write_bytes(b"garbage")  # not an image: left out
+  os.symlink(tmp_path / "gone" / "x.png", folder / "vanished.png")  # cannot be read
+  inputs = scoring.open_images(model, images=str(folder))
+  with pytest.raises(OSError, match="vanished.png") as error:
+    scoring.score_to_file(model, inputs, str(tmp_path / "s.csv"))
+  assert "decoded" not in str(error.value) and "No such file" in str(error.value)
+  assert not (tmp_path / "s.csv").exists()
+  os.remove(folder / "vanished.png")
+  summary = scoring.score_to_file(model, scoring.open_images(model, images=str(folder)),
+                                  str(tmp_path / "s.csv"))
+  assert summary["bad_files"] == [str(folder / "broken.png")]
 
 
 def test_an_export_from_before_ood_scores_is_refused_with_the_fix():

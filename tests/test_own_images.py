@@ -324,3 +324,27 @@ def test_best_validation_weights_are_selected_and_exported(tmp_path):
   last_run = _WorseningTrainer(fx.model_config(), last_config, str(tmp_path / "last"),
                                strategy=fx.strategy(1))
   assert last_run.fit(progress=False)["selected_step"] == 10
+
+
+def test_a_file_that_cannot_be_read_stops_opening_a_folder_with_its_cause(tmp_path):
+  # Only decoding errors may be skipped: a file that is listed but cannot be read (a
+  # vanished file, a network disk failing) stops with its own cause, not "cannot be
+  # decoded".
+  folder = tmp_path / "images"
+  folder.mkdir()
+  for i in range(4):
+    tf.io.write_file(str(folder / f"{i}.png"),
+                     tf.io.encode_png(np.full((8, 8, 1), 40 * i, np.uint8)))
+  (folder / "garbage.png").write_bytes(b"not an image")
+  os.symlink(tmp_path / "gone.png", folder / "vanished.png")
+  with pytest.raises(OSError, match=r"vanished.png cannot be read: .*No such file"):
+    image_folder.open_folder(str(folder), (8, 8), 1, 0.0, 0.0)
+  os.remove(folder / "vanished.png")
+  source = image_folder.open_folder(str(folder), (8, 8), 1, 0.0, 0.0)
+  assert len(source.files["train"]) == 4  # the garbage file alone is left out
+  # A file that failed while the pipeline read it and decodes now is not a bad image
+  # either: the failure had another cause, which passed.
+  assert image_folder.undecodable([str(folder / "garbage.png")], 1) == [
+      str(folder / "garbage.png")]
+  with pytest.raises(OSError, match="0.png failed to load and decodes when read again"):
+    image_folder.undecodable([str(folder / "0.png")], 1)

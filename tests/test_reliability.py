@@ -289,3 +289,199 @@ def test_sigterm_to_one_worker_saves_a_checkpoint_and_every_worker_exits_0(tmp_p
   assert took < 120
   assert not glob.glob(str(model_dir / "export"))
   shutil.rmtree(model_dir)
+
+
+# ------------------------------------------------------- resuming on other data
+
+
+def _write_pngs(folder, count, seed, start=0):
+  rng = np.random.default_rng(seed)
+  folder.mkdir(parents=True, exist_ok=True)
+  for i in range(start, start + count):
+    image = rng.integers(0, 256, (8, 8, 1)).astype(np.uint8)
+    tf.io.write_file(str(folder / f"{i:03d}.png"), tf.io.encode_png(image))
+
+
+def _folder_config(folder, **kwargs):
+  values = dict(image_dir=str(folder), image_size="8", channels=1, batch_size=8,
+                train_steps=2, checkpoint_every=1, eval_every=0, log_every=1,
+                export=False, batch_norm_recalibration_batches=0)
+  return training.TrainConfig(**dict(values, **kwargs))
+
+
+def _folder_trainer(model_dir, folder, **kwargs):
+  model = config_lib.RealNVPConfig(image_shape=(8, 8, 1), num_levels=256,
+                                   num_scales=2, num_res_blocks=1, num_filters=4)
+  return training.Trainer(model, _folder_config(folder, **kwargs), str(model_dir),
+                          strategy=fx.strategy(1))
+
+
+def test_resuming_on_other_data_is_refused_in_one_line_unless_allowed(tmp_path, caplog):
+  first, second = tmp_path / "first", tmp_path / "second"
+  _write_pngs(first, 60, seed=1)
+  _write_pngs(second, 60, seed=2, start=100)  # other files
+  run = tmp_path / "run"
+  _folder_trainer(run, first).fit(progress=False)
+  cases = [
+      (dict(folder=second), ["image_dir=", f"(now '{second}')", "the files of its"]),
+      (dict(folder=first, validation_fraction=0.3), ["validation_fraction=0.1 (now 0.3)",
+                                                     "splits="]),
+  ]
+  for change, named in cases:
+    folder = change.pop("folder")
+    with pytest.raises(ValueError) as refused:
+      _folder_trainer(run, folder, **change)
+    message = str(refused.value)
+    assert "\n" not in message and "was trained on other data" in message
+    assert "--allow_data_change" in message, message
+    for part in named:
+      assert part in message, (part, message)
+  # A folder extended on purpose: refused, then allowed (one warning saying what).
+  _write_pngs(first, 12, seed=3, start=60)
+  with pytest.raises(ValueError, match="the files of its train split"):
+    _folder_trainer(run, first)
+  resumed = _folder_trainer(run, first, allow_data_change=True, train_steps=3)
+  resumed.fit(progress=False)
+  warnings = [r.getMessage() for r in caplog.records
+              if "on other data than it was trained on" in r.getMessage()]
+  assert len(warnings) == 1 and "the files of its train split" in warnings[0]
+  assert int(resumed.state.step.numpy()) == 3
+  # The extended folder is now the run's data: resuming on it needs no flag.
+  _folder_trainer(run, first, train_steps=3).close()
+
+
+def test_a_changed_dataset_is_refused_by_train_py(tmp_path):
+  # A run directory as a digits run leaves it (config.json is what the check reads).
+  trainer = training.Trainer(fx.model_config(), fx.train_config(), str(tmp_path),
+                             strategy=fx.strategy(1))
+  trainer.run_dir.write_config(trainer.model_config, trainer.config,
+                               trainer.data_fingerprint)
+  trainer.close()
+  result = _train(tmp_path, "--dataset=mnist", "--num_scales=1")
+  assert result.returncode == 1
+  lines = _own_lines(result.stderr)
+  assert len(lines) == 1 and "dataset='digits' (now 'mnist')" in lines[0], lines
+  assert "image_shape=(8, 8, 1) (now (28, 28, 1))" in lines[0]
+
+
+# -------------------------------------------------------------- a corrupt best/
+
+
+def _run_with_best(model_dir):
+  trainer = training.Trainer(
+      fx.model_config(), fx.train_config(train_steps=6, eval_every=3, export=False),
+      str(model_dir), strategy=fx.strategy(1))
+  trainer.fit(progress=False)
+  assert os.path.isdir(model_dir / "best")
+  return trainer
+
+
+def _corrupt(folder):
+  for path in glob.glob(str(folder / "*.data-*")):
+    with open(path, "r+b") as f:
+      f.truncate(40)
+
+
+def test_a_corrupt_best_falls_back_to_the_latest_checkpoint_and_says_so(tmp_path,
+                                                                        caplog):
+  import realnvp_tf
+  _run_with_best(tmp_path).close()
+  x = fx.images(3)
+  last = realnvp_tf.load(str(tmp_path), select="last")
+  assert last.metadata["select"] == "last" and last.metadata["step"] == 6
+  _corrupt(tmp_path / "best")
+  caplog.clear()
+  model = realnvp_tf.load(str(tmp_path))  # the run selects best
+  warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+  assert len(warnings) == 1, warnings
+  assert "best" in warnings[0] and "using the latest checkpoint" in warnings[0]
+  assert "--select=last" in warnings[0]
+  assert model.metadata["select"] == "last" and model.metadata["step"] == 6
+  np.testing.assert_allclose(model.log_prob(x), last.log_prob(x), rtol=1e-6)
+  # eval.py --model_dir works on such a run, with the one warning line...
+  evaluate = [sys.executable, os.path.join(fx.REPO, "eval.py"), f"--model_dir={tmp_path}",
+              "--batch_size=512"]
+  result = subprocess.run(evaluate, env=fx.env(), capture_output=True, text=True,
+                          timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert sum("using the latest checkpoint" in line
+             for line in _own_lines(result.stderr)) == 1
+  # ... and none with --select=last, which names the same weights.
+  chosen = subprocess.run(evaluate + ["--select=last"], env=fx.env(),
+                          capture_output=True, text=True, timeout=300)
+  assert chosen.returncode == 0 and "latest checkpoint" not in chosen.stderr
+  assert chosen.stdout == result.stdout
+  # An unreadable best.json is the same fault.
+  (tmp_path / "best" / "best.json").write_text("{not json")
+  caplog.clear()
+  assert realnvp_tf.load(str(tmp_path)).metadata["select"] == "last"
+  assert any("best.json cannot be read" in r.getMessage() for r in caplog.records)
+
+
+def test_training_that_ends_with_a_corrupt_best_exports_the_last_weights(tmp_path,
+                                                                         caplog):
+  trainer = _run_with_best(tmp_path)
+  trainer.close()
+  _corrupt(tmp_path / "best")
+  resumed = training.Trainer(fx.model_config(), fx.train_config(
+      train_steps=6, eval_every=3, export=False), str(tmp_path), strategy=fx.strategy(1))
+  resumed.restore()
+  resumed.selection.best.step = 3  # a best older than the last step, on disk
+  before = [v.numpy() for v in resumed.state.flow.variables]
+  caplog.clear()
+  with resumed.selection.selected_weights("best") as (step, _):
+    assert step == 6  # the last weights, not a half-restored mix
+    for variable, value in zip(resumed.state.flow.variables, before):
+      np.testing.assert_array_equal(variable.numpy(), value)
+  assert any("the last weights are evaluated and exported instead of the best"
+             in r.getMessage() for r in caplog.records)
+  resumed.close()
+
+
+# ------------------------------------------------- signals off the main thread
+
+
+def test_signals_cannot_be_caught_off_the_main_thread_and_a_warning_says_so(caplog):
+  import threading
+  from realnvp_tf.training import actions
+  previous = signal.getsignal(signal.SIGTERM)
+  with actions.SignalStop():  # the main thread: handlers in place, then put back
+    assert signal.getsignal(signal.SIGTERM) is not previous
+  assert signal.getsignal(signal.SIGTERM) is previous
+  assert not [r for r in caplog.records if "main thread" in r.getMessage()]
+
+  def fit_like():
+    with actions.SignalStop() as stop:
+      assert not stop()
+
+  thread = threading.Thread(target=fit_like, name="notebook-worker")
+  thread.start()
+  thread.join()
+  warnings = [r.getMessage() for r in caplog.records if "main thread" in r.getMessage()]
+  assert len(warnings) == 1 and "notebook-worker" in warnings[0]
+  assert "will not save a checkpoint" in warnings[0]
+  assert signal.getsignal(signal.SIGTERM) is previous
+
+
+# ------------------------------------------------------------ what a user sees
+
+
+def test_only_this_packages_info_lines_are_shown_unless_asked(tmp_path):
+  import logging as python_logging
+  import tensorflow_datasets as tfds
+  from absl import logging
+  from realnvp_tf.apps import process
+  show = []
+  keep = process.keep_only_own_info_lines(show_all=lambda: bool(show))
+  try:
+    def record(path, level=python_logging.INFO):
+      return python_logging.LogRecord("absl", level, path, 1, "message", (), None)
+    tfds_file = os.path.join(os.path.dirname(tfds.__file__), "core", "reader.py")
+    tf_file = os.path.join(os.path.dirname(tf.__file__), "python", "saver.py")
+    own_file = os.path.join(fx.REPO, "realnvp_tf", "training", "trainer.py")
+    assert not keep(record(tfds_file)) and not keep(record(tf_file))
+    assert keep(record(own_file)) and keep(record(tfds_file, python_logging.WARNING))
+    show.append(True)  # --library_logs
+    assert keep(record(tfds_file)) and keep(record(tf_file))
+  finally:
+    logging.get_absl_handler().python_handler.removeFilter(keep)

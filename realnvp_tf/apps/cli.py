@@ -18,6 +18,11 @@ from realnvp_tf.training.config import TrainConfig
 
 FLAGS = flags.FLAGS
 
+# Every app has it (run_app lists it in --help).
+flags.DEFINE_bool("library_logs", False, "Also show the INFO log lines of TensorFlow "
+                  "and tensorflow-datasets (by default only this package's lines and "
+                  "every library's warnings and errors are shown).")
+
 _MODEL_DEFAULTS = RealNVPConfig()
 
 
@@ -66,8 +71,11 @@ def run_app(main, app_module, argv=None):
   the script that was started, which defines none itself)."""
   for flag in FLAGS.get_key_flags_for_module(app_module):
     FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-  process.filter_tensorflow_info_lines()
+  FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS["library_logs"])
+  process.keep_only_own_info_lines(
+      show_all=lambda: FLAGS.is_parsed() and FLAGS.library_logs)
   app.run(main, argv=argv)
+
 
 
 def define_data_flags():
@@ -95,6 +103,9 @@ def define_data_flags():
                      "into the test split.")
   flags.DEFINE_bool("fail_on_bad_images", False, "--image_dir: refuse files that "
                     "cannot be decoded (by default they are left out and reported).")
+  flags.DEFINE_bool("allow_data_change", False, "Resume a run on other data than it "
+                    "was trained on (a folder moved or extended on purpose, other "
+                    "split fractions); by default such a resume is refused.")
 
 
 def define_model_flags():

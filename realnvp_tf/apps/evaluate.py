@@ -41,6 +41,9 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("saved_model", None, "An export/ directory written by train.py.")
 flags.DEFINE_string("model_dir", None, "A train.py model_dir: the weights it selects "
                     "(its best validation figure's by default, see --select).")
+flags.DEFINE_enum("select", None, ["best", "last"], "With --model_dir: the weights of "
+                  "the best validation figure (model_dir/best/) or the last ones "
+                  "(default: what the run selects).")
 flags.DEFINE_string("dataset", None, "Dataset: a name or tfds:NAME[/CONFIG] (default: "
                     "the images the model was trained on).")
 flags.DEFINE_string("image_dir", None, "Evaluate the images of this folder instead "
@@ -118,9 +121,12 @@ def _load_model():
   if FLAGS.saved_model and FLAGS.mixed_precision:
     raise ValueError("--mixed_precision applies to --model_dir; a SavedModel keeps the "
                      "precision it was exported with.")
+  if FLAGS.saved_model and FLAGS.select:
+    raise ValueError("--select applies to --model_dir; a SavedModel holds the weights "
+                     "it was exported with.")
   if FLAGS.saved_model:
     return loading.load_saved_model(FLAGS.saved_model)
-  return loading.load_checkpoint(FLAGS.model_dir, FLAGS.mixed_precision)
+  return loading.load_checkpoint(FLAGS.model_dir, FLAGS.mixed_precision, FLAGS.select)
 
 
 def _likelihood(model, info, images):

@@ -71,16 +71,23 @@ def limit_malloc_arenas(count=1):
   return mallopt(_M_ARENA_MAX, int(count)) == 1
 
 
-def filter_tensorflow_info_lines():
-  """Drops TensorFlow's own INFO lines (saver timings, signature names) from absl's
-  log; its warnings and errors, and everything of this package's, pass.
+def keep_only_own_info_lines(show_all=lambda: False):
+  """Drops the INFO lines of other libraries (TensorFlow's saver timings,
+  tensorflow-datasets' "Load dataset info from ..." and "Constructing
+  tf.data.Dataset ...") from absl's log; warnings and errors of every library, and
+  this package's own lines, pass. `show_all()` True (e.g. a flag) lets everything
+  through.
 
   absl's handler passes records to its Python handler without consulting its own
   filters, so the filter goes there.
   """
-  logging.get_absl_handler().python_handler.addFilter(_tensorflow_info_filter)
+  def keep(record):
+    return (record.levelno >= python_logging.WARNING or _OWN_FILES in record.pathname
+            or show_all())
+
+  logging.get_absl_handler().python_handler.addFilter(keep)
+  return keep
 
 
-def _tensorflow_info_filter(record):
-  return record.levelno >= python_logging.WARNING or (
-      f"{os.sep}tensorflow{os.sep}" not in record.pathname)
+# Where this package's own log lines come from.
+_OWN_FILES = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep

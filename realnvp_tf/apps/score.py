@@ -31,7 +31,10 @@ FLAGS = flags.FLAGS
 
 flags.DEFINE_string("saved_model", None, "An export/ directory written by train.py.")
 flags.DEFINE_string("model_dir", None, "A train.py model_dir: the weights it selects "
-                    "(its best validation figure's by default).")
+                    "(its best validation figure's by default, see --select).")
+flags.DEFINE_enum("select", None, ["best", "last"], "With --model_dir: the weights of "
+                  "the best validation figure (model_dir/best/) or the last ones "
+                  "(default: what the run selects).")
 flags.DEFINE_string("images", None, "Images to score: a folder (searched recursively), "
                     "a glob pattern, or a .npy/.npz file (uint8 [N, H, W(, C)]; "
                     "FILE.npz:NAME picks an array).")
@@ -74,8 +77,11 @@ def _load_model():
     raise ValueError("pass --output=FILE.csv or FILE.jsonl for the rows.")
   scoring.output_format(FLAGS.output)
   if FLAGS.saved_model:
+    if FLAGS.select:
+      raise ValueError("--select applies to --model_dir; a SavedModel holds the "
+                       "weights it was exported with.")
     return loading.load_saved_model(FLAGS.saved_model)
-  return loading.load_checkpoint(FLAGS.model_dir)
+  return loading.load_checkpoint(FLAGS.model_dir, select=FLAGS.select)
 
 
 def run():

@@ -75,7 +75,18 @@ def closing_lines(metrics):
       f"({metrics['num_images']} images; weights of step {metrics['selected_step']}"
       + (f", validation {chosen:.4f}" if chosen is not None else "")
       + f"; {metrics['select']} of {metrics['step']} steps)")
+  if "classifier" in metrics:
+    lines.append(classifier_line(metrics["classifier"]))
   return "\n".join(lines)
+
+
+def classifier_line(classifier):
+  """A class-conditional model's closing line: its generative classifier."""
+  return (f"classifier accuracy: {classifier['accuracy']:.4f} (prior p(y): "
+          f"{classifier['prior']}; {classifier['accuracy_uniform_prior']:.4f} with a "
+          f"uniform prior; marginal bits/dim -log p(x) "
+          f"{classifier['marginal_bits_per_dim']:.4f}; {classifier['num_images']} "
+          f"images)")
 
 
 def run():

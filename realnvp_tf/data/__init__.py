@@ -27,6 +27,7 @@ from realnvp_tf.data.registry import require_labels
 from realnvp_tf.data.sources import CUSTOM
 from realnvp_tf.data.sources import DATA_SPEC_FIELDS
 from realnvp_tf.data.sources import IMAGE_DIR
+from realnvp_tf.data.sources import fingerprint
 from realnvp_tf.data.sources import from_tf_data
 from realnvp_tf.data.sources import resolve
 from realnvp_tf.data.tfds_describe import is_tfds_name
@@ -40,6 +41,7 @@ __all__ = [
     "DataUnavailableError",
     "DatasetInfo",
     "IMAGE_DIR",
+    "fingerprint",
     "from_tf_data",
     "get_dataset_info",
     "is_tfds_name",

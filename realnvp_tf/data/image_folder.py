@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 from typing import Optional
 
 from absl import logging
@@ -137,7 +138,10 @@ def decode(contents, channels):
 
 def load_image(path, size, channels):
   """A file -> uint8 [height, width, channels], as training uses it."""
-  image = decode(tf.io.read_file(path), channels)
+  return _fitted(decode(tf.io.read_file(path), channels), size, channels)
+
+
+def _fitted(image, size, channels):
   image = transforms.fit(image, size)
   image.set_shape(tuple(size) + (channels,))
   return image
@@ -195,25 +199,66 @@ class FolderSource:
     return paths.map(load, num_parallel_calls=tf.data.AUTOTUNE)
 
 
+def decoded_files(paths, load):
+  """(int64 index, `load(the file's bytes)`) of every file of `paths` that loads, in
+  order, as a tf.data.Dataset (`load` decodes, e.g. with `decode`).
+
+  A file that fails is left out here, whatever the error (tf.data cannot tell them
+  apart); `undecodable` then tells the files that are not images (skipped) from the
+  others (an error naming the file and its cause).
+  """
+  indexed = tf.data.Dataset.from_tensor_slices(
+      (tf.range(len(paths), dtype=tf.int64), tf.constant(list(paths), tf.string)))
+  return indexed.map(lambda i, path: (i, load(tf.io.read_file(path))),
+                     num_parallel_calls=tf.data.AUTOTUNE,
+                     deterministic=True).ignore_errors()
+
+
+def undecodable(paths, channels):
+  """The files of `paths` (left out by `decoded_files`) that are not decodable images.
+
+  Each is read and decoded again, so that only decoding errors count: any other
+  failure (it cannot be read now, it runs out of memory) raises OSError naming the
+  file and the cause, and so does a file that now decodes (a failure that passed).
+  """
+  bad = []
+  for path in paths:
+    try:
+      decode(tf.io.read_file(path), channels)
+    except tf.errors.InvalidArgumentError:  # what decoders raise on bad data
+      bad.append(path)
+    except tf.errors.OpError as e:
+      raise OSError(f"{path} cannot be read: {first_line(e)}") from None
+    else:
+      raise OSError(f"{path} failed to load and decodes when read again: a read "
+                    f"error that passed (a network disk?); run again.")
+  return bad
+
+
+def first_line(error):
+  """The first line of a TensorFlow error's message, for one-line reports (without
+  the function-node prefix and the op suffix of eager errors)."""
+  text = (error.message or type(error).__name__).strip().splitlines()[0]
+  text = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", text)
+  return re.sub(r"\s*\[Op:\w+\]$", "", text)[:200]
+
+
 def _decode_all(paths, size, channels):
   """Decodes every path in parallel: (uint8 array of the good ones, good paths, bad
-  paths)."""
+  paths: those that are not images; other errors raise)."""
   if not paths:
     return np.zeros((0,) + tuple(size) + (channels,), np.uint8), [], []
-  indexed = tf.data.Dataset.from_tensor_slices((tf.range(len(paths), dtype=tf.int64),
-                                                list(paths)))
-  decoded = indexed.map(lambda i, path: (i, load_image(path, size, channels)),
-                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  decoded = decoded.ignore_errors().batch(256)
+  load = lambda data: _fitted(decode(data, channels), size, channels)  # noqa: E731
   indices, arrays = [], []
-  for batch_indices, batch_images in decoded:
+  for batch_indices, batch_images in decoded_files(paths, load).batch(256):
     indices.append(batch_indices.numpy())
     arrays.append(batch_images.numpy())
   good = np.concatenate(indices) if indices else np.zeros([0], np.int64)
   images = (np.concatenate(arrays) if arrays else
             np.zeros((0,) + tuple(size) + (channels,), np.uint8))
   good_set = set(good.tolist())
-  bad = [paths[i] for i in range(len(paths)) if i not in good_set]
+  bad = undecodable([paths[i] for i in range(len(paths)) if i not in good_set],
+                    channels)
   return images, [paths[i] for i in good], bad
 
 

@@ -12,8 +12,9 @@ Sources (`open_inputs`):
 Every image is brought to the model's images the way training brings a folder's:
 converted to the model's channels (grey <-> RGB), resized with antialiasing to cover
 the model's size and centre-cropped to it, then mapped to the model's K levels
-(floor(x * K / levels of the source)). Files that cannot be decoded are left out and
-listed; `bad_files()` says which once the images were read.
+(floor(x * K / levels of the source)). Files that are not decodable images are left
+out and listed (`bad_files()` says which once the images were read); a file that
+cannot be read stops the reading with its own error.
 """
 
 from __future__ import annotations
@@ -47,13 +48,16 @@ class ImageInputs:
   count: int
   name: Callable[[int], str]
   paths: Optional[list] = None  # files, when the images are files
+  channels: int = 3  # what the files are decoded to
 
   def bad_files(self, seen_indices):
-    """The files whose index was never served (they could not be decoded)."""
+    """The files whose index was never served: they are not decodable images (any
+    other reason raises OSError, see `image_folder.undecodable`)."""
     if self.paths is None:
       return []
     seen = set(int(i) for i in seen_indices)
-    return [path for i, path in enumerate(self.paths) if i not in seen]
+    return image_folder.undecodable(
+        [path for i, path in enumerate(self.paths) if i not in seen], self.channels)
 
 
 def adapt(image, image_shape, num_levels, source_levels=256):
@@ -75,17 +79,15 @@ def adapt(image, image_shape, num_levels, source_levels=256):
 def _file_inputs(paths, description, image_shape, num_levels):
   height, width, channels = image_shape
 
-  def load(index, path):
-    image = image_folder.decode(tf.io.read_file(path), channels)
+  def load(contents):
+    image = image_folder.decode(contents, channels)
     image = transforms.fit(image, (height, width))
     image.set_shape((height, width, channels))
-    return index, adapt(image, image_shape, num_levels)
+    return adapt(image, image_shape, num_levels)
 
-  indexed = tf.data.Dataset.from_tensor_slices(
-      (tf.range(len(paths), dtype=tf.int64), tf.constant(paths, tf.string)))
-  images = indexed.map(load, num_parallel_calls=tf.data.AUTOTUNE,
-                       deterministic=True).ignore_errors()
-  return ImageInputs(description, images, len(paths), lambda i: paths[i], list(paths))
+  images = image_folder.decoded_files(paths, load)
+  return ImageInputs(description, images, len(paths), lambda i: paths[i], list(paths),
+                     channels)
 
 
 def _folder(root, image_shape, num_levels, flag):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import os
 
 import numpy as np
 import tensorflow as tf
@@ -134,13 +136,13 @@ def from_tf_data(train, validation, test, image_shape, num_levels=256,
                      num_classes=num_classes, class_names=class_names)
 
 
-@functools.lru_cache(maxsize=8)
 def resolve(dataset: str, image_dir: str | None = None, image_size=None,
             channels: int = 3, validation_fraction: float = 0.1,
             test_fraction: float = 0.1, fail_on_bad_images: bool = False,
             data_dir: str | None = None, manual_dir: str | None = None,
             min_train_images: int = 1) -> DatasetInfo:
-  """The `DatasetInfo` of a run's data (cached: a folder is decoded once).
+  """The `DatasetInfo` of a run's data (cached: a folder is decoded once per process,
+  and again when its file list changed).
 
   Args:
     dataset: a registered name (`DATASET_NAMES`), `tfds:NAME[/CONFIG]` (any
@@ -154,6 +156,19 @@ def resolve(dataset: str, image_dir: str | None = None, image_size=None,
     data_dir, manual_dir: tfds's data directory and official files.
     min_train_images: fewer training images (of a folder) is an error (one batch).
   """
+  listing = None
+  if image_dir and os.path.isdir(image_dir):
+    listing = tuple(image_folder.list_images(image_dir))
+  return _resolve(dataset, image_dir, image_size, channels, validation_fraction,
+                  test_fraction, fail_on_bad_images, data_dir, manual_dir,
+                  min_train_images, listing)
+
+
+@functools.lru_cache(maxsize=8)
+def _resolve(dataset, image_dir, image_size, channels, validation_fraction,
+             test_fraction, fail_on_bad_images, data_dir, manual_dir, min_train_images,
+             listing):
+  del listing  # a key of the cache: a folder whose files changed is read again
   if dataset == CUSTOM:
     raise ValueError("This run trained on datasets given to its Trainer "
                      "(data.from_tf_data); pass --dataset or --image_dir to name "
@@ -176,3 +191,27 @@ def resolve(dataset: str, image_dir: str | None = None, image_size=None,
   return dataclasses.replace(
       info, image_shape=tuple(size) + (info.image_shape[-1],), crop=None,
       preprocess=info.preprocess + (transforms.Fit(tuple(size)),))
+
+
+def fingerprint(info: DatasetInfo) -> dict:
+  """What defines the images of `info`, as a JSON-able dict a run records: the name,
+  shape, K, classes and, per split, its definition and size; for an image folder
+  also a hash of each split's file list (relative paths, so a moved folder keeps
+  it). Two equal fingerprints mean the same images in the same splits (the files'
+  contents aside)."""
+  values = dict(name=info.name, image_shape=list(info.image_shape),
+                num_levels=info.num_levels, tfds_name=info.tfds_name,
+                class_names=list(info.class_names), num_classes=info.num_classes,
+                splits={"train": [info.train_split, info.num_train],
+                        "validation": [info.validation_split, info.num_validation],
+                        "test": [info.test_split, info.num_test]})
+  if isinstance(info.source, image_folder.FolderSource):
+    source = info.source
+    values["files"] = {split: _list_hash(source.root, paths)
+                       for split, paths in source.files.items()}
+  return values
+
+
+def _list_hash(root, paths):
+  relative = "\n".join(sorted(os.path.relpath(path, root) for path in paths))
+  return hashlib.sha256(relative.encode()).hexdigest()[:16]

@@ -16,7 +16,9 @@ def evaluate_bits_per_dim(log_prob_fn, dataset, image_shape, num_dequant_samples
   Args:
     log_prob_fn: maps float32 [B, H, W, C] pixels in [0, K) to [B] log-densities
       (a flow's `log_prob`, or a SavedModel's `log_prob` signature); for batches
-      with labels, `log_prob_fn(images, labels)` gives log p(x | y).
+      with labels, `log_prob_fn(images, labels)` gives log p(x | y). Called through
+      a `tf.function` made here, unless it is one already (pass one to evaluate
+      again without tracing again).
     dataset: batches of dequantized images x + u (`data.make_dataset(training=False)`),
       or (images, labels) batches (`labels=True`).
     image_shape: (H, W, C).
@@ -31,7 +33,8 @@ def evaluate_bits_per_dim(log_prob_fn, dataset, image_shape, num_dequant_samples
   """
   if num_dequant_samples < 1:
     raise ValueError(f"num_dequant_samples must be >= 1; got {num_dequant_samples}.")
-  log_prob_fn = tf.function(log_prob_fn, reduce_retracing=True)
+  if not isinstance(log_prob_fn, tf.types.experimental.PolymorphicFunction):
+    log_prob_fn = tf.function(log_prob_fn, reduce_retracing=True)
   per_image = []
   for batch_index, batch in enumerate(dataset):
     batch, *labels = batch if isinstance(batch, tuple) else (batch,)

@@ -7,6 +7,8 @@ pixel uniform in 0..K-1; `constant`: one uniform level for all pixels of an imag
 with as many images as the in-distribution set, drawn with the seed.
 """
 
+import dataclasses
+
 import numpy as np
 import tensorflow as tf
 
@@ -52,9 +54,8 @@ def ood_inputs(model, ood_dataset=None, ood_images=None, split="test", count=10_
 def collect_scores(model, inputs, batch_size=256, seed=0, max_images=None):
   """{score name: float64 array} of (the first `max_images` of) `inputs`."""
   if max_images:
-    inputs = image_inputs.ImageInputs(inputs.description, inputs.images.take(max_images),
-                                      min(inputs.count or max_images, max_images),
-                                      inputs.name, inputs.paths)
+    inputs = dataclasses.replace(inputs, images=inputs.images.take(max_images),
+                                 count=min(inputs.count or max_images, max_images))
   collected = {}
   for _, scores in scoring.score_batches(model, inputs, batch_size, seed):
     for name, values in scores.items():

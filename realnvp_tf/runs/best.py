@@ -3,8 +3,10 @@
 import json
 import os
 
+from absl import logging
 import tensorflow as tf
 
+from realnvp_tf.runs import checkpoints
 from realnvp_tf.runs import directory as directory_lib
 
 BEST_FILE = "best.json"
@@ -26,11 +28,12 @@ class BestCheckpoint:
     self.manager = tf.train.CheckpointManager(self.checkpoint, self.write_dir,
                                               max_to_keep=1)
     self.step, self.value = None, float("inf")
-    path = os.path.join(self.read_dir, BEST_FILE)
-    if tf.io.gfile.exists(path):
-      with tf.io.gfile.GFile(path) as f:
-        saved = json.load(f)
-      self.step, self.value = saved["step"], saved["validation_bits_per_dim"]
+    if tf.io.gfile.exists(os.path.join(self.read_dir, BEST_FILE)):
+      try:
+        self.step, self.value = read_best(self.read_dir)
+      except ValueError as e:
+        logging.warning("%s; the best weights are kept afresh from the next "
+                        "validation on.", e)
 
   def offer(self, step, value):
     """Keeps the flow's current weights if `value` beats the best; returns whether."""
@@ -44,11 +47,35 @@ class BestCheckpoint:
     return True
 
   def restore(self):
-    """Puts the best weights (and statistics) into the flow."""
-    latest = tf.train.latest_checkpoint(self.read_dir)
-    if latest is None:
-      raise ValueError(f"{self.read_dir} holds no checkpoint.")
-    self.checkpoint.restore(latest).expect_partial().assert_existing_objects_matched()
+    """Puts the best weights (and statistics) into the flow; a one-line ValueError
+    when best/ holds none that restores."""
+    restore(self.checkpoint, self.read_dir)
+
+
+def read_best(best_dir):
+  """(step, validation bits/dim) of best_dir/best.json; a one-line ValueError when it
+  is missing or unreadable."""
+  path = os.path.join(best_dir, BEST_FILE)
+  try:
+    with tf.io.gfile.GFile(path) as f:
+      saved = json.load(f)
+    return int(saved["step"]), float(saved["validation_bits_per_dim"])
+  except (tf.errors.OpError, ValueError, KeyError, TypeError) as e:
+    raise ValueError(f"{path} cannot be read ({type(e).__name__}: "
+                     f"{checkpoints.first_line(e)})") from None
+
+
+def restore(checkpoint, best_dir):
+  """Restores the flow of `checkpoint` from best_dir; returns (checkpoint path, step,
+  validation bits/dim), or raises a one-line ValueError saying why it cannot."""
+  step, value = read_best(best_dir)
+  try:
+    path = checkpoints.restore_newest(checkpoint, best_dir, partial=True, warn=False)
+  except ValueError:
+    path = None
+  if path is None:
+    raise ValueError(f"{best_dir} holds no checkpoint that restores")
+  return path, step, value
 
 
 def _write_json_atomically(path, value):

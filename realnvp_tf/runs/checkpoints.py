@@ -44,13 +44,13 @@ def checkpoints_newest_first(directory):
   return sorted((p for p in found if re.search(r"-\d+$", p)), key=number, reverse=True)
 
 
-def restore_newest(checkpoint, directory, partial=False):
+def restore_newest(checkpoint, directory, partial=False, warn=True):
   """Restores the newest checkpoint of `directory` that restores; returns its path, or
   None when there is none.
 
   A checkpoint that fails (a truncated or unreadable file after a full disk or a
-  partial copy) is skipped with one warning line. If checkpoints exist and none
-  restores, a one-line ValueError names the directory.
+  partial copy) is skipped, with one warning line unless `warn` is False. If
+  checkpoints exist and none restores, a one-line ValueError names the directory.
   """
   candidates = checkpoints_newest_first(directory)
   failures = []
@@ -63,10 +63,11 @@ def restore_newest(checkpoint, directory, partial=False):
     except Exception as e:  # pylint: disable=broad-except
       # Corrupt files fail in many ways (DataLossError, IndexError from the
       # reader, ...); whatever it is, this checkpoint cannot be used.
-      reason = _first_line(e)
+      reason = first_line(e)
       failures.append(f"{os.path.basename(path)}: {reason}")
-      logging.warning("Skipped checkpoint %s: it cannot be restored (%s).", path,
-                      reason)
+      if warn:
+        logging.warning("Skipped checkpoint %s: it cannot be restored (%s).", path,
+                        reason)
       continue
     return path
   if failures:
@@ -76,6 +77,8 @@ def restore_newest(checkpoint, directory, partial=False):
   return None
 
 
-def _first_line(error):
+def first_line(error):
+  """The first line of an error's message (at most 200 characters), for one-line
+  reports."""
   text = getattr(error, "message", None) or str(error)
   return text.strip().splitlines()[0][:200] if text.strip() else type(error).__name__

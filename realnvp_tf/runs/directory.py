@@ -90,10 +90,11 @@ class RunDirectory:
     """The run's latest checkpoint, or None."""
     return next(iter(self.checkpoints()), None)
 
-  def write_config(self, model_config, train_config):
-    """config.json (chief only): the model config and the training settings."""
+  def write_config(self, model_config, train_config, data=None):
+    """config.json (chief only): the model config, the training settings and what
+    defines the data (`data.fingerprint`)."""
     if self.is_chief:
-      write_run_config(self.path, model_config, train_config)
+      write_run_config(self.path, model_config, train_config, data)
 
   def write_metrics(self, metrics):
     if self.is_chief:
@@ -121,18 +122,22 @@ def _check_writable(path):
                      f"({e.strerror}); pass a directory you can write to.") from None
 
 
-def write_run_config(model_dir, model_config, train_config):
+def write_run_config(model_dir, model_config, train_config, data=None):
   """model_dir/config.json: what is needed to rebuild the model from checkpoints
-  (both configs are dataclasses)."""
+  (both configs are dataclasses), and the data's fingerprint."""
   tf.io.gfile.makedirs(model_dir)
+  values = {"model": dataclasses.asdict(model_config),
+            "train": dataclasses.asdict(train_config)}
+  if data is not None:
+    values["data"] = data
   with tf.io.gfile.GFile(os.path.join(model_dir, CONFIG_FILE), "w") as f:
-    json.dump({"model": dataclasses.asdict(model_config),
-               "train": dataclasses.asdict(train_config)}, f, indent=2)
+    json.dump(values, f, indent=2)
 
 
 def read_run_config(model_dir):
   """The (RealNVPConfig, dict of the training settings) that `write_run_config`
-  wrote (`training.TrainConfig(**settings)` rebuilds the training config)."""
+  wrote (`training.TrainConfig(**settings)` rebuilds the training config); see
+  `read_data_fingerprint` for the data."""
   path = os.path.join(model_dir, CONFIG_FILE)
   if not tf.io.gfile.exists(path):
     raise ValueError(f"{model_dir} is not a training directory of train.py: "
@@ -140,3 +145,9 @@ def read_run_config(model_dir):
   with tf.io.gfile.GFile(path) as f:
     values = json.load(f)
   return RealNVPConfig(**values["model"]), dict(values["train"])
+
+
+def read_data_fingerprint(model_dir):
+  """The data fingerprint config.json records (None for runs from before it did)."""
+  with tf.io.gfile.GFile(os.path.join(model_dir, CONFIG_FILE)) as f:
+    return json.load(f).get("data")

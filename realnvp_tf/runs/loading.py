@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 
@@ -146,19 +147,20 @@ def load_saved_model(path):
   return LoadedModel(serving, json.loads(serving.metadata.numpy()), path)
 
 
-def load_checkpoint(model_dir, compute_dtype=None):
-  """The model of a run directory, with the weights its `select` names (see
-  `restore_for_inference`: the best validation weights by default); `compute_dtype`
-  overrides the s/t networks' precision."""
-  flow, metadata, path = restore_for_inference(model_dir, compute_dtype)
+def load_checkpoint(model_dir, compute_dtype=None, select=None):
+  """The model of a run directory, with the weights `select` names, by default the
+  run's own (see `restore_for_inference`: the best validation weights unless the run
+  says last); `compute_dtype` overrides the s/t networks' precision."""
+  flow, metadata, path = restore_for_inference(model_dir, compute_dtype, select)
   return LoadedModel(export.serving_module(flow, metadata), metadata, path)
 
 
-def load(path):
+def load(path, select=None):
   """A trained model from an export (a SavedModel directory written by training) or a
   run directory (the weights the run selects, as its export would: those of the best
   validation figure by default, the latest checkpoint with `select=last` or before a
-  best was kept; EMA weights when the run kept them).
+  best was kept; EMA weights when the run kept them). `select` ("best" or "last")
+  chooses for a run directory.
 
       model = realnvp_tf.load("runs/mnist/export")
       model.log_prob(x); model.sample(16, temperature=0.7)["images"]
@@ -166,9 +168,12 @@ def load(path):
   """
   path = os.fspath(path)
   if _is_saved_model(path):
+    if select:
+      raise ValueError(f"{path} is an export: it holds the weights its run selected; "
+                       f"select applies to a run directory.")
     return load_saved_model(path)
   if tf.io.gfile.exists(os.path.join(path, directory.CONFIG_FILE)):
-    return load_checkpoint(path)
+    return load_checkpoint(path, select=select)
   raise ValueError(f"{path} is neither a SavedModel (no saved_model.pb) nor a run "
                    f"directory (no {directory.CONFIG_FILE}).")
 
@@ -178,43 +183,59 @@ def _is_saved_model(path):
              for name in ("saved_model.pb", "saved_model.pbtxt"))
 
 
-def restore_for_inference(model_dir, compute_dtype=None, weights=None):
+def restore_for_inference(model_dir, compute_dtype=None, select=None):
   """The flow of a run directory, with the weights the run selects.
 
-  `weights`: "best" (model_dir/best/: the weights of the best validation figure so
+  `select`: "best" (model_dir/best/: the weights of the best validation figure so
   far) or "last" (the latest checkpoint, with its EMA weights when it has them);
-  default: the run's own `select`, falling back to "last" while no best is kept.
+  default: the run's own `select`. "best" falls back to "last" while no best is kept,
+  and, with a warning that says so, when best/ cannot be restored (a corrupt file).
   Returns (flow, metadata, checkpoint path); metadata holds the dataset, the data
-  settings, the step and the model config. `compute_dtype` overrides the precision
-  of the s/t networks.
+  settings, the step, which weights (`select`) and the model config. `compute_dtype`
+  overrides the precision of the s/t networks.
   """
+  if select not in (None, "best", "last"):
+    raise ValueError(f"select must be best or last; got {select!r}.")
   model_config, train = directory.read_run_config(model_dir)
   if compute_dtype:
     model_config = dataclasses.replace(model_config, compute_dtype=compute_dtype)
   flow = flow_lib.build_realnvp(model_config)
-  step = tf.Variable(0, dtype=tf.int64)
   best_dir = os.path.join(model_dir, directory.BEST_DIR)
-  if (weights or train.get("select", "best")) == "best" and tf.train.latest_checkpoint(best_dir):
-    latest = checkpoints.restore_newest(tf.train.Checkpoint(flow=flow), best_dir, partial=True)
-    with tf.io.gfile.GFile(os.path.join(best_dir, best.BEST_FILE)) as f:
-      step.assign(json.load(f)["step"])
-  else:
-    variables = list(flow.trainable_variables)
-    ema = ([tf.Variable(tf.zeros_like(v)) for v in variables]
-           if train.get("ema_decay") else None)
-    checkpoint = checkpoints.make_checkpoint(flow, step, ema=ema)
-    latest = checkpoints.restore_newest(
-        checkpoint, os.path.join(model_dir, directory.CHECKPOINT_DIR), partial=True)
-    for variable, average in zip(variables, ema or []):
-      variable.assign(average)
-  if latest is None:
-    raise ValueError(f"--model_dir={model_dir} has no checkpoint in "
-                     f"{directory.CHECKPOINT_DIR}/.")
+  selected, restored = select or train.get("select", "best"), None
+  if selected == "best" and tf.io.gfile.exists(best_dir):
+    try:
+      restored = best.restore(tf.train.Checkpoint(flow=flow), best_dir)
+    except ValueError as e:
+      logging.warning("%s: using the latest checkpoint instead, the run's last weights "
+                      "rather than its best (--select=last chooses them without "
+                      "this warning).", e)
+  if restored is None:
+    selected, restored = "last", _restore_last(flow, model_dir, train)
+  path, step = restored[:2]
   metadata = {"dataset": train["dataset"],
               "data": {name: train.get(name) for name in data.DATA_SPEC_FIELDS},
-              "step": int(step.numpy()), "model": dataclasses.asdict(model_config)}
-  metadata.update(_finished_run_metadata(model_dir, metadata["step"]))
-  return flow, metadata, latest
+              "step": step, "select": selected,
+              "model": dataclasses.asdict(model_config)}
+  metadata.update(_finished_run_metadata(model_dir, step))
+  return flow, metadata, path
+
+
+def _restore_last(flow, model_dir, train):
+  """Restores the latest checkpoint that restores (its EMA weights into the flow when
+  the run kept them); returns (path, step)."""
+  step = tf.Variable(0, dtype=tf.int64)
+  variables = list(flow.trainable_variables)
+  ema = ([tf.Variable(tf.zeros_like(v)) for v in variables]
+         if train.get("ema_decay") else None)
+  checkpoint = checkpoints.make_checkpoint(flow, step, ema=ema)
+  path = checkpoints.restore_newest(
+      checkpoint, os.path.join(model_dir, directory.CHECKPOINT_DIR), partial=True)
+  if path is None:
+    raise ValueError(f"--model_dir={model_dir} has no checkpoint in "
+                     f"{directory.CHECKPOINT_DIR}/.")
+  for variable, average in zip(variables, ema or []):
+    variable.assign(average)
+  return path, int(step.numpy())
 
 
 def _finished_run_metadata(model_dir, step):

@@ -10,6 +10,7 @@ training by raising `Interrupted`.
 
 import collections
 import signal
+import threading
 import time
 
 from absl import logging
@@ -183,7 +184,11 @@ class SaveCheckpointIfPreempted:
 
 class SignalStop:
   """A stop condition that holds once SIGTERM or SIGINT arrived (a context manager:
-  the handlers are installed on entry, the previous ones put back on exit)."""
+  the handlers are installed on entry, the previous ones put back on exit).
+
+  Only the main thread can install signal handlers: entered in another thread (a
+  notebook's worker, a thread pool), it installs none and says so in one warning.
+  """
 
   interrupts = True
 
@@ -197,11 +202,16 @@ class SignalStop:
       del frame
       self.received = signum
 
-    try:
-      for signum in self.signals:
-        self._previous[signum] = signal.signal(signum, handler)
-    except ValueError:  # not the main thread: leave signals alone
-      pass
+    if threading.current_thread() is not threading.main_thread():
+      # Python lets only the main thread install signal handlers.
+      logging.warning(
+          "Training runs outside the main thread (%s): SIGTERM and SIGINT cannot be "
+          "caught here, so they will not save a checkpoint before stopping; the "
+          "periodic checkpoints (--checkpoint_every) still are. Run fit() in the main "
+          "thread for that.", threading.current_thread().name)
+      return self
+    for signum in self.signals:
+      self._previous[signum] = signal.signal(signum, handler)
     return self
 
   def __exit__(self, *exc):

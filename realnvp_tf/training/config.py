@@ -26,6 +26,8 @@ class TrainConfig:
       train/validation/test subfolders.
     fail_on_bad_images: refuse an `image_dir` with files that cannot be decoded
       (otherwise they are left out and reported once).
+    allow_data_change: resume a run on other data than it was trained on (a folder
+      moved or extended on purpose); otherwise a resume refuses it (`resume`).
     select: "best" (the weights with the best validation figure, kept in
       model_dir/best/) or "last": what the final test figure, metrics.json and the
       export use.
@@ -61,6 +63,7 @@ class TrainConfig:
   validation_fraction: float = 0.1
   test_fraction: float = 0.1
   fail_on_bad_images: bool = False
+  allow_data_change: bool = False
   select: str = "best"
   batch_size: int = 64
   train_steps: int = 100_000

@@ -13,6 +13,7 @@ from absl import logging
 import tensorflow as tf
 
 from realnvp_tf import data
+from realnvp_tf.evaluation import classifier
 from realnvp_tf.evaluation import figures
 from realnvp_tf.evaluation import likelihood
 from realnvp_tf.model import conditional
@@ -52,6 +53,18 @@ class ModelSelection:
     self.best = best.BestCheckpoint(run_directory, state.flow)
     self.history = []  # (step, validation bits/dim) of this process's evaluations
     self.progress_bar = False  # set while a progress bar shows the figures
+    # Traced once for the run (each evaluation sees the variables' current values):
+    # a new function per evaluation would trace the whole flow again every time.
+    self._log_prob = tf.function(self.log_prob, reduce_retracing=True)
+    self._marginal_log_prob = tf.function(self.marginal_log_prob,
+                                          reduce_retracing=True)
+    self._grid_labels, self._grid_columns, count = None, None, config.num_samples
+    if self.num_classes:
+      self._grid_columns = max(1, count // self.num_classes)
+      self._grid_labels = conditional.grid_labels(self.num_classes, self._grid_columns)
+      count = len(self._grid_labels)
+    self._sample = tf.function(lambda seed: flow_lib.sample(
+        state.flow, count, seed=seed, labels=self._grid_labels))
 
   @property
   def latest(self):
@@ -79,7 +92,7 @@ class ModelSelection:
     to TensorBoard with a sample grid at the current step."""
     step = int(self.state.step.numpy())
     result = likelihood.evaluate_bits_per_dim(
-        self.log_prob, self.dataset(split, max_images), self.info.image_shape)
+        self._log_prob, self.dataset(split, max_images), self.info.image_shape)
     grid = self.sample_grid(step)
     with self.writer(split).as_default(step=step):
       tf.summary.scalar("bits_per_dim", result["bits_per_dim"])
@@ -99,14 +112,9 @@ class ModelSelection:
   def sample_grid(self, step):
     """A grid of `num_samples` samples (a row per class for a class-conditional
     flow: `num_samples // num_classes` each, at least one)."""
-    flow, count, labels, columns = self.state.flow, self.config.num_samples, None, None
-    if self.num_classes:
-      columns = max(1, count // self.num_classes)
-      labels = conditional.grid_labels(self.num_classes, columns)
-      count = len(labels)
-    samples = flow_lib.sample(flow, count, seed=[self.config.seed, step], labels=labels)
+    samples = self._sample(tf.constant([self.config.seed, step], tf.int64))
     return figures.image_grid(flow_lib.to_images(samples, self.info.num_levels),
-                                 self.info.num_levels, columns)
+                              self.info.num_levels, self._grid_columns)
 
   def marginal_log_prob(self, images):
     """log p(x): the flow's, or for a class-conditional one
@@ -114,9 +122,24 @@ class ModelSelection:
     flow = self.state.flow
     if not self.num_classes:
       return flow.log_prob(images)
-    prior = (self.log_prior if self.log_prior is not None else
-             conditional.uniform_log_prior(self.num_classes))
-    return conditional.marginal_log_prob(flow, images, self.num_classes, prior)
+    return conditional.marginal_log_prob(flow, images, self.num_classes,
+                                         self._log_prior())
+
+  def classify(self, split="test"):
+    """The generative classifier of a class-conditional flow's current weights on
+    `split` (see `evaluation.classifier.evaluate_classifier`), with the run's prior."""
+    flow, count = self.state.flow, self.num_classes
+    likelihoods = tf.function(
+        lambda images: conditional.class_log_likelihoods(flow, images, count),
+        reduce_retracing=True)
+    prior = ("training label counts" if self.log_prior is not None else "uniform")
+    return classifier.evaluate_classifier(
+        lambda images: likelihoods(images).numpy(), self.dataset(split),
+        self._log_prior(), self.info.image_shape, prior)
+
+  def _log_prior(self):
+    return (self.log_prior if self.log_prior is not None else
+            conditional.uniform_log_prior(self.num_classes))
 
   def typicality_reference(self, max_images=TYPICALITY_IMAGES):
     """`ood.scores.reference_statistics` of the flow's current weights: bits/dim (of p(x),
@@ -125,7 +148,7 @@ class ModelSelection:
     training split only for a dataset without one)."""
     split = "validation" if self.has_validation else "train"
     result = likelihood.evaluate_bits_per_dim(
-        self.marginal_log_prob, self.dataset(split, max_images, labels=False),
+        self._marginal_log_prob, self.dataset(split, max_images, labels=False),
         self.info.image_shape)
     return scores.reference_statistics(result["per_image"], split)
 
@@ -169,15 +192,24 @@ class ModelSelection:
     """Context: the weights `select` names in the flow; yields (their step, their
     validation bits/dim). "last": the last weights (EMA ones when on), with
     `last_validation`; "best": those kept in best/ (the last ones when they are
-    the best)."""
+    the best; and, with a warning, when best/ cannot be restored)."""
     step = int(self.state.step.numpy())
-    if select == "last" or self.best.step in (None, step):
+    variables = self.state.flow.variables
+    saved = [v.numpy() for v in variables]
+    restored = False
+    if select == "best" and self.best.step not in (None, step):
+      try:
+        self.best.restore()
+        restored = True
+      except ValueError as e:
+        for variable, value in zip(variables, saved):  # a partial restore undone
+          variable.assign(value)
+        logging.warning("%s: the last weights are evaluated and exported instead of "
+                        "the best.", e)
+    if not restored:
       with self.state.averaged_weights():
         yield step, last_validation
       return
-    variables = self.state.flow.variables
-    saved = [v.numpy() for v in variables]
-    self.best.restore()
     try:
       yield self.best.step, self.best.value
     finally:

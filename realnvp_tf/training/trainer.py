@@ -71,7 +71,9 @@ class Trainer:
     self.run_dir = directory.RunDirectory(model_dir,
                                           strategies.is_chief(self.strategy))
     # Before the model is built: bad directories and mismatched settings fail at once.
-    resume.check_resumable(self.run_dir, model_config, train_config)
+    self.data_fingerprint = data.fingerprint(info)
+    resume.check_resumable(self.run_dir, model_config, train_config,
+                           self.data_fingerprint)
     self.run_dir.open_for_writing()
     self.state = state_lib.TrainState(model_config, train_config, self.strategy)
     self.step_fn = step_lib.TrainStep(self.state, model_config, train_config,
@@ -80,6 +82,8 @@ class Trainer:
                                             self.run_dir.checkpoint_dir)
     self._writers = {}
     self._loss = actions_lib.LossTracker()
+    self._estimate_statistics = batch_norm_estimation.BatchNormEstimator(
+        self.state.flow, self.strategy)
     self.selection = selection.ModelSelection(
         info, train_config, self.state, self.run_dir, self.writer,
         reestimate=lambda: self.recalibrate_batch_norm(
@@ -142,7 +146,7 @@ class Trainer:
     what ended it early: a stop condition, or an `actions.Interrupted` (a checkpoint
     is saved when training is interrupted: a signal, a preemption)."""
     start = self.restore()
-    self.run_dir.write_config(self.model_config, self.config)
+    self.run_dir.write_config(self.model_config, self.config, self.data_fingerprint)
     self._loss = actions_lib.LossTracker()
     extra, signals = [], (signal.SIGTERM, signal.SIGINT)
     if strategies.is_multi_worker(self.strategy):
@@ -183,6 +187,8 @@ class Trainer:
     last_value = last["bits_per_dim"] if last else None
     with self.selection.selected_weights(self.config.select, last_value) as chosen:
       result = self.selection.evaluate("test")
+      if self.model_config.conditional:  # a conditional model's headline figure
+        result["classifier"] = self.selection.classify("test")
       _require_finite_model(self.state.flow, result["bits_per_dim"], step)
       reference = self.selection.typicality_reference()
       result.update(
@@ -235,8 +241,7 @@ class Trainer:
     if num_batches <= 0:
       return 0
     iterator = iter(self.train_dataset(int(self.state.step.numpy())))
-    return batch_norm_estimation.reestimate_batch_norm(self.state.flow, self.strategy,
-                                                       iterator, num_batches)
+    return self._estimate_statistics(iterator, num_batches)
 
 
 def _class_counts(model_config, train_config, info):
