@@ -21,6 +21,16 @@ CONFIGS = {
                     num_res_blocks=8, num_filters=64),
     # A small model for 64x64x3 images (an image folder at --image_size=64): its
     # step is the fastest a 64x64x3 pipeline has to keep up with here.
+    # The quickstart's model (configs/quickstart.cfg) and the 16-filter MNIST model
+    # of the results (3 scales, 2 blocks): steps short enough for the host's share of
+    # a step to show.
+    # The tests' model: seconds, not minutes, for a check of the machinery.
+    "smoke": dict(dataset="digits", image_shape=(8, 8, 1), num_scales=2,
+                  num_res_blocks=1, num_filters=4, num_levels=17),
+    "quickstart": dict(dataset="digits", image_shape=(8, 8, 1), num_scales=2,
+                       num_res_blocks=2, num_filters=16, num_levels=17),
+    "mnist16": dict(dataset="mnist", image_shape=(28, 28, 1), num_scales=3,
+                    num_res_blocks=2, num_filters=16),
     "image64": dict(dataset="celeb_a", image_shape=(64, 64, 3), num_scales=4,
                     num_res_blocks=2, num_filters=32),
 }
@@ -37,12 +47,14 @@ def config(name, precision="float32", num_classes=0):
                                 num_classes=num_classes)
 
 
-def random_image_training(model_config, dataset, batch_size, seed, model_dir):
+def random_image_training(model_config, dataset, batch_size, seed, model_dir,
+                          strategy=None):
   """The library's training step on random images in [0, K): (trainer, iterator).
 
-  `trainer.step_fn(iterator)` is one full step (forward in training mode, log-det,
-  L2, backward, clipping, Adam, non-finite check) on one device, fed from a
-  distributed tf.data iterator as in training.
+  `trainer.step_fn(iterator, n)` is n full steps (forward in training mode, log-det,
+  L2, backward, clipping, Adam, non-finite check) under `strategy` (by default one
+  CPU device), fed from a distributed tf.data iterator as in training; every step
+  sees the same batch.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from realnvp_tf import training  # pylint: disable=g-import-not-at-top
@@ -54,7 +66,8 @@ def random_image_training(model_config, dataset, batch_size, seed, model_dir):
   trainer = training.Trainer(
       model_config, training.TrainConfig(dataset=dataset, batch_size=batch_size,
                                          export=False, seed=seed),
-      model_dir=model_dir, strategy=tf.distribute.MirroredStrategy(["/cpu:0"]),
+      model_dir=model_dir,
+      strategy=strategy or tf.distribute.MirroredStrategy(["/cpu:0"]),
       dataset_info=info)
   images = tf.random.stateless_uniform((batch_size,) + model_config.image_shape,
                                        [seed, 0], 0.0, float(model_config.num_levels))

@@ -34,6 +34,7 @@ Prints one JSON line. Usage:
   python bench/throughput.py --quick              # smoke: 2 warm-up, 1 repeat of 2
   python bench/throughput.py --mixed_precision=bfloat16
   python bench/throughput.py --num_classes=10     # the class-conditional model
+  python bench/throughput.py --config=quickstart --steps_per_loop=10
 """
 
 import dataclasses
@@ -65,6 +66,10 @@ flags.DEFINE_integer("conv_steps", 30, "Calls per timing of the reference convol
 flags.DEFINE_bool("quick", False, "CI smoke: 2 warm-up calls, 1 timing of 2 calls "
                   "(overrides --warmup, --repeats, --steps, --conv_steps).")
 flags.DEFINE_integer("seed", 0, "Seed of the random images.")
+flags.DEFINE_bool("deterministic", False, "Time with TensorFlow's op determinism on "
+                  "(what train.py --deterministic turns on).")
+flags.DEFINE_integer("steps_per_loop", 1, "Training steps per call of the step "
+                     "function (the training figures are per step).", lower_bound=1)
 flags.DEFINE_integer("num_classes", 0, "Time the class-conditional model with this "
                      "many classes (random labels; 0: the unconditional model).",
                      lower_bound=0)
@@ -169,6 +174,8 @@ def main(argv):
   tf.get_logger().setLevel("ERROR")
   # As train.py does, before TensorFlow starts its threads.
   arenas_limited = process.limit_malloc_arenas()
+  if FLAGS.deterministic:  # as train.py --deterministic (the weights are seeded there)
+    tf.config.experimental.enable_op_determinism()
   if FLAGS.quick:
     warmup, repeats, steps, conv_steps = 2, 1, 2, 2
   else:
@@ -182,7 +189,9 @@ def main(argv):
   result = {"benchmark": "throughput", "config": FLAGS.config,
             "mixed_precision": FLAGS.mixed_precision,
             "model_config": dataclasses.asdict(model_config),
-            "batch_size": FLAGS.batch_size, "eval_batch_size": FLAGS.eval_batch_size,
+            "batch_size": FLAGS.batch_size, "steps_per_loop": FLAGS.steps_per_loop,
+            "deterministic": FLAGS.deterministic,
+            "eval_batch_size": FLAGS.eval_batch_size,
             "sample_batch_size": FLAGS.sample_batch_size, "warmup": warmup,
             "repeats": repeats, "steps": steps, "quick": FLAGS.quick,
             "machine": benchlib.machine_info(), "malloc_arenas_limited": arenas_limited}
@@ -191,14 +200,14 @@ def main(argv):
   # The reference convolution first: small, and the machine's ceiling.
   # Measured again at the end: on a shared machine the two differ when the load
   # changed during the run.
-  conv_dtype = tf.bfloat16 if FLAGS.mixed_precision == "bfloat16" else tf.float32
+  conv_dtype = tf.as_dtype(FLAGS.mixed_precision)
   reference = reference_conv(tf, conv_dtype)
   float_reference = (reference if conv_dtype == tf.float32 else
                      reference_conv(tf, tf.float32))
   conv_rate, conv_best = conv_benchmark(float_reference, warmup, repeats, conv_steps)
   result["conv_gflops_per_s"] = conv_rate
   if conv_dtype != tf.float32:
-    result["conv_gflops_per_s_bfloat16"], conv_best = conv_benchmark(
+    result[f"conv_gflops_per_s_{conv_dtype.name}"], conv_best = conv_benchmark(
         reference, warmup, repeats, conv_steps)
   rss["after_conv"] = benchlib.peak_rss_mb()
 
@@ -209,9 +218,9 @@ def main(argv):
     trainer, iterator = benchlib.random_image_training(
         model_config, dataset, FLAGS.batch_size, FLAGS.seed, model_dir)
 
-    def train_call():
-      bits, _, finite = trainer.step_fn(iterator)
-      return float(bits), bool(finite)
+    def train_call():  # one call of --steps_per_loop steps
+      out = trainer.step_fn(iterator, FLAGS.steps_per_loop)
+      return float(out.bits[-1]), bool(out.finite[-1])
 
     # The reference conv is timed again after each training timing, so that each
     # training rate has a reference measured under the same machine load.
@@ -224,6 +233,9 @@ def main(argv):
         train_call, warmup, repeats, steps,
         after_first=lambda: rss.update(after_first_train_step=benchlib.peak_rss_mb()),
         after_each=time_reference_conv)
+    # Seconds per step.
+    train_s, train_all = (train_s / FLAGS.steps_per_loop,
+                          [t / FLAGS.steps_per_loop for t in train_all])
     last_bits, last_finite = train_call()
     rss["after_train"] = benchlib.peak_rss_mb()
 

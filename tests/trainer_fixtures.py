@@ -101,10 +101,11 @@ def distribute(trainer, batch):
 
 
 def one_step(trainer, batch):
-  """One `train_step` of `trainer` on the global batch `batch`."""
+  """One step of `trainer` on the global batch `batch`: (bits, grad_norm, finite)."""
   dataset = trainer.strategy.experimental_distribute_dataset(
       tf.data.Dataset.from_tensors(batch))
-  return trainer.step_fn(iter(dataset))
+  out = trainer.step_fn(iter(dataset))
+  return out.bits[0], out.grad_norm[0], out.finite[0]
 
 
 def replica_values(trainer, value):

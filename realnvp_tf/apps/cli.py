@@ -150,16 +150,32 @@ def define_optimization_flags():
       "on this many training batches (0: keep the moving averages).", lower_bound=0)
   flags.DEFINE_integer("max_nonfinite_steps", defaults["max_nonfinite_steps"],
                        "Consecutive skipped non-finite steps before training stops.")
-  flags.DEFINE_integer("seed", defaults["seed"], "Seed of data order, noise and samples.")
+  flags.DEFINE_integer("seed", defaults["seed"], "Seed of data order, noise and samples "
+                       "(and of the initial weights with --deterministic).")
+  flags.DEFINE_integer("steps_per_loop", defaults["steps_per_loop"], "Optimizer steps "
+                       "per call of the traced training loop (no host round trip "
+                       "between them); a call also ends at every checkpoint and "
+                       "evaluation step.", lower_bound=1)
+  flags.DEFINE_bool("deterministic", defaults["deterministic"], "Bit-identical runs for "
+                    "the same flags on the same machine: TensorFlow's deterministic "
+                    "kernels and seeded initial weights (slower; docs/training.md).")
+  flags.DEFINE_float("initial_loss_scale", defaults["initial_loss_scale"],
+                     "--mixed_precision=float16: the first dynamic loss scale.",
+                     lower_bound=1.0)
+  flags.DEFINE_integer("loss_scale_growth_steps", defaults["loss_scale_growth_steps"],
+                       "--mixed_precision=float16: the loss scale doubles after this "
+                       "many applied steps in a row.", lower_bound=1)
   flags.DEFINE_enum("select", defaults["select"], ["best", "last"], "Weights for the "
                     "final test figure, metrics.json and the export: those of the "
                     "best validation figure, or the last.")
-  _require_finite("learning_rate", "l2_coeff", "clip_norm", "ema_decay")
+  _require_finite("learning_rate", "l2_coeff", "clip_norm", "ema_decay",
+                  "initial_loss_scale")
 
 
 def define_precision_flag(default):
   flags.DEFINE_enum("mixed_precision", default, list(COMPUTE_DTYPES),
-                    "bfloat16: run the s/t networks in bfloat16 (the flow's "
+                    "bfloat16 / float16: run the s/t networks in that type (float16 "
+                    "with dynamic loss scaling; the flow's "
                     "arithmetic, log-dets and loss stay float32).")
 
 

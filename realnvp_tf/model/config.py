@@ -4,7 +4,11 @@ import dataclasses
 import math
 from typing import Tuple
 
-COMPUTE_DTYPES = ("float32", "bfloat16")
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+# The Keras dtype policy of the s/t networks for each compute dtype: variables stay
+# float32, the networks compute in the named type.
+KERAS_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16",
+                  "float16": "mixed_float16"}
 
 
 def check_finite(config):
@@ -36,9 +40,11 @@ class RealNVPConfig:
       s/t networks, as in the paper.
     batch_norm_momentum: momentum of the moving averages (flow and networks).
     batch_norm_epsilon: epsilon added to the variance (flow and networks).
-    compute_dtype: "float32", or "bfloat16" to run the s/t networks in bfloat16 (their
-      variables, the coupling arithmetic, the log-dets, the flow's batch norm and the
-      loss stay float32, so the flow stays exactly invertible with an exact log-det).
+    compute_dtype: "float32", or "bfloat16" / "float16" to run the s/t networks in that
+      type (their variables, the coupling arithmetic, the log-dets, the flow's batch
+      norm, the networks' batch-norm statistics and the loss stay float32, so the flow
+      stays exactly invertible with an exact log-det). float16 training needs loss
+      scaling, which the training step does (`training.step`).
     num_classes: 0 for an unconditional flow p(x); n > 0 for a class-conditional one
       p(x | y), y in 0..n-1: the base Normal gets a mean and log-scale per class over
       every latent dimension, and every coupling's s/t network sees a learned

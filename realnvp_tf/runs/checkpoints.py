@@ -11,12 +11,14 @@ import tensorflow as tf
 MAX_CHECKPOINTS = 3
 
 
-def make_checkpoint(flow, step, optimizer=None, nonfinite_total=None, ema=None):
+def make_checkpoint(flow, step, optimizer=None, nonfinite_total=None, ema=None,
+                    loss_scale=None):
   """The checkpoint of a run: the flow (weights and batch-norm statistics), the step,
-  and when training the optimizer, the skipped-step count and the EMA weights."""
+  and when training the optimizer, the skipped-step count, the EMA weights and a
+  float16 run's loss scale."""
   parts = dict(flow=flow, step=step)
   for name, value in [("optimizer", optimizer), ("nonfinite_total", nonfinite_total),
-                      ("ema", ema)]:
+                      ("ema", ema), ("loss_scale", loss_scale)]:
     if value is not None:
       parts[name] = value
   return tf.train.Checkpoint(**parts)

@@ -1,7 +1,10 @@
 """What happens between training steps: actions and stop conditions for `Controller`.
 
 An action is called with each step's `controller.StepResult` and keeps its own cadence;
-a stop condition is called after the actions and returns True to end the loop. A
+one that needs the training state at certain steps (a checkpoint, an evaluation) has
+`next_due(step)`, and the controller ends a multi-step call there (the result of the
+step the state is at has `current` set). A stop condition is called after the actions
+and returns True to end the loop. A
 stop condition with `interrupts = True` (a signal) ends training without finishing it:
 the trainer saves a checkpoint and exits; others (a time budget) end it as if the step
 count had been reached. An action that saved a checkpoint itself (a preemption) ends
@@ -34,15 +37,19 @@ def _due(step, every, last_step=None):
   return step % every == 0 or step == last_step
 
 
+def _next_multiple(step, every):
+  return (step // every + 1) * every
+
+
 class _Rate:
-  """Images per second between two calls."""
+  """Images per second between two steps (by their `StepResult.time`)."""
 
   def __init__(self, batch_size):
     self.batch_size = batch_size
     self._time, self._step = time.perf_counter(), None
 
-  def __call__(self, step):
-    now = time.perf_counter()
+  def __call__(self, step, now=None):
+    now = time.perf_counter() if now is None else now
     rate = (0.0 if self._step is None else
             (step - self._step) * self.batch_size / max(now - self._time, 1e-9))
     self._time, self._step = now, step
@@ -50,7 +57,9 @@ class _Rate:
 
 
 class NonFiniteGuard:
-  """Logs each skipped step; stops training after `max_steps` consecutive ones."""
+  """Logs each skipped step; stops training after `max_steps` consecutive non-finite
+  ones. A float16 overflow (the loss scale halved) is logged at INFO and not counted:
+  early in training it is expected."""
 
   def __init__(self, streak_variable, max_steps, checkpoint_dir):
     self.streak_variable = streak_variable
@@ -60,7 +69,11 @@ class NonFiniteGuard:
   def __call__(self, result):
     if result.finite:
       return
-    streak = int(self.streak_variable.numpy())
+    if result.overflow:
+      logging.info("Step %d: float16 gradients overflowed at loss scale %g; update "
+                   "skipped, scale halved.", result.step, result.loss_scale)
+      return
+    streak = int(self.streak_variable.numpy()) if result.current else 0
     if streak >= self.max_steps:
       raise NonFiniteLossError(
           f"{streak} consecutive steps had a non-finite loss or gradient (last at step "
@@ -91,23 +104,30 @@ class LossTracker:
 
 class TrainSummaries:
   """TensorBoard scalars every `every` steps and at `last_step`: the batch's bits/dim,
-  gradient norm, learning rate, images/s and the count of skipped steps."""
+  gradient norm, learning rate, images/s, the count of skipped non-finite steps and,
+  with `loss_scaling`, the loss scale. All come from the steps' results, so a
+  multi-step call needs not end at them."""
 
-  def __init__(self, writer, state, batch_size, every, last_step):
-    self.writer, self.state = writer, state
+  def __init__(self, writer, state, batch_size, every, last_step, loss_scaling=False):
+    self.writer = writer
     self.every, self.last_step = every, last_step
+    self.loss_scaling = loss_scaling
+    self._nonfinite = int(state.nonfinite_total.numpy())
     self._rate = _Rate(batch_size)
     self._rate(int(state.step.numpy()))
 
   def __call__(self, result):
+    self._nonfinite += not (result.finite or result.overflow)
     if not _due(result.step, self.every, self.last_step):
       return
     with self.writer.as_default(step=result.step):
       tf.summary.scalar("bits_per_dim", result.bits)
       tf.summary.scalar("grad_norm", result.grad_norm)
-      tf.summary.scalar("learning_rate", self.state.optimizer.learning_rate)
-      tf.summary.scalar("images_per_second", self._rate(result.step))
-      tf.summary.scalar("nonfinite_steps", self.state.nonfinite_total)
+      tf.summary.scalar("learning_rate", result.learning_rate)
+      tf.summary.scalar("images_per_second", self._rate(result.step, result.time))
+      tf.summary.scalar("nonfinite_steps", self._nonfinite)
+      if self.loss_scaling:
+        tf.summary.scalar("loss_scale", result.loss_scale)
 
 
 class ShowProgress:
@@ -126,7 +146,8 @@ class ShowProgress:
   def __call__(self, result):
     self._loss(result)
     if _due(result.step, self.every, self.last_step):
-      values = [("bits/dim", self._loss.last), ("images/s", self._rate(result.step))]
+      values = [("bits/dim", self._loss.last),
+                ("images/s", self._rate(result.step, result.time))]
       if self.validation() is not None:
         values.append(("val bits/dim", self.validation()))
       self.bar.update(result.step, values)
@@ -138,8 +159,11 @@ class SaveCheckpoint:
   def __init__(self, manager, every):
     self.manager, self.every = manager, every
 
+  def next_due(self, step):
+    return _next_multiple(step, self.every)
+
   def __call__(self, result):
-    if _due(result.step, self.every):
+    if result.current and _due(result.step, self.every):
       self.manager.save(checkpoint_number=result.step)
 
 
@@ -150,8 +174,12 @@ class PeriodicEvaluation:
   def __init__(self, evaluate, every, last_step):
     self.evaluate, self.every, self.last_step = evaluate, every, last_step
 
+  def next_due(self, step):
+    return _next_multiple(step, self.every) if self.every else None
+
   def __call__(self, result):
-    if self.every and _due(result.step, self.every) and result.step < self.last_step:
+    if (self.every and result.current and _due(result.step, self.every)
+        and result.step < self.last_step):
       self.evaluate(result.step)
 
 
@@ -177,6 +205,8 @@ class SaveCheckpointIfPreempted:
             exit_fn=exit_fn))
 
   def __call__(self, result):
+    if not result.current:  # checked between calls, where the state is this step's
+      return
     self.handler.save_checkpoint_if_preempted(checkpoint_number=result.step)
     if self.saved:
       raise Interrupted(result.step, "Preempted (SIGTERM to a worker)")

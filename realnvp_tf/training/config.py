@@ -50,6 +50,15 @@ class TrainConfig:
     eval_batch_size: batch size of evaluation.
     log_every: steps between TensorBoard scalars.
     max_nonfinite_steps: consecutive non-finite steps (skipped) before training stops.
+    steps_per_loop: optimizer steps per call of the traced training loop (one host
+      round trip per call). A loop also ends at every checkpoint and evaluation step,
+      so their cadences stay exact; signals and preemption are seen between loops.
+    deterministic: bit-identical runs for the same settings on the same machine:
+      TensorFlow's op determinism and seeded initial weights (see docs/training.md
+      for what it costs and what it cannot promise).
+    initial_loss_scale, loss_scale_growth_steps: dynamic loss scaling of float16
+      runs (`training.loss_scale`): the first scale, and the applied steps in a row
+      after which it doubles. Unused in float32 and bfloat16.
     num_samples: samples in the TensorBoard image grid.
     seed: seed of data order, dequantization noise and sampling.
     data_dir, manual_dir: see `data.make_dataset`.
@@ -79,6 +88,10 @@ class TrainConfig:
   eval_batch_size: int = 256
   log_every: int = 100
   max_nonfinite_steps: int = 10
+  steps_per_loop: int = 1
+  deterministic: bool = False
+  initial_loss_scale: float = 2.0**15
+  loss_scale_growth_steps: int = 2000
   num_samples: int = 36
   seed: int = 0
   data_dir: Optional[str] = None
@@ -103,7 +116,8 @@ class TrainConfig:
     if self.select not in SELECT:
       raise ValueError(f"select must be one of {SELECT}; got {self.select!r}.")
     for name in ("batch_size", "train_steps", "checkpoint_every", "eval_batch_size",
-                 "log_every", "max_nonfinite_steps", "num_samples"):
+                 "log_every", "max_nonfinite_steps", "num_samples", "steps_per_loop",
+                 "loss_scale_growth_steps"):
       if getattr(self, name) <= 0:
         raise ValueError(f"{name} must be positive; got {getattr(self, name)}.")
     for name in ("warmup_steps", "eval_every", "eval_images", "l2_coeff",
@@ -112,6 +126,8 @@ class TrainConfig:
         raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}.")
     if self.learning_rate <= 0 or self.clip_norm <= 0:
       raise ValueError("learning_rate and clip_norm must be positive.")
+    if self.initial_loss_scale < 1.0:
+      raise ValueError(f"initial_loss_scale must be >= 1; got {self.initial_loss_scale}.")
     if not 0.0 <= self.ema_decay < 1.0:
       raise ValueError(f"ema_decay must be in [0, 1); got {self.ema_decay}.")
 

@@ -6,6 +6,7 @@ import tensorflow as tf
 from realnvp_tf.model import flow as flow_lib
 from realnvp_tf.runs import checkpoints
 from realnvp_tf.training import adam
+from realnvp_tf.training import loss_scale as loss_scale_lib
 
 
 class TrainState:
@@ -22,6 +23,8 @@ class TrainState:
     step: steps taken, skipped ones included.
     nonfinite_streak, nonfinite_total: consecutive and total skipped steps.
     ema: Polyak averages of `variables` (None when `ema_decay` is 0).
+    loss_scale: a `loss_scale.DynamicLossScale` when the s/t networks compute in
+      float16, else None.
   """
 
   def __init__(self, model_config, train_config, strategy):
@@ -39,9 +42,13 @@ class TrainState:
       if train_config.ema_decay:
         self.ema = [tf.Variable(v, trainable=False, name=v.name.split(":")[0] + "_ema")
                     for v in self.variables]
+      self.loss_scale = None
+      if model_config.compute_dtype == "float16":
+        self.loss_scale = loss_scale_lib.DynamicLossScale(
+            train_config.initial_loss_scale, train_config.loss_scale_growth_steps)
     self.checkpoint = checkpoints.make_checkpoint(
         self.flow, self.step, optimizer=self.optimizer.optimizer,
-        nonfinite_total=self.nonfinite_total, ema=self.ema)
+        nonfinite_total=self.nonfinite_total, ema=self.ema, loss_scale=self.loss_scale)
 
   def update_ema(self, decay):
     for average, variable in zip(self.ema or [], self.variables):

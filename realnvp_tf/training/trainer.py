@@ -75,6 +75,8 @@ class Trainer:
     resume.check_resumable(self.run_dir, model_config, train_config,
                            self.data_fingerprint)
     self.run_dir.open_for_writing()
+    if train_config.deterministic:
+      _make_deterministic(train_config.seed)
     self.state = state_lib.TrainState(model_config, train_config, self.strategy)
     self.step_fn = step_lib.TrainStep(self.state, model_config, train_config,
                                       self.strategy)
@@ -132,7 +134,8 @@ class Trainer:
         actions_lib.NonFiniteGuard(self.state.nonfinite_streak, cfg.max_nonfinite_steps,
                                    self.manager.directory),
         actions_lib.TrainSummaries(self.writer("train"), self.state, cfg.batch_size,
-                                   cfg.log_every, cfg.train_steps),
+                                   cfg.log_every, cfg.train_steps,
+                                   loss_scaling=self.state.loss_scale is not None),
         actions_lib.ShowProgress(bar, cfg.batch_size, cfg.log_every, cfg.train_steps,
                                  start, lambda: self.selection.latest),
         actions_lib.SaveCheckpoint(self.manager, cfg.checkpoint_every),
@@ -158,7 +161,7 @@ class Trainer:
       loop = controller_lib.Controller(
           self.step_fn, self.state.step,
           self.default_actions(start, progress) + extra + [self._loss, *actions],
-          [signal_stop, *stop_conditions])
+          [signal_stop, *stop_conditions], steps_per_loop=self.config.steps_per_loop)
       try:
         stopped = loop.run(iter(self.train_dataset(start)), self.config.train_steps)
       except actions_lib.Interrupted as interruption:
@@ -201,6 +204,9 @@ class Trainer:
           dataset=self.config.dataset, data=self.config.data_spec(),
           model_config=dataclasses.asdict(self.model_config),
           typicality_reference=reference, **self.class_metadata())
+      if self.state.loss_scale is not None:
+        result.update(loss_scale=float(self.state.loss_scale.scale.numpy()),
+                      loss_scale_skipped_steps=int(self.state.loss_scale.skipped.numpy()))
       self.run_dir.write_metrics(result)
       if self.config.export:
         export.export_saved_model(self.state.flow, self.run_dir.export_dir, metadata={
@@ -242,6 +248,13 @@ class Trainer:
       return 0
     iterator = iter(self.train_dataset(int(self.state.step.numpy())))
     return self._estimate_statistics(iterator, num_batches)
+
+
+def _make_deterministic(seed):
+  """Seeded initial weights and TensorFlow's deterministic kernels, for this process
+  (the data pipelines are seeded and stateless already)."""
+  keras.utils.set_random_seed(seed)
+  tf.config.experimental.enable_op_determinism()
 
 
 def _class_counts(model_config, train_config, info):

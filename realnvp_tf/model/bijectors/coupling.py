@@ -2,6 +2,7 @@
 
 import tensorflow as tf
 
+from realnvp_tf.model import config as config_lib
 from realnvp_tf.model import nets
 from realnvp_tf.model.bijectors import fused
 
@@ -111,7 +112,7 @@ class AffineCoupling(fused.FusedBijector):
   position), so `s, t = net(y_b, y)`; the keyword argument `labels` (int [B]) gives y.
   The formulas above hold for each y, with the same exactness.
 
-  `compute_dtype="bfloat16"` runs the network in bfloat16. The flow stays exact: the
+  `compute_dtype="bfloat16"` (or "float16") runs the network in that type. The flow stays exact: the
   log-det is exact for whatever s and t the network returns (in float32), and both
   directions recompute the same s and t from the same unchanged part.
   """
@@ -129,6 +130,9 @@ class AffineCoupling(fused.FusedBijector):
           f"Unknown mask_type {mask_type!r}; use one of {sorted(_MASKS)}.")
     if parity not in (0, 1):
       raise ValueError(f"parity must be 0 or 1; got {parity}.")
+    if compute_dtype not in config_lib.KERAS_POLICIES:
+      raise ValueError(f"compute_dtype must be one of {config_lib.COMPUTE_DTYPES}; "
+                       f"got {compute_dtype!r}.")
     net_name = f"{name}_net"
     with tf.name_scope(name) as name:
       self._image_shape = event_shape
@@ -137,7 +141,7 @@ class AffineCoupling(fused.FusedBijector):
           self._mask.net_out_channels, num_filters, num_blocks,
           use_batch_norm=use_batch_norm, batch_norm_momentum=batch_norm_momentum,
           batch_norm_epsilon=batch_norm_epsilon, name=net_name,
-          dtype="mixed_bfloat16" if compute_dtype == "bfloat16" else "float32")
+          dtype=config_lib.KERAS_POLICIES[compute_dtype])
       self._embedding = None
       in_channels = self._mask.net_in_channels
       if num_classes:

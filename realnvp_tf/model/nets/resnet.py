@@ -81,8 +81,9 @@ class CouplingResNet(keras.layers.Layer):
   conv -> `num_blocks` residual blocks -> bn -> relu -> conv to `2 * out_channels`,
   then `s = scale * tanh(raw_s)` with `scale` learned per channel.
 
-  With the Keras dtype policy "mixed_bfloat16" the convolutions and normalisations run
-  in bfloat16 (variables stay float32); `s` and `t` are returned in float32.
+  With the Keras dtype policy "mixed_bfloat16" (or "mixed_float16") the convolutions
+  and normalisations run in that type (variables stay float32); `s` and `t` are
+  returned in float32.
   """
 
   def __init__(self, out_channels, num_filters, num_blocks, use_batch_norm=True,

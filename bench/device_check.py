@@ -1,0 +1,201 @@
+"""A self-check to run on a GPU/TPU (or CPU) machine before a long training job.
+
+Lists the devices and the distribution strategy `train.py` would choose, then, on
+random images through the library's own training step under that strategy:
+
+- for each --precisions (s/t networks in float32, bfloat16, float16) and each
+  --steps_per_loop: images/s of training (after a call that traces);
+- each precision's bits/dim against float32's: the weights of the float32 run,
+  evaluated with the other precision's networks on one batch (training-mode batch
+  statistics), must agree within the precision's tolerance;
+- where two devices exist (GPUs, or --logical_cpus=2 to try the path on a CPU): the
+  same float32 steps on two devices and on one, from the same weights on the same
+  global batches, must end at the same weights.
+
+A precision a device cannot run (bfloat16 on GPUs before Ampere, say) is reported
+as unsupported, not as a failure. Prints one JSON line; exits 1 when a check fails.
+
+  python bench/device_check.py                              # bench config
+  python bench/device_check.py --config=smoke --steps=3     # seconds, any machine
+"""
+
+import contextlib
+import json
+import sys
+import tempfile
+import time
+
+from absl import app
+from absl import flags
+
+import benchlib
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_enum("config", "bench", list(benchlib.CONFIGS), "The model (benchlib).")
+flags.DEFINE_list("precisions", ["float32", "bfloat16", "float16"],
+                  "Precisions of the s/t networks to run.")
+flags.DEFINE_list("steps_per_loop", ["1", "10"], "Steps per call to time each "
+                  "precision at.")
+flags.DEFINE_integer("steps", 10, "Timed training steps per setting.", lower_bound=1)
+flags.DEFINE_integer("batch_size", 64, "Global batch size.", lower_bound=2)
+flags.DEFINE_integer("logical_cpus", 0, "Split the CPU into this many logical "
+                     "devices (0: as it is), to try the two-device check without "
+                     "GPUs.", lower_bound=0)
+flags.DEFINE_integer("seed", 0, "Seed of the random images.")
+
+# |bits/dim - float32's| allowed for the same weights. bfloat16 keeps 8 mantissa
+# bits and float16 11: the s/t outputs differ by about 2**-8 and 2**-11 relative.
+TOLERANCE = {"float32": 0.0, "bfloat16": 0.05, "float16": 0.01}
+# Largest |weight difference| between two devices and one after the check's steps.
+TWO_DEVICE_TOLERANCE = 1e-4
+
+
+def _split_cpu(count):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  cpu = tf.config.list_physical_devices("CPU")[0]
+  tf.config.set_logical_device_configuration(
+      cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+
+
+def _compute_devices(tf):
+  """The devices a strategy can use: the accelerators, else the (logical) CPUs."""
+  for kind in ("TPU", "GPU"):
+    devices = tf.config.list_logical_devices(kind)
+    if devices:
+      return [d.name for d in devices]
+  return [d.name for d in tf.config.list_logical_devices("CPU")]
+
+
+def _trainer(precision, strategy, model_dir):
+  dataset, model_config = benchlib.config(FLAGS.config, precision)
+  return benchlib.random_image_training(model_config, dataset, FLAGS.batch_size,
+                                        FLAGS.seed, model_dir, strategy=strategy)
+
+
+def _set_weights(trainer, values):
+  for variable, value in zip(trainer.state.flow.variables, values):
+    variable.assign(value)
+
+
+def _training_bits(tf, trainer, images):
+  """Training-mode bits/dim of `images` with the trainer's current weights."""
+  from realnvp_tf.model import flow as flow_lib  # pylint: disable=g-import-not-at-top
+  flow, shape = trainer.state.flow, trainer.model_config.image_shape
+  # (A training-mode pass also moves the moving averages; nothing here reads them.)
+  log_prob = flow_lib.log_prob(flow, images, None, training=True)
+  return float(tf.reduce_mean(flow_lib.bits_per_dim(log_prob, shape)))
+
+
+def _leave_identity(tf, trainer):
+  """Random gains for the s/t networks' zero-initialised last convolutions: every
+  coupling starts as the identity, whose s = t = 0 any precision computes exactly,
+  so the precision checks need weights away from it."""
+  for variable in trainer.state.flow.trainable_variables:
+    if "gain" in variable.name and not tf.reduce_any(variable != 0):
+      variable.assign(tf.random.stateless_normal(variable.shape, [FLAGS.seed, 3], 0.0,
+                                                 0.5))
+
+
+def _images_per_s(trainer, iterator, steps_per_loop):
+  trainer.step_fn(iterator, steps_per_loop)  # traces on the first call
+  calls = max(1, -(-FLAGS.steps // steps_per_loop))
+  start = time.perf_counter()
+  for _ in range(calls):
+    out = trainer.step_fn(iterator, steps_per_loop)
+  float(out.bits[-1])  # waits for the last step
+  return calls * steps_per_loop * FLAGS.batch_size / (time.perf_counter() - start)
+
+
+def _precision_settings(tf, strategy, reference, start, images, model_dir):
+  """Each precision's figures, each starting from the weights `start`."""
+  settings, reference_bits = [], _training_bits(tf, reference[0], images)
+  for precision in FLAGS.precisions:
+    try:
+      if precision == "float32":  # the reference itself
+        trainer, iterator = reference
+      else:
+        trainer, iterator = _trainer(precision, strategy, f"{model_dir}/{precision}")
+      _set_weights(trainer, start)
+      bits = _training_bits(tf, trainer, images)
+      rates = {int(n): _images_per_s(trainer, iterator, int(n))
+               for n in FLAGS.steps_per_loop}
+    except (tf.errors.OpError, ValueError, TypeError) as e:  # no kernel for it here
+      settings.append({"precision": precision, "supported": False,
+                       "error": str(e).splitlines()[0][:300], "ok": True})
+      continue
+    for steps_per_loop, rate in rates.items():
+      difference = bits - reference_bits
+      settings.append({
+          "precision": precision, "supported": True, "steps_per_loop": steps_per_loop,
+          "images_per_s": rate, "bits_per_dim": bits,
+          "bits_per_dim_vs_float32": difference, "tolerance": TOLERANCE[precision],
+          "ok": abs(difference) <= TOLERANCE[precision]})
+  return settings
+
+
+def _two_devices_vs_one(tf, devices, strategy, start, model_dir):
+  """The same float32 steps on two devices and on one, from the weights `start`."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  # One strategy per device set (`strategy` where it is one of them): collective
+  # keys of two strategies over the same devices would collide.
+  by_count = {strategy.num_replicas_in_sync: strategy}
+  weights = []
+  for count in (1, 2):
+    if count not in by_count:
+      by_count[count] = tf.distribute.MirroredStrategy(devices[:count])
+    strategy = by_count[count]
+    trainer, iterator = _trainer("float32", strategy, f"{model_dir}/devices_{count}")
+    _set_weights(trainer, start)
+    trainer.step_fn(iterator, 3)
+    weights.append([np.asarray(strategy.experimental_local_results(v)[0])
+                    for v in trainer.state.flow.trainable_variables])
+  difference = max(float(np.max(np.abs(a - b))) for a, b in zip(*weights))
+  return {"devices": devices[:2], "steps": 3, "max_abs_weight_difference": difference,
+          "tolerance": TWO_DEVICE_TOLERANCE, "ok": difference <= TWO_DEVICE_TOLERANCE}
+
+
+def main(argv):
+  del argv
+  if FLAGS.logical_cpus:
+    _split_cpu(FLAGS.logical_cpus)
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from realnvp_tf.training import strategies  # pylint: disable=g-import-not-at-top
+
+  unknown = set(FLAGS.precisions) - set(TOLERANCE)
+  if unknown:
+    raise app.UsageError(f"--precisions: unknown {sorted(unknown)}; use "
+                         f"{', '.join(TOLERANCE)}.")
+  strategy = strategies.make_strategy()
+  devices = _compute_devices(tf)
+  with tempfile.TemporaryDirectory(prefix="realnvp_device_check_") as model_dir:
+    # The float32 weights every check starts from (kept aside: the float32 timings
+    # train on).
+    reference, iterator = _trainer("float32", strategy, f"{model_dir}/reference")
+    _leave_identity(tf, reference)
+    reference.step_fn(iterator, 3)
+    start = [v.numpy() for v in reference.state.flow.variables]
+    images = next(iter(reference.strategy.experimental_local_results(
+        next(iterator))))
+    settings = _precision_settings(tf, strategy, (reference, iterator), start, images,
+                                   model_dir)
+    two = (_two_devices_vs_one(tf, devices, strategy, start, model_dir)
+           if len(devices) >= 2 else None)
+  result = {
+      "devices": devices,
+      "physical_devices": [d.name for d in tf.config.list_physical_devices()],
+      "strategy": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync,
+      "config": FLAGS.config, "batch_size": FLAGS.batch_size, "steps": FLAGS.steps,
+      "settings": settings, "two_devices_vs_one": two,
+      "ok": all(s["ok"] for s in settings) and (two is None or two["ok"]),
+      "machine": benchlib.machine_info(),
+  }
+  print(json.dumps(benchlib.clean_json(result, digits=6)), flush=True)
+  benchlib.skip_final_collection()
+  if not result["ok"]:
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  with contextlib.suppress(KeyboardInterrupt):
+    app.run(main)
