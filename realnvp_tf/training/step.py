@@ -58,10 +58,18 @@ class TrainStep:
     self._conditional = model_config.conditional
     self._l2_variables = flow_lib.weight_scale_variables(state.flow)
     self._loop = tf.function(self._distributed_loop)
+    # One step alone, without the while loop: the loop's graph held about 45 MB more
+    # at the peak of the bench config's step (docs/performance.md).
+    self._single = tf.function(lambda iterator: StepOutput(
+        *(tf.expand_dims(v, 0) for v in self._distributed_step(iterator))))
 
   def __call__(self, iterator, num_steps=1):
     """Up to `num_steps` steps: a `StepOutput` of vectors (as the first replica holds
-    them)."""
+    them). A run of one step per call (`steps_per_loop` 1) traces only the single
+    step; a run of several traces only the loop (its last calls before a checkpoint
+    may be of one step)."""
+    if num_steps == 1 and self.config.steps_per_loop == 1:
+      return self._single(iterator)
     return self._loop(iterator, tf.constant(num_steps, tf.int32))
 
   def compute_gradients(self, batch):
