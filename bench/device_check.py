@@ -44,6 +44,15 @@ flags.DEFINE_integer("logical_cpus", 0, "Split the CPU into this many logical "
                      "GPUs.", lower_bound=0)
 flags.DEFINE_integer("seed", 0, "Seed of the random images.")
 
+flags.register_validator(
+    "precisions", lambda values: bool(values) and set(values) <= {
+        "float32", "bfloat16", "float16"},
+    message="--precisions takes float32, bfloat16 and float16 (comma-separated)")
+flags.register_validator(
+    "steps_per_loop", lambda values: bool(values) and all(
+        v.isdigit() and int(v) > 0 for v in values),
+    message="--steps_per_loop takes positive integers (comma-separated)")
+
 # |bits/dim - float32's| allowed for the same weights. bfloat16 keeps 8 mantissa
 # bits and float16 11: the s/t outputs differ by about 2**-8 and 2**-11 relative.
 TOLERANCE = {"float32": 0.0, "bfloat16": 0.05, "float16": 0.01}
@@ -162,10 +171,6 @@ def main(argv):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from realnvp_tf.training import strategies  # pylint: disable=g-import-not-at-top
 
-  unknown = set(FLAGS.precisions) - set(TOLERANCE)
-  if unknown:
-    raise app.UsageError(f"--precisions: unknown {sorted(unknown)}; use "
-                         f"{', '.join(TOLERANCE)}.")
   strategy = strategies.make_strategy()
   devices = _compute_devices(tf)
   with tempfile.TemporaryDirectory(prefix="realnvp_device_check_") as model_dir:

@@ -120,6 +120,24 @@ def test_a_forced_overflow_skips_halves_and_trains_on_and_the_scale_survives_res
   resumed.close()
 
 
+def test_a_run_of_another_precision_resumes_in_float16(tmp_path):
+  # The precision may change on resume; a checkpoint written without loss scaling
+  # has no scale to restore, and the float16 run starts from the initial one.
+  first = training.Trainer(fx.model_config(), fx.train_config(), str(tmp_path),
+                           strategy=fx.strategy(1))
+  first.step_fn(_fixed_stream(first), 3)
+  first.manager.save(checkpoint_number=3)
+  weights = [v.numpy() for v in first.state.flow.trainable_variables]
+  first.close()
+  resumed = training.Trainer(_float16_config(), fx.train_config(initial_loss_scale=64.0),
+                             str(tmp_path), strategy=fx.strategy(1))
+  assert resumed.restore() == 3
+  assert float(resumed.state.loss_scale.scale.numpy()) == 64.0
+  for a, b in zip(weights, resumed.state.flow.trainable_variables):
+    np.testing.assert_array_equal(a, b.numpy())
+  resumed.close()
+
+
 def test_a_float16_run_agrees_with_float32_and_its_export_serves(tmp_path):
   # Trained in float32, the same weights evaluated with float16 s/t networks give the
   # same bits/dim to within 0.002 (measured 0.0002 to 0.0004); a float16 run of its own

@@ -53,12 +53,15 @@ def restore_newest(checkpoint, directory, partial=False, warn=True):
   A checkpoint that fails (a truncated or unreadable file after a full disk or a
   partial copy) is skipped, with one warning line unless `warn` is False. If
   checkpoints exist and none restores, a one-line ValueError names the directory.
+  `checkpoint` may also be a function of the path that returns the checkpoint object
+  to restore it with.
   """
   candidates = checkpoints_newest_first(directory)
   failures = []
   for path in candidates:
     try:
-      status = checkpoint.restore(path)
+      target = checkpoint(path) if callable(checkpoint) else checkpoint
+      status = target.restore(path)
       if partial:
         status.expect_partial()
       status.assert_existing_objects_matched()

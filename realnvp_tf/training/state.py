@@ -46,9 +46,21 @@ class TrainState:
       if model_config.compute_dtype == "float16":
         self.loss_scale = loss_scale_lib.DynamicLossScale(
             train_config.initial_loss_scale, train_config.loss_scale_growth_steps)
+    parts = dict(optimizer=self.optimizer.optimizer,
+                 nonfinite_total=self.nonfinite_total, ema=self.ema)
     self.checkpoint = checkpoints.make_checkpoint(
-        self.flow, self.step, optimizer=self.optimizer.optimizer,
-        nonfinite_total=self.nonfinite_total, ema=self.ema, loss_scale=self.loss_scale)
+        self.flow, self.step, loss_scale=self.loss_scale, **parts)
+    self._checkpoint_without_loss_scale = checkpoints.make_checkpoint(
+        self.flow, self.step, **parts)
+
+  def checkpoint_for(self, path):
+    """The checkpoint object to restore `path` with: a float16 run resumed from a
+    checkpoint of another precision has no loss scale to restore, and starts from
+    the initial one."""
+    if self.loss_scale is None or any(
+        name.startswith("loss_scale/") for name, _ in tf.train.list_variables(path)):
+      return self.checkpoint
+    return self._checkpoint_without_loss_scale
 
   def update_ema(self, decay):
     for average, variable in zip(self.ema or [], self.variables):

@@ -97,7 +97,7 @@ class Trainer:
     """Restores the newest checkpoint of the run that restores (see
     `runs.checkpoints.restore_newest`), if any; returns its step."""
     restored = checkpoints.restore_newest(
-        self.state.checkpoint,
+        self.state.checkpoint_for,
         os.path.join(self.run_dir.path, directory.CHECKPOINT_DIR))
     step = int(self.state.step.numpy())
     if restored:
