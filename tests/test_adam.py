@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from realnvp_tf.training import adam
+from realnvp_tf.training import schedule
 
 
 def test_the_pinned_keras_has_what_fused_adam_reads():
@@ -20,7 +21,7 @@ def test_the_pinned_keras_has_what_fused_adam_reads():
 def _train(steps=3):
   strategy = tf.distribute.get_strategy()
   variables = [tf.Variable([1.0, -2.0, 3.0]), tf.Variable([[0.5], [0.25]])]
-  fused = adam.FusedAdam(keras.optimizers.Adam(adam.WarmupSchedule(0.1, 2)), variables)
+  fused = adam.FusedAdam(keras.optimizers.Adam(schedule.WarmupDecay(0.1, 2)), variables)
   for step in range(steps):
     gradients = [tf.constant([0.3, -0.1, 2.0]) * (step + 1),
                  tf.constant([[-1.0], [0.5]]) / (step + 1)]

@@ -108,25 +108,79 @@ def test_throughput_of_the_class_conditional_model():
       out["forward_gflop_per_image"], rel=1e-4)
 
 
-def test_budget_tiny_run_on_digits_prints_every_figure():
+def test_budget_tiny_run_on_digits_prints_every_figure(tmp_path):
+  # 4 steps, an evaluation every 2: the curve has steps 2 and 4 (the final one), the
+  # selected weights are those of the better validation figure, and a cosine decay
+  # to the step count ends at zero.
   out = _json_line(_run(
-      "budget.py", "--dataset=digits", "--minutes=0.5", "--max_steps=4",
-      "--num_res_blocks=1", "--num_filters=8", "--train_eval_images=256",
-      "--warmup_steps=2", "--ema_decay=0.9", "--batch_norm_recalibration_batches=3"))
+      "budget.py", "--dataset=digits", "--minutes=5", "--max_steps=4",
+      "--num_res_blocks=1", "--num_filters=4", "--train_eval_images=256",
+      "--warmup_steps=2", "--decay=cosine", "--ema_decay=0.9", "--eval_every=2",
+      "--eval_images=64", "--batch_norm_recalibration_batches=3",
+      f"--model_dir={tmp_path / 'run'}"))
   _assert_finite(out, [
+      "selected_test_bits_per_dim", "selected_validation_bits_per_dim",
       "test_bits_per_dim", "test_bits_per_dim_stderr", "train_batch_bits_per_dim",
-      "train_eval_bits_per_dim", "train_eval_bits_per_dim_moving_averages", "steps",
-      "train_seconds", "eval_seconds", "batch_norm_recalibration_seconds"])
-  assert out["batch_norm_recalibration_batches"] == 3
-  assert "re-estimated on 3 training batches" in out["settings"]["evaluation"]
+      "train_eval_bits_per_dim", "steps", "train_seconds", "eval_seconds",
+      "steady_train_images_per_s"])
   assert out["dataset"] == "digits" and out["test_images"] == 297
-  assert 1 <= out["steps"] <= 4
-  assert out["train_batch_count"] >= 1
+  assert out["steps"] == 4 and out["train_batch_count"] == 4
+  assert [point[1] for point in out["curve"]] == [2, 4]
+  minutes = [point[0] for point in out["curve"]]
+  assert 0 < minutes[0] <= minutes[1] <= out["train_seconds"] / 60 + 1e-6
+  best = min(out["curve"], key=lambda point: point[2])
+  assert out["selected_step"] == best[1]
+  assert out["selected_validation_bits_per_dim"] == pytest.approx(best[2], abs=1e-4)
+  if out["selected_step"] == 4:
+    assert out["selected_test_bits_per_dim"] == out["test_bits_per_dim"]
   settings = out["settings"]
   assert settings["warmup_steps"] == 2 and settings["ema_decay"] == 0.9
-  assert "EMA" in settings["evaluation"]
+  assert settings["decay"] == "cosine" and settings["final_learning_rate"] == 0.0
+  assert settings["batch_norm_recalibration_batches"] == 3
   fields = {f.name for f in dataclasses.fields(RealNVPConfig)}
   assert set(out["model_config"]) == fields
+  # --model_dir keeps the run as train.py would leave it; a second run there is
+  # refused in one line (a budget run starts from scratch).
+  assert (tmp_path / "run" / "metrics.json").exists()
+  again = _run("budget.py", "--dataset=digits", f"--model_dir={tmp_path / 'run'}")
+  assert again.returncode != 0 and "is not empty" in again.stderr
+  assert "Traceback" not in again.stderr
+
+
+def test_budget_spent_in_the_first_step_still_reports():
+  # The docstring's smoke command with a smaller model: the budget runs out while
+  # the first step traces. One step, no steady images/s (it was a
+  # ZeroDivisionError), figures all the same.
+  out = _json_line(_run(
+      "budget.py", "--minutes=0.01", "--max_steps=10", "--dataset=digits",
+      "--num_res_blocks=1", "--num_filters=4", "--train_eval_images=0",
+      "--batch_norm_recalibration_batches=2"))
+  assert out["steps"] == 1 and out["steady_train_images_per_s"] is None
+  assert out["selected_step"] == 1
+  assert out["selected_test_bits_per_dim"] == out["test_bits_per_dim"] > 0
+  assert out["train_eval_bits_per_dim"] is None
+
+
+def test_plot_curves_draws_each_run_in_its_colour(tmp_path):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  import plot_curves  # pylint: disable=g-import-not-at-top
+  paths = []
+  for name, curve in (("a", [[1.0, 100, 1.6], [10.0, 900, 1.4], [20.0, 1800, 1.35]]),
+                      ("b", [[2.0, 300, 1.5], [19.5, 3000, 1.3]])):
+    paths.append(tmp_path / f"{name}.json")
+    run = dict(curve=curve, selected_test_bits_per_dim=curve[-1][2], steps=curve[-1][1])
+    paths[-1].write_text("progress on stderr is not here\n" + json.dumps(run) + "\n")
+  output = tmp_path / "curves.png"
+  result = _run("plot_curves.py", f"--output={output}", f"a={paths[0]}",
+                f"b={paths[1]}")
+  assert result.returncode == 0, result.stderr[-2000:]
+  pixels = set(Image.open(output).convert("RGB").getdata())
+  assert Image.open(output).size == plot_curves._SIZE
+  assert set(plot_curves._COLOURS[:2]) <= pixels
+  assert plot_curves.nice_ticks(1.3, 1.6) == pytest.approx([1.3, 1.4, 1.5, 1.6])
+  bad = _run("plot_curves.py", f"--output={output}", f"a={tmp_path / 'missing.json'}")
+  assert bad.returncode != 0 and "Traceback" not in bad.stderr
+  assert "missing.json" in bad.stderr
 
 
 def test_scoring_bench_prints_every_figure():

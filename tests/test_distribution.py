@@ -14,7 +14,6 @@ import pytest
 import tensorflow as tf
 
 import realnvp_tf
-from realnvp_tf.training import adam
 from realnvp_tf import data
 from realnvp_tf.model.nets import batch_statistics
 from realnvp_tf import training
@@ -209,15 +208,6 @@ def test_several_adam_steps_with_warmup_equal_keras_adam_on_plain_gradients(tmp_
   # The warm-up: learning rates 1e-3, 2e-3, 2e-3, 2e-3 (Adam's steps are about lr).
   moved = np.abs(_flat([v.numpy() for v in trainer.state.variables]) - start)
   assert np.median(moved) > 2e-3
-
-
-def test_warmup_schedule_is_linear_then_constant():
-  schedule = adam.WarmupSchedule(1e-3, 4)
-  values = [float(schedule(tf.constant(step))) for step in range(7)]
-  np.testing.assert_allclose(values, [2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3, 1e-3],
-                             rtol=1e-6)
-  flat = adam.WarmupSchedule(1e-3, 0)
-  assert float(flat(tf.constant(0))) == pytest.approx(1e-3)
 
 
 class _TwoPipelineTrainer(training.Trainer):

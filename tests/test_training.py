@@ -354,6 +354,31 @@ def test_every_config_file_parses_into_valid_configs():
   assert any("cifar10.cfg (32, 32, 3) 2 cifar10" in line for line in printed)
 
 
+def test_every_config_file_parses_with_the_budget_benchmark_too():
+  # One flagfile serves train.py and bench/budget.py: the recipe of a time budget
+  # is measured with the flags a user trains with.
+  script = (
+      "import glob, sys\n"
+      "sys.path.insert(0, 'bench')\n"
+      "from absl import flags\n"
+      "sys.argv = ['budget.py']\n"
+      "import budget\n"
+      "from realnvp_tf.apps import cli\n"
+      "for path in sorted(glob.glob('configs/*.cfg')):\n"
+      "  flags.FLAGS.unparse_flags()\n"
+      "  flags.FLAGS(['budget.py', '--flagfile=' + path])\n"
+      "  c = cli.train_config_from_flags()\n"
+      "  print(path, c.dataset, c.train_minutes, c.decay, c.decay_fraction,\n"
+      "        budget._budget_minutes())\n")
+  result = subprocess.run([sys.executable, "-c", script], env=fx.env(), cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr[-3000:]
+  printed = result.stdout.strip().splitlines()
+  assert len(printed) == len(glob.glob(os.path.join(REPO, "configs", "*.cfg")))
+  assert "configs/mnist_fast.cfg mnist 20.0 cosine 0.2 20.0" in printed
+  assert "configs/mnist.cfg mnist 0.0 none 1.0 20.0" in printed
+
+
 def test_recalibrated_batch_norm_scores_a_batch_as_training_mode_does(tmp_path):
   trainer = training.Trainer(fx.model_config(), fx.train_config(), str(tmp_path),
                              strategy=fx.strategy(1))

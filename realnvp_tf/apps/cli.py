@@ -14,6 +14,7 @@ from realnvp_tf.apps import process
 from realnvp_tf.model import config as model_config_lib
 from realnvp_tf.model.config import COMPUTE_DTYPES
 from realnvp_tf.model.config import RealNVPConfig
+from realnvp_tf.training import schedule
 from realnvp_tf.training.config import TrainConfig
 
 FLAGS = flags.FLAGS
@@ -139,6 +140,14 @@ def define_optimization_flags():
   flags.DEFINE_float("learning_rate", defaults["learning_rate"], "Adam learning rate.")
   flags.DEFINE_integer("warmup_steps", defaults["warmup_steps"],
                        "Linear learning-rate warm-up steps.", lower_bound=0)
+  flags.DEFINE_enum("decay", defaults["decay"], list(schedule.DECAYS), "The learning "
+                    "rate after the warm-up: cosine or linear decay to zero at the end "
+                    "of training (--train_steps, or the end of --train_minutes), or "
+                    "none (constant).")
+  flags.DEFINE_float("decay_fraction", defaults["decay_fraction"], "--decay takes this "
+                     "share of the steps after the warm-up, at their end (1: all; 0.2: "
+                     "the peak rate until the last 20%).", lower_bound=1e-6,
+                     upper_bound=1.0)
   flags.DEFINE_float("l2_coeff", defaults["l2_coeff"],
                      "L2 penalty on weight-norm gains and tanh scales.")
   flags.DEFINE_float("clip_norm", defaults["clip_norm"], "Global-norm gradient clipping.")
@@ -169,7 +178,36 @@ def define_optimization_flags():
                     "final test figure, metrics.json and the export: those of the "
                     "best validation figure, or the last.")
   _require_finite("learning_rate", "l2_coeff", "clip_norm", "ema_decay",
-                  "initial_loss_scale")
+                  "initial_loss_scale", "decay_fraction")
+
+
+def define_run_flags():
+  """The length, cadence and outputs of a training run (train.py's, also read by the
+  benchmarks, so that one flagfile serves both)."""
+  defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+  flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs, metrics.json, "
+                      "export/ SavedModel. Re-running with the same directory resumes.")
+  flags.DEFINE_integer("train_steps", defaults["train_steps"], "Optimizer steps in all.",
+                       lower_bound=1)
+  flags.DEFINE_float("train_minutes", defaults["train_minutes"], "Wall-clock budget of "
+                     "the training loop in minutes (0: none; one host): training ends "
+                     "when it runs out (or at --train_steps) and --decay ends with it. "
+                     "A resumed run gets the budget afresh.", lower_bound=0.0)
+  flags.DEFINE_integer("checkpoint_every", defaults["checkpoint_every"],
+                       "Steps between checkpoints.", lower_bound=1)
+  flags.DEFINE_integer("eval_every", defaults["eval_every"], "Steps between validation "
+                       "evaluations (0: only at the end); they pick the best weights.",
+                       lower_bound=0)
+  flags.DEFINE_integer("eval_images", defaults["eval_images"], "Validation images in "
+                       "periodic evaluations (the same each time; 0: the whole split).",
+                       lower_bound=0)
+  flags.DEFINE_integer("eval_batch_size", defaults["eval_batch_size"],
+                       "Evaluation batch size.", lower_bound=1)
+  flags.DEFINE_integer("log_every", defaults["log_every"],
+                       "Steps between TensorBoard scalars.", lower_bound=1)
+  flags.DEFINE_bool("export", defaults["export"],
+                    "Export a SavedModel to model_dir/export at the end.")
+  _require_finite("train_minutes")
 
 
 def define_precision_flag(default):

@@ -28,17 +28,7 @@ cli.define_config_flag()
 cli.define_data_flags()
 cli.define_model_flags()
 cli.define_optimization_flags()
-flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs, metrics.json, "
-                    "export/ SavedModel. Re-running with the same directory resumes.")
-flags.DEFINE_integer("train_steps", 100_000, "Optimizer steps in all.")
-flags.DEFINE_integer("checkpoint_every", 1000, "Steps between checkpoints.")
-flags.DEFINE_integer("eval_every", 5000, "Steps between validation evaluations (0: "
-                     "only at the end); they pick the best weights.")
-flags.DEFINE_integer("eval_images", 2000, "Validation images in periodic evaluations "
-                     "(the same each time; 0: the whole split).")
-flags.DEFINE_integer("eval_batch_size", 256, "Evaluation batch size.")
-flags.DEFINE_integer("log_every", 100, "Steps between TensorBoard scalars.")
-flags.DEFINE_bool("export", True, "Export a SavedModel to model_dir/export at the end.")
+cli.define_run_flags()
 flags.mark_flag_as_required("model_dir")
 cli.register_model_validators()
 flags.adopt_module_key_flags(cli)  # --help lists the shared flags too

@@ -7,7 +7,8 @@ step the state is at has `current` set). A stop condition is called after the ac
 and returns True to end the loop. A
 stop condition with `interrupts = True` (a signal) ends training without finishing it:
 the trainer saves a checkpoint and exits; others (a time budget) end it as if the step
-count had been reached. An action that saved a checkpoint itself (a preemption) ends
+count had been reached (`BudgetHorizon` fits the learning-rate decay to a time
+budget). An action that saved a checkpoint itself (a preemption) ends
 training by raising `Interrupted`.
 """
 
@@ -267,3 +268,32 @@ class TimeBudget:
 
   def __call__(self):
     return time.perf_counter() >= self.deadline
+
+
+class BudgetHorizon:
+  """Fits the learning-rate decay to a `TimeBudget`: after each call, the schedule's
+  horizon (`TrainState.horizon`) becomes the step the remaining time allows at the
+  run's pace so far, evaluations and checkpoints included; never past `last_step`.
+
+  The pace is measured from the end of the first call, whose tracing would make it
+  look slow; until then the horizon stays at `last_step` (the warm-up, if any, runs
+  meanwhile). Re-estimated every call, the decay ends at the deadline even when the
+  pace changes.
+  """
+
+  def __init__(self, budget, horizon, last_step):
+    self.budget, self.horizon, self.last_step = budget, horizon, last_step
+    self._start = None  # (step, time) at the end of the first call
+
+  def __call__(self, result):
+    if not result.current:
+      return
+    if self._start is None:
+      self._start = (result.step, result.time)
+      return
+    steps, seconds = result.step - self._start[0], result.time - self._start[1]
+    if seconds <= 0:
+      return
+    remaining = max(0.0, self.budget.deadline - result.time)
+    self.horizon.assign(min(float(self.last_step),
+                            result.step + steps / seconds * remaining))

@@ -1,4 +1,4 @@
-"""Adam with a linear warm-up, applied through TensorFlow's one-op Adam kernel.
+"""Adam applied through TensorFlow's one-op Adam kernel.
 
 `FusedAdam` reads private attributes of Keras's Adam (its slots; the package's other
 private-API uses are TFP's bijector cache in `model.bijectors.fused` and TF's op
@@ -13,23 +13,6 @@ import tensorflow as tf
 
 # The private Keras attributes FusedAdam reads (Keras 3.12 to 3.15 have them).
 PRIVATE_ATTRIBUTES = ("_momentums", "_velocities", "_get_variable_index")
-
-
-class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
-  """Linear warm-up to a constant learning rate: lr * min(1, (step + 1) / warmup)."""
-
-  def __init__(self, learning_rate, warmup_steps):
-    self.learning_rate = learning_rate
-    self.warmup_steps = warmup_steps
-
-  def __call__(self, step):
-    if not self.warmup_steps:
-      return tf.constant(self.learning_rate, tf.float32)
-    ramp = tf.cast(step + 1, tf.float32) / float(self.warmup_steps)
-    return self.learning_rate * tf.minimum(1.0, ramp)
-
-  def get_config(self):
-    return {"learning_rate": self.learning_rate, "warmup_steps": self.warmup_steps}
 
 
 def missing_private_attributes(optimizer):

@@ -6,6 +6,7 @@ from typing import Optional
 
 from realnvp_tf import data
 from realnvp_tf.model import config as config_lib
+from realnvp_tf.training import schedule
 
 SELECT = ("best", "last")
 
@@ -33,8 +34,16 @@ class TrainConfig:
       export use.
     batch_size: global batch size, split evenly over the replicas.
     train_steps: optimizer steps in all (a resumed run continues up to this).
-    learning_rate: Adam's learning rate.
+    train_minutes: a wall-clock budget for the training loop of this process (0:
+      none): training ends, and is finished as at `train_steps`, once it has run
+      out, and the learning-rate decay is fitted to it (`actions.BudgetHorizon`).
+    learning_rate: Adam's peak learning rate.
     warmup_steps: linear learning-rate warm-up from 0 (0: none).
+    decay: the learning rate after the warm-up (`training.schedule.DECAYS`):
+      "cosine" or "linear" to zero at the end of training (`train_steps`, or the end
+      of `train_minutes`), or "none" (constant).
+    decay_fraction: the share of the steps after the warm-up the decay takes, at
+      their end (1: all; 0.2: the peak rate until the last 20%).
     l2_coeff: L2 penalty on the weight-norm gains and tanh scales.
     clip_norm: gradients are clipped to this global norm.
     ema_decay: Polyak averaging of the weights (0: off); when on, the averages are
@@ -76,8 +85,11 @@ class TrainConfig:
   select: str = "best"
   batch_size: int = 64
   train_steps: int = 100_000
+  train_minutes: float = 0.0
   learning_rate: float = 1e-3
   warmup_steps: int = 0
+  decay: str = "none"
+  decay_fraction: float = 1.0
   l2_coeff: float = 5e-5
   clip_norm: float = 100.0
   ema_decay: float = 0.0
@@ -113,6 +125,10 @@ class TrainConfig:
                        "HxW (TrainConfig(image_size=...)) with --image_dir.")
     if self.dataset not in (data.IMAGE_DIR, data.CUSTOM) and not data.is_tfds_name(self.dataset):
       data.get_dataset_info(self.dataset)  # unknown names fail here, with the list
+    if self.decay not in schedule.DECAYS:
+      raise ValueError(f"decay must be one of {schedule.DECAYS}; got {self.decay!r}.")
+    if not 0.0 < self.decay_fraction <= 1.0:
+      raise ValueError(f"decay_fraction must be in (0, 1]; got {self.decay_fraction}.")
     if self.select not in SELECT:
       raise ValueError(f"select must be one of {SELECT}; got {self.select!r}.")
     for name in ("batch_size", "train_steps", "checkpoint_every", "eval_batch_size",
@@ -120,7 +136,7 @@ class TrainConfig:
                  "loss_scale_growth_steps"):
       if getattr(self, name) <= 0:
         raise ValueError(f"{name} must be positive; got {getattr(self, name)}.")
-    for name in ("warmup_steps", "eval_every", "eval_images", "l2_coeff",
+    for name in ("warmup_steps", "eval_every", "eval_images", "l2_coeff", "train_minutes",
                  "batch_norm_recalibration_batches"):
       if getattr(self, name) < 0:
         raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}.")

@@ -91,8 +91,7 @@ class ModelSelection:
     """Bits/dim of the flow's current weights on `split` (`max_images` of it), logged
     to TensorBoard with a sample grid at the current step."""
     step = int(self.state.step.numpy())
-    result = likelihood.evaluate_bits_per_dim(
-        self._log_prob, self.dataset(split, max_images), self.info.image_shape)
+    result = self.bits_per_dim(split, max_images)
     grid = self.sample_grid(step)
     with self.writer(split).as_default(step=step):
       tf.summary.scalar("bits_per_dim", result["bits_per_dim"])
@@ -104,6 +103,12 @@ class ModelSelection:
                  result["bits_per_dim"], result["bits_per_dim_stderr"],
                  result["num_images"])
     return {k: v for k, v in result.items() if k != "per_image"}
+
+  def bits_per_dim(self, split, max_images=None):
+    """`likelihood.evaluate_bits_per_dim` of the flow's current weights on `split`
+    (`max_images` of it), with the run's traced log-likelihood; nothing logged."""
+    return likelihood.evaluate_bits_per_dim(
+        self._log_prob, self.dataset(split, max_images), self.info.image_shape)
 
   def log_prob(self, images, labels=None):
     """log p(x), or log p(x | y) of a class-conditional flow, in inference mode."""

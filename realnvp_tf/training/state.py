@@ -7,6 +7,7 @@ from realnvp_tf.model import flow as flow_lib
 from realnvp_tf.runs import checkpoints
 from realnvp_tf.training import adam
 from realnvp_tf.training import loss_scale as loss_scale_lib
+from realnvp_tf.training import schedule
 
 
 class TrainState:
@@ -19,7 +20,10 @@ class TrainState:
     flow: the `tfd.TransformedDistribution` being trained.
     variables: its trainable variables (the order of gradients and slots).
     statistics: its batch-norm moving statistics.
-    optimizer: a `adam.FusedAdam` over `variables`.
+    optimizer: a `adam.FusedAdam` over `variables`, its learning rate a
+      `schedule.WarmupDecay`.
+    horizon: the step the learning-rate decay ends at (`train_steps`, or what a time
+      budget allows).
     step: steps taken, skipped ones included.
     nonfinite_streak, nonfinite_total: consecutive and total skipped steps.
     ema: Polyak averages of `variables` (None when `ema_decay` is 0).
@@ -32,8 +36,12 @@ class TrainState:
       self.flow = flow_lib.build_realnvp(model_config)
       self.variables = list(self.flow.trainable_variables)
       self.statistics = list(self.flow.non_trainable_variables)
-      self.optimizer = adam.FusedAdam(keras.optimizers.Adam(adam.WarmupSchedule(
-          train_config.learning_rate, train_config.warmup_steps)), self.variables)
+      # Not checkpointed: set from the config (or a time budget) by each process.
+      self.horizon = tf.Variable(float(train_config.train_steps), trainable=False,
+                                 name="schedule_horizon")
+      self.optimizer = adam.FusedAdam(keras.optimizers.Adam(schedule.WarmupDecay(
+          train_config.learning_rate, train_config.warmup_steps, train_config.decay,
+          self.horizon, train_config.decay_fraction)), self.variables)
       counter = lambda name: tf.Variable(0, dtype=tf.int64, trainable=False, name=name)
       self.step = counter("step")
       self.nonfinite_streak = counter("nonfinite_streak")

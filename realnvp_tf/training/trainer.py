@@ -68,6 +68,9 @@ class Trainer:
     self.model_config, self.config, self.info = model_config, train_config, info
     self.strategy = strategy or strategies.make_strategy()
     strategies.check_batch_size(train_config.batch_size, self.strategy)
+    if train_config.train_minutes and strategies.is_multi_worker(self.strategy):
+      raise ValueError("--train_minutes works on one host only: each worker's clock "
+                       "would stop it at another step. Use --train_steps across hosts.")
     self.run_dir = directory.RunDirectory(model_dir,
                                           strategies.is_chief(self.strategy))
     # Before the model is built: bad directories and mismatched settings fail at once.
@@ -126,8 +129,9 @@ class Trainer:
 
   def default_actions(self, start, progress=True):
     cfg = self.config
+    # A time budget's run ends at a step no one knows yet: no target, no ETA.
     bar = keras.utils.Progbar(
-        cfg.train_steps, stateful_metrics=["bits/dim", "images/s", "val bits/dim"],
+        None if cfg.train_minutes else cfg.train_steps, stateful_metrics=["bits/dim", "images/s", "val bits/dim"],
         verbose=1 if (progress and self.run_dir.is_chief) else 0)
     self.selection.progress_bar = bool(bar.verbose)
     return [
@@ -144,14 +148,19 @@ class Trainer:
     ]
 
   def train(self, actions=(), stop_conditions=(), progress=True):
-    """The loop from the latest checkpoint to `train_steps`, with the default actions
-    and `actions` after each step. Returns None when the step count was reached, or
+    """The loop from the latest checkpoint to `train_steps` (or to the end of
+    `train_minutes`), with the default actions and `actions` after each step. Returns None when the step count was reached, or
     what ended it early: a stop condition, or an `actions.Interrupted` (a checkpoint
     is saved when training is interrupted: a signal, a preemption)."""
     start = self.restore()
     self.run_dir.write_config(self.model_config, self.config, self.data_fingerprint)
     self._loss = actions_lib.LossTracker()
     extra, signals = [], (signal.SIGTERM, signal.SIGINT)
+    budget = []
+    if self.config.train_minutes:  # the clock starts here, the first step's tracing in
+      budget.append(actions_lib.TimeBudget(self.config.train_minutes * 60.0))
+      extra.append(actions_lib.BudgetHorizon(budget[0], self.state.horizon,
+                                             self.config.train_steps))
     if strategies.is_multi_worker(self.strategy):
       # SIGTERM to any worker: every worker saves at the same step.
       extra.append(actions_lib.SaveCheckpointIfPreempted(
@@ -161,7 +170,8 @@ class Trainer:
       loop = controller_lib.Controller(
           self.step_fn, self.state.step,
           self.default_actions(start, progress) + extra + [self._loss, *actions],
-          [signal_stop, *stop_conditions], steps_per_loop=self.config.steps_per_loop)
+          [signal_stop, *budget, *stop_conditions],
+          steps_per_loop=self.config.steps_per_loop)
       try:
         stopped = loop.run(iter(self.train_dataset(start)), self.config.train_steps)
       except actions_lib.Interrupted as interruption:
