@@ -80,7 +80,7 @@ def test_budget_benchmark_on_real_mnist_prints_only_its_json(tmp_path, prepared_
   # 3 steps: only finiteness is asserted here (before the batch-norm re-estimation,
   # the moving averages of 3 steps measured 8.2, about a uniform model's 8).
   assert np.isfinite(out["test_bits_per_dim"]) and out["test_bits_per_dim"] > 0
-  assert out["batch_norm_recalibration_batches"] == 5
+  assert out["settings"]["batch_norm_recalibration_batches"] == 5
 
 
 @pytest.mark.skipif(not SHARED_DATA, reason="REALNVP_TF_SHARED_DATA is not set (CI "

@@ -321,7 +321,7 @@ def test_signal_saves_current_step_and_exits_cleanly(tmp_path, signum):
 @pytest.mark.parametrize("flags,message", [
     (["--dataset=imagenet128"], "--dataset"),
     (["--dataset=mnist", "--num_scales=4"], "not divisible by 2**(num_scales - 1) = 8"),
-    (["--train_steps=0"], "train_steps must be positive"),
+    (["--train_steps=0"], "flag --train_steps=0: 0 is not a positive integer"),
 ])
 def test_bad_flags_fail_before_training(tmp_path, flags, message):
   result = subprocess.run(fx.train_cmd(tmp_path / "run", *flags), env=fx.env(),
