@@ -332,6 +332,14 @@ def test_bad_flags_fail_before_training(tmp_path, flags, message):
   assert not os.path.exists(tmp_path / "run" / "checkpoints")
 
 
+def _print_each_config(script):
+  """The lines a fresh process running `script` prints (one per config file)."""
+  result = subprocess.run([sys.executable, "-c", script], env=fx.env(), cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result.stdout.strip().splitlines()
+
+
 def test_every_config_file_parses_into_valid_configs():
   script = (
       "import glob, sys\n"
@@ -346,10 +354,7 @@ def test_every_config_file_parses_into_valid_configs():
       "  model = cli.model_config_from_flags()\n"
       "  train_config = cli.train_config_from_flags(training.TrainConfig)\n"
       "  print(path, model.image_shape, model.num_scales, train_config.dataset)\n")
-  result = subprocess.run([sys.executable, "-c", script], env=fx.env(), cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
-  assert result.returncode == 0, result.stderr[-3000:]
-  printed = result.stdout.strip().splitlines()
+  printed = _print_each_config(script)
   assert len(printed) == len(glob.glob(os.path.join(REPO, "configs", "*.cfg"))) >= 10
   assert any("cifar10.cfg (32, 32, 3) 2 cifar10" in line for line in printed)
 
@@ -370,10 +375,7 @@ def test_every_config_file_parses_with_the_budget_benchmark_too():
       "  c = cli.train_config_from_flags()\n"
       "  print(path, c.dataset, c.train_minutes, c.decay, c.decay_fraction,\n"
       "        budget._budget_minutes())\n")
-  result = subprocess.run([sys.executable, "-c", script], env=fx.env(), cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
-  assert result.returncode == 0, result.stderr[-3000:]
-  printed = result.stdout.strip().splitlines()
+  printed = _print_each_config(script)
   assert len(printed) == len(glob.glob(os.path.join(REPO, "configs", "*.cfg")))
   assert "configs/mnist_fast.cfg mnist 20.0 cosine 0.2 20.0" in printed
   assert "configs/mnist.cfg mnist 0.0 none 1.0 20.0" in printed
