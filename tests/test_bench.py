@@ -127,7 +127,8 @@ def test_budget_tiny_run_on_digits_prints_every_figure(tmp_path):
   assert out["steps"] == 4 and out["train_batch_count"] == 4
   assert [point[1] for point in out["curve"]] == [2, 4]
   minutes = [point[0] for point in out["curve"]]
-  assert 0 < minutes[0] <= minutes[1] <= out["train_seconds"] / 60 + 1e-6
+  # The JSON line rounds every float to 5 decimals, so allow for that.
+  assert 0 < minutes[0] <= minutes[1] <= out["train_seconds"] / 60 + 1e-5
   best = min(out["curve"], key=lambda point: point[2])
   assert out["selected_step"] == best[1]
   assert out["selected_validation_bits_per_dim"] == pytest.approx(best[2], abs=1e-4)
