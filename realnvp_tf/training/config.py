@@ -125,10 +125,7 @@ class TrainConfig:
                        "HxW (TrainConfig(image_size=...)) with --image_dir.")
     if self.dataset not in (data.IMAGE_DIR, data.CUSTOM) and not data.is_tfds_name(self.dataset):
       data.get_dataset_info(self.dataset)  # unknown names fail here, with the list
-    if self.decay not in schedule.DECAYS:
-      raise ValueError(f"decay must be one of {schedule.DECAYS}; got {self.decay!r}.")
-    if not 0.0 < self.decay_fraction <= 1.0:
-      raise ValueError(f"decay_fraction must be in (0, 1]; got {self.decay_fraction}.")
+    schedule.check_decay(self.decay, self.decay_fraction)
     if self.select not in SELECT:
       raise ValueError(f"select must be one of {SELECT}; got {self.select!r}.")
     for name in ("batch_size", "train_steps", "checkpoint_every", "eval_batch_size",

@@ -24,6 +24,15 @@ import tensorflow as tf
 DECAYS = ("none", "cosine", "linear")
 
 
+def check_decay(decay, decay_fraction):
+  """Raises ValueError unless `decay` is one of `DECAYS` and `decay_fraction` is in
+  (0, 1] (`TrainConfig` calls it too, so a bad config fails before anything is built)."""
+  if decay not in DECAYS:
+    raise ValueError(f"decay must be one of {DECAYS}; got {decay!r}.")
+  if not 0.0 < decay_fraction <= 1.0:
+    raise ValueError(f"decay_fraction must be in (0, 1]; got {decay_fraction}.")
+
+
 class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
   """Linear warm-up to `learning_rate`, then `decay` to zero at `horizon`.
 
@@ -38,12 +47,9 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
 
   def __init__(self, learning_rate, warmup_steps=0, decay="none", horizon=None,
                decay_fraction=1.0):
-    if decay not in DECAYS:
-      raise ValueError(f"decay must be one of {DECAYS}; got {decay!r}.")
+    check_decay(decay, decay_fraction)
     if decay != "none" and horizon is None:
       raise ValueError(f"decay={decay!r} needs a horizon (the step it ends at).")
-    if not 0.0 < decay_fraction <= 1.0:
-      raise ValueError(f"decay_fraction must be in (0, 1]; got {decay_fraction}.")
     self.learning_rate = learning_rate
     self.warmup_steps = warmup_steps
     self.decay = decay
