@@ -10,8 +10,8 @@
 for optimizer step s (0 for the first), W warm-up steps, horizon H (the step the
 decay reaches zero at) and decay fraction p: the decay takes the last share p of the
 steps after the warm-up (p = 1: all of them; p = 0.2: the rate stays at its peak for
-the first 80%, a "warm-up, stable, decay" schedule). H is a variable: `train_steps` for a run that ends at a step
-count; for a run with a time budget, `actions.BudgetHorizon` sets it to the steps the
+the first 80%, a "warm-up, stable, decay" schedule). H is a variable: `train_steps`
+for a run that ends at a step count; for a run with a time budget, `actions.BudgetHorizon` sets it to the steps the
 remaining time allows, re-estimated from the run's own pace, so the decay ends at the
 deadline.
 """

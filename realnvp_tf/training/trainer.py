@@ -131,7 +131,8 @@ class Trainer:
     cfg = self.config
     # A time budget's run ends at a step no one knows yet: no target, no ETA.
     bar = keras.utils.Progbar(
-        None if cfg.train_minutes else cfg.train_steps, stateful_metrics=["bits/dim", "images/s", "val bits/dim"],
+        None if cfg.train_minutes else cfg.train_steps,
+        stateful_metrics=["bits/dim", "images/s", "val bits/dim"],
         verbose=1 if (progress and self.run_dir.is_chief) else 0)
     self.selection.progress_bar = bool(bar.verbose)
     return [
@@ -149,7 +150,8 @@ class Trainer:
 
   def train(self, actions=(), stop_conditions=(), progress=True):
     """The loop from the latest checkpoint to `train_steps` (or to the end of
-    `train_minutes`), with the default actions and `actions` after each step. Returns None when the step count was reached, or
+    `train_minutes`), with the default actions and `actions` after each step.
+    Returns None when the step count was reached, or
     what ended it early: a stop condition, or an `actions.Interrupted` (a checkpoint
     is saved when training is interrupted: a signal, a preemption)."""
     start = self.restore()
