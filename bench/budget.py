@@ -19,8 +19,8 @@ reports in one JSON line:
 
 It reads the flags train.py reads, so one flagfile serves both:
 
-  python bench/budget.py --flagfile=configs/mnist_fast.cfg --manual_dir=../shared/data/mnist
-  python bench/budget.py --minutes=20 --manual_dir=../shared/data/mnist   # bench config
+  python bench/budget.py --flagfile=configs/mnist_fast.cfg --manual_dir=/path/to/mnist_files
+  python bench/budget.py --minutes=20 --manual_dir=/path/to/mnist_files   # bench config
   python bench/budget.py --minutes=0.1 --max_steps=10 --dataset=digits   # smoke
 
 The clock starts when the loop is set up (data preparation from --manual_dir is done

@@ -28,8 +28,8 @@ def prepared_data_dir(tmp_path_factory):
   (REALNVP_TF_SHARED_DATA), once for the whole run: the xdist workers share it (the
   first to get the lock prepares, about 15 s a set). Skips without the files' folder."""
   if not SHARED_DATA:
-    pytest.skip("REALNVP_TF_SHARED_DATA is not set (CI sets it to ../shared/data, the "
-                "official MNIST files)")
+    pytest.skip("REALNVP_TF_SHARED_DATA is not set (a folder with mnist/ and "
+                "fashion_mnist/ holding the official files)")
   from realnvp_tf import data  # pylint: disable=g-import-not-at-top
   shared = tmp_path_factory.getbasetemp()
   if os.environ.get("PYTEST_XDIST_WORKER"):  # the workers' common parent

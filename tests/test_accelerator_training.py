@@ -87,8 +87,11 @@ def test_float16_gradients_are_unscaled_once_and_match_float32(tmp_path):
 
 def test_a_forced_overflow_skips_halves_and_trains_on_and_the_scale_survives_resume(
     tmp_path):
+  # Growth after 3 applied steps in a row: within the 20 steps the scale comes back
+  # up after its overflows (and may overflow again).
   config = fx.train_config(initial_loss_scale=2.0**28, train_steps=20,
-                           max_nonfinite_steps=2, checkpoint_every=20)
+                           max_nonfinite_steps=2, checkpoint_every=20,
+                           loss_scale_growth_steps=3)
   trainer = training.Trainer(_float16_config(), config, str(tmp_path),
                              strategy=fx.strategy(1))
   before = _weights(trainer)
@@ -100,14 +103,21 @@ def test_a_forced_overflow_skips_halves_and_trains_on_and_the_scale_survives_res
   assert overflow[0] and skipped > config.max_nonfinite_steps, overflow
   assert len(overflow) == 20 and int(trainer.state.nonfinite_total.numpy()) == 0
   np.testing.assert_array_equal(finite, ~overflow)
-  # Each overflow halved the scale for the next step, an applied step left it
-  # (growth is after 2,000 steps), and the run trained on at a lower scale.
-  np.testing.assert_array_equal(scales[1:], np.where(overflow[:-1], scales[:-1] / 2,
-                                                     scales[:-1]))
-  assert scales[0] == 2.0**28 and finite.sum() >= 5
-  assert np.isfinite(out.bits.numpy()).all()
+  # Each overflow halved the scale for the next step; the third applied step in a
+  # row doubled it; the run trained on. The scale each step should have used,
+  # written out from the overflows alone:
+  expected, good = [2.0**28], 0
+  for skipped_step in overflow:
+    good = 0 if skipped_step else good + 1
+    factor = 0.5 if skipped_step else 2.0 if good == 3 else 1.0
+    good %= 3
+    expected.append(expected[-1] * factor)
+  np.testing.assert_array_equal(scales, expected[:-1])
+  grown = np.flatnonzero(scales[1:] == 2 * scales[:-1])
+  assert grown.size and grown[0] > np.flatnonzero(overflow)[0], scales  # and back
+  assert finite.sum() >= 5 and np.isfinite(out.bits.numpy()).all()
   final_scale = float(trainer.state.loss_scale.scale.numpy())
-  assert final_scale == 2.0**28 / 2**skipped
+  assert final_scale == expected[-1]
   assert sum(not np.array_equal(a, b) for a, b in zip(before, _weights(trainer))) > 20
   trainer.manager.save(checkpoint_number=20)
   trainer.close()
@@ -282,6 +292,32 @@ def test_two_deterministic_runs_give_bit_identical_weights_and_metrics(tmp_path)
     m.pop("model_dir", None)
   assert metrics[0]["bits_per_dim"] == metrics[1]["bits_per_dim"]
   assert metrics[0]["validation_history"] == metrics[1]["validation_history"]
+
+
+_OP_DETERMINISM = """
+import sys
+from tensorflow.python.framework import config
+from realnvp_tf import training
+from realnvp_tf.model.config import RealNVPConfig
+model = RealNVPConfig(image_shape=(8, 8, 1), num_levels=17, num_scales=2,
+                      num_res_blocks=1, num_filters=4)
+for name, deterministic in (("plain", False), ("deterministic", True)):
+  training.Trainer(model, training.TrainConfig(
+      dataset="digits", batch_size=16, train_steps=1, export=False,
+      deterministic=deterministic), sys.argv[1] + "/" + name).close()
+  print(name, config.is_op_determinism_enabled())
+"""
+
+
+def test_a_deterministic_trainer_turns_on_op_determinism_and_a_plain_one_does_not(
+    tmp_path):
+  # On CPU the kernels the smoke model uses are deterministic already, so a
+  # bit-identical pair alone would pass without op determinism: look at the switch.
+  # (A fresh process: the switch is process-wide and cannot be turned off again.)
+  result = subprocess.run([sys.executable, "-c", _OP_DETERMINISM, str(tmp_path)],
+                          env=fx.env(), capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.split() == ["plain", "False", "deterministic", "True"]
 
 
 # The device self-check.

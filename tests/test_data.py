@@ -418,8 +418,8 @@ REAL_STATS = {"mnist": (33.32, 33.79), "fashion_mnist": (72.94, 73.15)}
 
 
 @pytest.mark.skipif(not SHARED_DATA,
-                    reason="REALNVP_TF_SHARED_DATA is not set "
-                    "(CI sets it to ../shared/data, the official MNIST files)")
+                    reason="REALNVP_TF_SHARED_DATA is not set (a folder with "
+                    "mnist/ and fashion_mnist/ holding the official files)")
 def test_prepare_from_official_files_into_one_data_dir(tmp_path, offline):
   # Fashion-MNIST first: tfds extracts manual files by their base name, which both
   # sets share, so MNIST prepared after it once got Fashion-MNIST's images.

@@ -24,8 +24,8 @@ import trainer_fixtures as fx
 
 SHARED_DATA = os.environ.get("REALNVP_TF_SHARED_DATA")
 needs_mnist = pytest.mark.skipif(
-    not SHARED_DATA, reason="REALNVP_TF_SHARED_DATA is not set (CI sets it to "
-    "../shared/data, the official MNIST files)")
+    not SHARED_DATA, reason="REALNVP_TF_SHARED_DATA is not set (a folder with "
+    "mnist/ and fashion_mnist/ holding the official files)")
 
 
 def _mnist_images(count):

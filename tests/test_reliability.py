@@ -244,8 +244,8 @@ def test_manual_files_that_are_not_the_official_ones_are_refused(tmp_path):
   assert not os.path.exists(tmp_path / "tfds" / "mnist")
 
 
-@pytest.mark.skipif(not SHARED_DATA, reason="REALNVP_TF_SHARED_DATA is not set (CI "
-                    "sets it to ../shared/data, the official MNIST files)")
+@pytest.mark.skipif(not SHARED_DATA, reason="REALNVP_TF_SHARED_DATA is not set (a folder "
+                    "with mnist/ and fashion_mnist/ holding the official files)")
 def test_another_datasets_official_files_are_named(tmp_path):
   fashion = os.path.join(SHARED_DATA, "fashion_mnist")
   with pytest.raises(data.DataUnavailableError) as error:
@@ -441,7 +441,8 @@ def test_training_that_ends_with_a_corrupt_best_exports_the_last_weights(tmp_pat
 # ------------------------------------------------- signals off the main thread
 
 
-def test_signals_cannot_be_caught_off_the_main_thread_and_a_warning_says_so(caplog):
+def test_signals_cannot_be_caught_off_the_main_thread_and_a_warning_says_so(caplog,
+                                                                            tmp_path):
   import threading
   from realnvp_tf.training import actions
   previous = signal.getsignal(signal.SIGTERM)
@@ -450,13 +451,29 @@ def test_signals_cannot_be_caught_off_the_main_thread_and_a_warning_says_so(capl
   assert signal.getsignal(signal.SIGTERM) is previous
   assert not [r for r in caplog.records if "main thread" in r.getMessage()]
 
-  def fit_like():
-    with actions.SignalStop() as stop:
-      assert not stop()
+  trainer = training.Trainer(fx.model_config(), fx.train_config(
+      train_steps=2, checkpoint_every=2), str(tmp_path))
+  # What the thread did comes back here: an exception raised in a thread (an
+  # assertion, or signal.signal's ValueError off the main thread) would otherwise
+  # only become a pytest warning, and this test could not fail.
+  outcome = {}
+
+  def fit_like():  # a notebook's worker thread training
+    try:
+      outcome["stopped"] = trainer.train(progress=False)
+      outcome["handler"] = signal.getsignal(signal.SIGTERM)
+    except BaseException as e:  # pylint: disable=broad-except
+      outcome["error"] = e
 
   thread = threading.Thread(target=fit_like, name="notebook-worker")
   thread.start()
-  thread.join()
+  thread.join(timeout=300)
+  assert not thread.is_alive()
+  assert "error" not in outcome, repr(outcome.get("error"))
+  assert outcome["stopped"] is None and outcome["handler"] is previous
+  assert int(trainer.state.step.numpy()) == 2  # trained to the end, checkpoint saved
+  assert trainer.manager.latest_checkpoint.endswith("ckpt-2")
+  trainer.close()
   warnings = [r.getMessage() for r in caplog.records if "main thread" in r.getMessage()]
   assert len(warnings) == 1 and "notebook-worker" in warnings[0]
   assert "will not save a checkpoint" in warnings[0]

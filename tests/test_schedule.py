@@ -55,6 +55,28 @@ def test_a_decay_fraction_keeps_the_peak_until_the_decay_starts(decay):
     schedule.WarmupDecay(1e-3, 4, decay, horizon, decay_fraction=0.0)
 
 
+@pytest.mark.parametrize("decay, fraction", [("cosine", 0.2), ("linear", 1.0)])
+def test_a_trainer_steps_at_the_configured_decay_and_fraction(tmp_path, decay, fraction):
+  # The rates a Trainer's steps actually used (the config's decay and fraction must
+  # reach its optimizer): 30 steps, 5 of warm-up, so a 0.2 decay takes the last 5.
+  steps, warmup, peak = 30, 5, 2e-3
+  trainer = training.Trainer(fx.model_config(), fx.train_config(
+      train_steps=steps, warmup_steps=warmup, learning_rate=peak, decay=decay,
+      decay_fraction=fraction, steps_per_loop=steps), str(tmp_path))
+  try:
+    got = trainer.step_fn(iter(trainer.train_dataset(0)), steps).learning_rate.numpy()
+  finally:
+    trainer.close()
+  want = [_expected(step, peak, warmup, decay, steps, fraction) for step in range(steps)]
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-9)
+  assert got[-1] == pytest.approx(0.0, abs=1e-9) and got[0] == pytest.approx(peak / 5)
+  if fraction == 0.2:  # at the peak until step 24 (s = 25), decaying from step 25 on
+    assert got[warmup - 1:25] == pytest.approx([peak] * (26 - warmup))
+    assert got[25] < peak
+  else:  # decaying from the end of the warm-up
+    assert got[warmup] < peak and got[15] == pytest.approx(peak * (1 - 11 / 25))
+
+
 def test_schedule_refuses_unknown_decays_and_a_decay_without_horizon():
   with pytest.raises(ValueError, match="decay must be one of"):
     schedule.WarmupDecay(1e-3, 0, "exponential", 10.0)

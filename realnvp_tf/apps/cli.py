@@ -90,7 +90,7 @@ def define_data_flags():
       ", or tfds:NAME[/CONFIG]")
   flags.DEFINE_string("data_dir", None, "tensorflow-datasets data directory.")
   flags.DEFINE_string("manual_dir", None, "Folder with the official raw files, for "
-                      "machines without internet (e.g. ../shared/data/mnist).")
+                      "machines without internet (e.g. /path/to/mnist_files).")
   flags.DEFINE_string("image_dir", None, "Train on the PNG/JPEG/BMP/GIF files under "
                       "this folder (recursively); its train/, validation/, test/ "
                       "subfolders are the splits when train/ exists, else a stable "

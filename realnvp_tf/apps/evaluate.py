@@ -2,7 +2,7 @@
 
   realnvp-eval --saved_model=runs/mnist/export --output=runs/mnist/eval.json \
       --temperatures=1.0,0.7 --manifold
-  python eval.py --saved_model=runs/mnist/export --manual_dir=../shared/data/mnist
+  python eval.py --saved_model=runs/mnist/export --manual_dir=/path/to/mnist_files
 
 or --model_dir=runs/mnist to evaluate the run's selected weights (those of the best
 validation figure by default) from its checkpoints instead of the export.

@@ -4,7 +4,7 @@
   python score.py --saved_model=runs/fashion/export --images='shots/*.jpg' \\
       --output=scores.jsonl
   python score.py --saved_model=runs/fashion/export --dataset=mnist --split=test \\
-      --manual_dir=../shared/data/mnist --output=mnist.csv
+      --manual_dir=/path/to/mnist_files --output=mnist.csv
 
 Each row: index, image, bits_per_dim, png_bits_per_dim, complexity_corrected and
 typicality (see realnvp_tf.ood.scores); higher scores mean "less like the training data".
