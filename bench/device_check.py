@@ -8,12 +8,18 @@ random images through the library's own training step under that strategy:
 - each precision's bits/dim against float32's: the weights of the float32 run,
   evaluated with the other precision's networks on one batch (training-mode batch
   statistics), must agree within the precision's tolerance;
-- where two devices exist (GPUs, or --logical_cpus=2 to try the path on a CPU): the
-  same float32 steps on two devices and on one, from the same weights on the same
-  global batches, must end at the same weights.
+- where two devices exist (GPUs, or --logical_cpus=2 to try the path on a CPU): from
+  the same weights on the same global batch, the gradients of one float32 step on
+  two devices must equal those on one (a gradient, not weights after Adam steps:
+  Adam's update does not change when every gradient is off by the same factor, as
+  a replica reduction that averages instead of summing would make it), and so must
+  the weights after a few steps.
 
 A precision a device cannot run (bfloat16 on GPUs before Ampere, say) is reported
-as unsupported, not as a failure. Prints one JSON line; exits 1 when a check fails.
+as unsupported, not as a failure. Prints one JSON line; exits 1 when a check fails
+(`--tolerance_scale=0` demands exact agreement, which no reduced precision gives:
+a way to see a failing check). `--save_inputs=DIR` keeps the weights and images the
+precision checks evaluated (inputs.npz) to re-check the figures elsewhere.
 
   python bench/device_check.py                              # bench config
   python bench/device_check.py --config=smoke --steps=3     # seconds, any machine
@@ -21,12 +27,14 @@ as unsupported, not as a failure. Prints one JSON line; exits 1 when a check fai
 
 import contextlib
 import json
+import os
 import sys
 import tempfile
 import time
 
 from absl import app
 from absl import flags
+import numpy as np
 
 import benchlib
 
@@ -43,6 +51,11 @@ flags.DEFINE_integer("logical_cpus", 0, "Split the CPU into this many logical "
                      "devices (0: as it is), to try the two-device check without "
                      "GPUs.", lower_bound=0)
 flags.DEFINE_integer("seed", 0, "Seed of the random images.")
+flags.DEFINE_float("tolerance_scale", 1.0, "Multiplies every tolerance (0: exact "
+                   "agreement).", lower_bound=0.0)
+flags.DEFINE_string("save_inputs", None, "A directory to write inputs.npz to: the "
+                    "weights (`weight_<i>`, in the flow's variable order) and the "
+                    "images the precision checks evaluated.")
 
 flags.register_validator(
     "precisions", lambda values: bool(values) and set(values) <= {
@@ -56,8 +69,10 @@ flags.register_validator(
 # |bits/dim - float32's| allowed for the same weights. bfloat16 keeps 8 mantissa
 # bits and float16 11: the s/t outputs differ by about 2**-8 and 2**-11 relative.
 TOLERANCE = {"float32": 0.0, "bfloat16": 0.05, "float16": 0.01}
-# Largest |weight difference| between two devices and one after the check's steps.
+# Two devices against one: the largest |weight difference| after the check's steps,
+# and the largest gradient difference relative to the gradients' largest entry.
 TWO_DEVICE_TOLERANCE = 1e-4
+TWO_DEVICE_GRADIENT_TOLERANCE = 1e-4
 
 
 def _split_cpu(count):
@@ -133,35 +148,61 @@ def _precision_settings(tf, strategy, reference, start, images, model_dir):
       settings.append({"precision": precision, "supported": False,
                        "error": str(e).splitlines()[0][:300], "ok": True})
       continue
+    tolerance = TOLERANCE[precision] * FLAGS.tolerance_scale
     for steps_per_loop, rate in rates.items():
       difference = bits - reference_bits
       settings.append({
           "precision": precision, "supported": True, "steps_per_loop": steps_per_loop,
           "images_per_s": rate, "bits_per_dim": bits,
-          "bits_per_dim_vs_float32": difference, "tolerance": TOLERANCE[precision],
-          "ok": abs(difference) <= TOLERANCE[precision]})
+          "bits_per_dim_vs_float32": difference, "tolerance": tolerance,
+          "ok": abs(difference) <= tolerance})
   return settings
 
 
+def _gradients(tf, trainer, iterator):
+  """The all-reduced gradients of one training step on the next global batch, as the
+  first replica holds them (the step's own gradient computation; nothing applied)."""
+  compute = tf.function(lambda batch: trainer.strategy.run(
+      trainer.step_fn.compute_gradients, args=(batch,)))
+  out = compute(next(iterator))
+  local = trainer.strategy.experimental_local_results
+  return np.concatenate([np.asarray(local(g)[0]).ravel() for g in out.gradients])
+
+
 def _two_devices_vs_one(tf, devices, strategy, start, model_dir):
-  """The same float32 steps on two devices and on one, from the weights `start`."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
+  """One float32 step's gradients, and the weights after 3 steps, on two devices and
+  on one, from the weights `start` on the same global batches."""
   # One strategy per device set (`strategy` where it is one of them): collective
   # keys of two strategies over the same devices would collide.
   by_count = {strategy.num_replicas_in_sync: strategy}
-  weights = []
+  gradients, weights = [], []
   for count in (1, 2):
     if count not in by_count:
       by_count[count] = tf.distribute.MirroredStrategy(devices[:count])
     strategy = by_count[count]
     trainer, iterator = _trainer("float32", strategy, f"{model_dir}/devices_{count}")
     _set_weights(trainer, start)
+    gradients.append(_gradients(tf, trainer, iterator))
+    _set_weights(trainer, start)  # the gradient pass moved the moving statistics
     trainer.step_fn(iterator, 3)
     weights.append([np.asarray(strategy.experimental_local_results(v)[0])
                     for v in trainer.state.flow.trainable_variables])
+  scale = float(np.max(np.abs(gradients[0])))
+  gradient_difference = float(np.max(np.abs(gradients[1] - gradients[0]))) / scale
   difference = max(float(np.max(np.abs(a - b))) for a, b in zip(*weights))
-  return {"devices": devices[:2], "steps": 3, "max_abs_weight_difference": difference,
-          "tolerance": TWO_DEVICE_TOLERANCE, "ok": difference <= TWO_DEVICE_TOLERANCE}
+  gradient_tolerance = TWO_DEVICE_GRADIENT_TOLERANCE * FLAGS.tolerance_scale
+  tolerance = TWO_DEVICE_TOLERANCE * FLAGS.tolerance_scale
+  return {"devices": devices[:2], "steps": 3,
+          "max_relative_gradient_difference": gradient_difference,
+          "gradient_tolerance": gradient_tolerance,
+          "max_abs_weight_difference": difference, "tolerance": tolerance,
+          "ok": gradient_difference <= gradient_tolerance and difference <= tolerance}
+
+
+def _save_inputs(directory, weights, images):
+  os.makedirs(directory, exist_ok=True)
+  np.savez(os.path.join(directory, "inputs.npz"), images=np.asarray(images),
+           **{f"weight_{i}": value for i, value in enumerate(weights)})
 
 
 def main(argv):
@@ -182,6 +223,8 @@ def main(argv):
     start = [v.numpy() for v in reference.state.flow.variables]
     images = next(iter(reference.strategy.experimental_local_results(
         next(iterator))))
+    if FLAGS.save_inputs:
+      _save_inputs(FLAGS.save_inputs, start, images)
     settings = _precision_settings(tf, strategy, (reference, iterator), start, images,
                                    model_dir)
     two = (_two_devices_vs_one(tf, devices, strategy, start, model_dir)
@@ -195,7 +238,7 @@ def main(argv):
       "ok": all(s["ok"] for s in settings) and (two is None or two["ok"]),
       "machine": benchlib.machine_info(),
   }
-  print(json.dumps(benchlib.clean_json(result, digits=6)), flush=True)
+  print(json.dumps(benchlib.clean_json(result, digits=9)), flush=True)
   benchlib.skip_final_collection()
   if not result["ok"]:
     sys.exit(1)

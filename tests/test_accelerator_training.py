@@ -323,23 +323,73 @@ def test_a_deterministic_trainer_turns_on_op_determinism_and_a_plain_one_does_no
 # The device self-check.
 
 
-def test_device_check_runs_on_cpu_with_two_logical_devices(tmp_path):
+def _device_check(*flags):
   result = subprocess.run(
       [sys.executable, os.path.join(REPO, "bench", "device_check.py"), "--config=smoke",
-       "--steps=3", "--steps_per_loop=1,3", "--logical_cpus=2"],
-      env=fx.env(), capture_output=True, text=True, timeout=900)
-  assert result.returncode == 0, result.stderr[-3000:]
+       *flags], env=fx.env(), capture_output=True, text=True, timeout=900)
   lines = result.stdout.strip().splitlines()
-  assert len(lines) == 1, result.stdout
-  out = json.loads(lines[0])
+  assert len(lines) == 1, (result.stdout, result.stderr[-3000:])
+  return result, json.loads(lines[0])
+
+
+def _training_bits_per_dim(precision, weights, images):
+  """Training-mode bits/dim of `images` under the bench's smoke model in `precision`
+  with `weights`: the test's own evaluation of a device-check row."""
+  from realnvp_tf.model import config as config_lib  # pylint: disable=g-import-not-at-top
+  from realnvp_tf.model import flow as flow_lib  # pylint: disable=g-import-not-at-top
+  model_config = config_lib.RealNVPConfig(
+      image_shape=(8, 8, 1), num_scales=2, num_res_blocks=1, num_filters=4,
+      num_levels=17, compute_dtype=precision)
+  flow = flow_lib.build_realnvp(model_config)
+  assert len(flow.variables) == len(weights)
+  for variable, value in zip(flow.variables, weights):
+    variable.assign(value)
+  log_prob = flow_lib.log_prob(flow, tf.constant(images), None, training=True)
+  return float(tf.reduce_mean(flow_lib.bits_per_dim(log_prob, (8, 8, 1))))
+
+
+@pytest.mark.timeout(1200)
+def test_device_check_figures_match_an_evaluation_of_its_own_inputs(tmp_path):
+  # Each precision's figure is checked against this test's evaluation of the weights
+  # and images the script saved (a precision silently replaced by float32 would give
+  # float32's figure), and two devices against one on the gradients of one step (an
+  # averaging reduction halves them; Adam's weights would not show it).
+  result, out = _device_check("--steps=3", "--steps_per_loop=1", "--logical_cpus=2",
+                              f"--save_inputs={tmp_path}")
+  assert result.returncode == 0, result.stderr[-3000:]
   assert out["ok"] is True, out
   # train.py's strategy on a CPU is one device; the check still compares two.
   assert out["strategy"] == "MirroredStrategy" and out["replicas"] == 1
   assert len(out["devices"]) == 2
-  settings = {(r["precision"], r["steps_per_loop"]) for r in out["settings"]}
-  assert settings == {(p, n) for p in ("float32", "bfloat16", "float16") for n in (1, 3)}
-  for r in out["settings"]:
+  rows = {r["precision"]: r for r in out["settings"]}
+  assert set(rows) == {"float32", "bfloat16", "float16"}
+  saved = np.load(tmp_path / "inputs.npz")
+  weights = [saved[f"weight_{i}"] for i in range(len(saved.files) - 1)]
+  bits = {p: _training_bits_per_dim(p, weights, saved["images"]) for p in rows}
+  for precision, r in rows.items():
     assert r["images_per_s"] > 0 and r["ok"], r
-    assert abs(r["bits_per_dim_vs_float32"]) <= r["tolerance"], r
+    assert r["bits_per_dim"] == pytest.approx(bits[precision], abs=1e-7), (r, bits)
+    assert r["bits_per_dim_vs_float32"] == pytest.approx(
+        bits[precision] - bits["float32"], abs=2e-7)
+  # The reduced precisions really ran: their figures are not float32's (they differ by
+  # about 1e-6 on these weights, ten times the comparisons' margin; the JSON line
+  # keeps 9 decimals for this).
+  assert bits["bfloat16"] != bits["float32"] and bits["float16"] != bits["float32"]
   two = out["two_devices_vs_one"]
   assert two["ok"] and two["max_abs_weight_difference"] < 1e-4, two
+  assert 0 <= two["max_relative_gradient_difference"] < 1e-4, two
+
+
+@pytest.mark.timeout(900)
+def test_device_check_exits_1_with_its_figures_when_a_check_fails():
+  # No tolerance at all: bfloat16 cannot agree with float32 exactly, so the check fails;
+  # the JSON line still comes, then exit status 1, and no traceback.
+  result, out = _device_check("--steps=1", "--steps_per_loop=1,2",
+                              "--precisions=float32,bfloat16", "--tolerance_scale=0")
+  assert result.returncode == 1, result.stderr[-3000:]
+  assert "Traceback" not in result.stderr, result.stderr[-3000:]
+  assert out["ok"] is False and out["two_devices_vs_one"] is None
+  rows = {(r["precision"], r["steps_per_loop"]): r for r in out["settings"]}
+  assert set(rows) == {(p, n) for p in ("float32", "bfloat16") for n in (1, 2)}
+  assert all(r["images_per_s"] > 0 and r["tolerance"] == 0 for r in rows.values())
+  assert rows["float32", 1]["ok"] and not rows["bfloat16", 1]["ok"]

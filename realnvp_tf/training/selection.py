@@ -54,10 +54,18 @@ class ModelSelection:
     self.history = []  # (step, validation bits/dim) of this process's evaluations
     self.progress_bar = False  # set while a progress bar shows the figures
     # Traced once for the run (each evaluation sees the variables' current values):
-    # a new function per evaluation would trace the whole flow again every time.
-    self._log_prob = tf.function(self.log_prob, reduce_retracing=True)
-    self._marginal_log_prob = tf.function(self.marginal_log_prob,
-                                          reduce_retracing=True)
+    # a new function per evaluation would trace the whole flow again every time, and
+    # so would each new batch size (the last, partial batch) without the signature's
+    # open batch dimension. Without classes, p(x) is the marginal: one function.
+    images = tf.TensorSpec([None, *info.image_shape], tf.float32)
+    if self.num_classes:
+      self._log_prob = tf.function(
+          self.log_prob, input_signature=[images, tf.TensorSpec([None], tf.int32)])
+      self._marginal_log_prob = tf.function(self.marginal_log_prob,
+                                            input_signature=[images])
+    else:
+      self._log_prob = tf.function(lambda x: self.log_prob(x), input_signature=[images])
+      self._marginal_log_prob = self._log_prob
     self._grid_labels, self._grid_columns, count = None, None, config.num_samples
     if self.num_classes:
       self._grid_columns = max(1, count // self.num_classes)
