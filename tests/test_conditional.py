@@ -211,12 +211,17 @@ _RUN_CONFIG = realnvp_tf.RealNVPConfig(
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
-  model_dir = str(tmp_path_factory.mktemp("conditional") / "run")
-  trainer = training.Trainer(_RUN_CONFIG, training.TrainConfig(
-      dataset="digits", batch_size=64, train_steps=150, eval_every=0,
-      checkpoint_every=150, eval_images=0, num_samples=20), model_dir)
-  metrics = trainer.fit(progress=False)
-  return model_dir, metrics
+  # Trained once for the whole test run (both xdist workers read it).
+  def train(path):
+    trainer = training.Trainer(_RUN_CONFIG, training.TrainConfig(
+        dataset="digits", batch_size=64, train_steps=150, eval_every=0,
+        checkpoint_every=150, eval_images=0, num_samples=20), str(path / "run"))
+    trainer.fit(progress=False)
+    trainer.close()
+  model_dir = trainer_fixtures.shared_directory(tmp_path_factory, "conditional_run",
+                                                train) / "run"
+  with open(model_dir / "metrics.json") as f:
+    return str(model_dir), json.load(f)
 
 
 def _digits_split(split):

@@ -13,6 +13,7 @@ import tensorflow as tf
 import realnvp_tf
 from realnvp_tf.runs import export
 from flow_checks import perturb_variables, relative_error
+import trainer_fixtures as fx
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPE = (8, 8, 1)
@@ -185,14 +186,15 @@ def test_eval_py_rejects_bad_model_dir(tmp_path):
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-  model_dir = str(tmp_path_factory.mktemp("run"))
-  result = subprocess.run(
-      [sys.executable, os.path.join(REPO, "train.py"),
-       f"--flagfile={os.path.join(REPO, 'configs', 'smoke.cfg')}",
-       f"--model_dir={model_dir}", "--train_steps=20", "--ema_decay=0.9"],
-      env=_env(), capture_output=True, text=True, timeout=600)
-  assert result.returncode == 0, result.stderr[-3000:]
-  return model_dir
+  # Trained once for the whole test run (both xdist workers read it).
+  def train(model_dir):
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "train.py"),
+         f"--flagfile={os.path.join(REPO, 'configs', 'smoke.cfg')}",
+         f"--model_dir={model_dir / 'run'}", "--train_steps=20", "--ema_decay=0.9"],
+        env=_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+  return str(fx.shared_directory(tmp_path_factory, "export_trained_run", train) / "run")
 
 
 def test_eval_py_saved_model_and_checkpoint_agree_and_repeat(trained_run, tmp_path):

@@ -1,5 +1,6 @@
 """Small trainers and distributed-step helpers shared by the training tests."""
 
+import fcntl
 import json
 import os
 import socket
@@ -24,6 +25,24 @@ def env(**extra):
   values.pop("TF_CONFIG", None)
   values.update(extra)
   return values
+
+
+def shared_directory(tmp_path_factory, name, make):
+  """A directory `make(path)` fills once for the whole test run, shared by the xdist
+  workers: the first to take the lock makes it, the others wait and reuse it. Only a
+  finished `make` marks it done, so after a failure the next user makes it again (and
+  fails on its own). The users must only read it."""
+  base = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):  # the workers' common parent
+    base = base.parent
+  path, done = base / name, base / f"{name}.done"
+  with open(base / f"{name}.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+    if not done.exists():
+      path.mkdir(exist_ok=True)
+      make(path)
+      done.touch()
+  return path
 
 
 def free_port():
