@@ -24,7 +24,6 @@ tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
 
-import fcntl  # noqa: E402
 import pytest  # noqa: E402
 
 SHARED_DATA = os.environ.get("REALNVP_TF_SHARED_DATA")
@@ -39,13 +38,11 @@ def prepared_data_dir(tmp_path_factory):
     pytest.skip("REALNVP_TF_SHARED_DATA is not set (a folder with mnist/ and "
                 "fashion_mnist/ holding the official files)")
   from realnvp_tf import data  # pylint: disable=g-import-not-at-top
-  shared = tmp_path_factory.getbasetemp()
-  if os.environ.get("PYTEST_XDIST_WORKER"):  # the workers' common parent
-    shared = shared.parent
-  path = shared / "prepared_tfds"
-  with open(shared / "prepared_tfds.lock", "w") as lock:
-    fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+  import trainer_fixtures  # pylint: disable=g-import-not-at-top
+
+  def prepare(path):
     for name in ("fashion_mnist", "mnist"):
       data.prepare_dataset(name, data_dir=str(path),
                            manual_dir=os.path.join(SHARED_DATA, name))
-  return str(path)
+  return str(trainer_fixtures.shared_directory(tmp_path_factory, "prepared_tfds",
+                                               prepare))

@@ -3,6 +3,7 @@
 import fcntl
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -30,8 +31,9 @@ def env(**extra):
 def shared_directory(tmp_path_factory, name, make):
   """A directory `make(path)` fills once for the whole test run, shared by the xdist
   workers: the first to take the lock makes it, the others wait and reuse it. Only a
-  finished `make` marks it done, so after a failure the next user makes it again (and
-  fails on its own). The users must only read it."""
+  finished `make` marks it done, so after a failure the next user makes it again from
+  an empty directory (a half-written run directory would be resumed) and fails on its
+  own. The users must only read it."""
   base = tmp_path_factory.getbasetemp()
   if os.environ.get("PYTEST_XDIST_WORKER"):  # the workers' common parent
     base = base.parent
@@ -39,7 +41,8 @@ def shared_directory(tmp_path_factory, name, make):
   with open(base / f"{name}.lock", "w") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
     if not done.exists():
-      path.mkdir(exist_ok=True)
+      shutil.rmtree(path, ignore_errors=True)
+      path.mkdir()
       make(path)
       done.touch()
   return path
