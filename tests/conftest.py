@@ -38,11 +38,23 @@ def prepared_data_dir(tmp_path_factory):
     pytest.skip("REALNVP_TF_SHARED_DATA is not set (a folder with mnist/ and "
                 "fashion_mnist/ holding the official files)")
   from realnvp_tf import data  # pylint: disable=g-import-not-at-top
+  from realnvp_tf.data import tfds_fetch  # pylint: disable=g-import-not-at-top
   import trainer_fixtures  # pylint: disable=g-import-not-at-top
 
+  def no_network(url, timeout=0):
+    raise AssertionError(f"preparing from the official files checked the network "
+                         f"({url})")
+
   def prepare(path):
-    for name in ("fashion_mnist", "mnist"):
-      data.prepare_dataset(name, data_dir=str(path),
-                           manual_dir=os.path.join(SHARED_DATA, name))
+    # Fashion-MNIST first: tfds extracts manual files by their base name, which both
+    # sets share, so MNIST prepared after it once got Fashion-MNIST's images
+    # (test_data.py checks both sets' pixels). Offline: a network check fails.
+    real_check, tfds_fetch.network_available = tfds_fetch.network_available, no_network
+    try:
+      for name in ("fashion_mnist", "mnist"):
+        data.prepare_dataset(name, data_dir=str(path),
+                             manual_dir=os.path.join(SHARED_DATA, name))
+    finally:
+      tfds_fetch.network_available = real_check
   return str(trainer_fixtures.shared_directory(tmp_path_factory, "prepared_tfds",
                                                prepare))

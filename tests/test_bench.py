@@ -213,3 +213,12 @@ def test_scoring_bench_prints_every_figure():
   _assert_finite(out, ["eval_images_per_s", "score_npy_images_per_s",
                        "score_png_folder_images_per_s", "score_to_eval"])
   assert out["images"] == 64
+
+
+def test_trace_time_prints_every_figure():
+  out = _json_line(_run("trace_time.py", "--config=smoke"))
+  _assert_finite(out, ["eager_first_call_s", "trace_inference_s", "trace_training_s",
+                       "ops_inference", "ops_training"])
+  # Training mode adds the batch statistics and their moving-average updates.
+  assert 0 < out["ops_inference"] < out["ops_training"]
+  assert out["config"] == "smoke" and out["machine"]["tensorflow"]

@@ -1,11 +1,15 @@
 """Each bijector alone: round trips, TFP's bijector contract, brute-force log-dets."""
 
+from unittest import mock
+
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
+from tensorflow_probability.python.internal import cache_util
 
 from realnvp_tf.model import bijectors
+from realnvp_tf.model import config as config_lib
 from flow_checks import (assert_bijective_and_finite, brute_force_log_det,
                          perturb_variables, relative_error)
 
@@ -193,3 +197,16 @@ def test_other_bijectors_reject_bad_arguments():
     bijectors.FlowBatchNorm(2, momentum=1.0)
   with pytest.raises(ValueError, match="even height"):
     bijectors.Squeeze().inverse(tf.zeros([1, 3, 4, 1]))
+
+
+def test_a_flow_bijector_is_equal_only_to_itself_and_hashes_without_its_steps():
+  # TFP compares and hashes bijectors by their parameters, recursively through nested
+  # steps, and its cache hashes on every call (most of the tracing time of a 4-scale
+  # flow). Two flows of one config hold different variables: they are not equal.
+  config = config_lib.RealNVPConfig(image_shape=(8, 8, 1), num_scales=2,
+                                    num_res_blocks=1, num_filters=4, num_levels=17)
+  first, second = (bijectors.RealNVPBijector(config) for _ in range(2))
+  assert first == first and first != second
+  with mock.patch.object(cache_util, "hashable_structure",
+                         side_effect=AssertionError("hashed by parameters")):
+    assert len({first, second, first.chain, first.chain.steps[1]}) == 4

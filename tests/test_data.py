@@ -420,9 +420,9 @@ REAL_STATS = {"mnist": (33.32, 33.79), "fashion_mnist": (72.94, 73.15)}
 @pytest.mark.skipif(not SHARED_DATA,
                     reason="REALNVP_TF_SHARED_DATA is not set (a folder with "
                     "mnist/ and fashion_mnist/ holding the official files)")
-def test_prepare_from_official_files_into_one_data_dir(tmp_path, offline):
-  # Fashion-MNIST first: tfds extracts manual files by their base name, which both
-  # sets share, so MNIST prepared after it once got Fashion-MNIST's images.
+def test_prepare_from_official_files_into_one_data_dir(prepared_data_dir, offline):
+  # conftest's prepared_data_dir is data.prepare_dataset of both sets from the
+  # official files into one data_dir (Fashion-MNIST first), offline; made once a run.
   for name in ["fashion_mnist", "mnist"]:
     manual_dir = os.path.join(SHARED_DATA, name)
     info = data.get_dataset_info(name)
@@ -430,16 +430,14 @@ def test_prepare_from_official_files_into_one_data_dir(tmp_path, offline):
         f for f in info.manual_files if not os.path.isfile(os.path.join(manual_dir, f))
     ]
     assert not missing, f"REALNVP_TF_SHARED_DATA is set but {manual_dir} lacks {missing}"
-    start = time.monotonic()
-    data.prepare_dataset(name, data_dir=str(tmp_path), manual_dir=manual_dir)
-    print(f"{name} prepared from the official files in {time.monotonic() - start:.1f} s")
+  data_dir = str(prepared_data_dir)
   for name in ["fashion_mnist", "mnist"]:
     # tfds's train split is ours train + validation (its last 5,000 images).
     for splits, count, mean in [(("train", "validation"), 60_000, REAL_STATS[name][0]),
                                 (("test",), 10_000, REAL_STATS[name][1])]:
       total, n = 0, 0
       for split in splits:
-        raw = data.make_uint8_dataset(name, split, data_dir=str(tmp_path))
+        raw = data.make_uint8_dataset(name, split, data_dir=data_dir)
         for batch in raw.batch(10_000):
           total += int(tf.reduce_sum(tf.cast(batch, tf.int64)))
           n += int(batch.shape[0])
@@ -447,6 +445,6 @@ def test_prepare_from_official_files_into_one_data_dir(tmp_path, offline):
       assert round(total / (n * 784), 2) == mean, (name, splits)
     # The prepared data is then reused with no network and no manual_dir.
     batch = next(
-        iter(data.make_dataset(name, "train", batch_size=64, data_dir=str(tmp_path))))
+        iter(data.make_dataset(name, "train", batch_size=64, data_dir=data_dir)))
     assert batch.shape == (64, 28, 28, 1)
   assert offline == []

@@ -40,6 +40,17 @@ class FusedBijector(tfb.Bijector):
         forward_min_event_ndims=IMAGE_EVENT_NDIMS, validate_args=validate_args,
         parameters=parameters, name=name, **kwargs)
 
+  # TFP hashes and compares a bijector by its parameters, recursively through every
+  # nested step, and its cache does so on each call: tracing a 4-scale flow spent
+  # most of its time there (docs/performance.md, "Tracing"). These bijectors hold
+  # variables, so two are the same bijector only if they are the same object (two
+  # flows of one config compared equal, and could share cache entries).
+  def __hash__(self):
+    return id(self)
+
+  def __eq__(self, other):
+    return self is other
+
   def _forward_and_log_det(self, x, **kwargs):
     raise NotImplementedError
 
