@@ -20,9 +20,10 @@ FLAGS = flags.FLAGS
 
 
 def _seconds(fn):
+  """(seconds fn() took, rounded to ms, its result)."""
   start = time.perf_counter()
   out = fn()
-  return time.perf_counter() - start, out
+  return round(time.perf_counter() - start, 3), out
 
 
 def main(argv):
@@ -41,9 +42,8 @@ def main(argv):
     seconds, graph = _seconds(lambda t=training: tf.function(
         lambda x: flow_lib.log_prob(flow, x, None, training=t)).get_concrete_function(
             spec).graph)
-    out[f"trace_{name}_s"] = round(seconds, 3)
+    out[f"trace_{name}_s"] = seconds
     out[f"ops_{name}"] = len(graph.get_operations())
-  out["eager_first_call_s"] = round(out["eager_first_call_s"], 3)
   print(json.dumps(out))
 
 
