@@ -266,7 +266,9 @@ def test_sigkill_then_resume_continues_from_checkpoint(tmp_path):
            "--learning_rate=0.005", "--num_filters=16", "--export=false"]
   process = subprocess.Popen(fx.train_cmd(model_dir, *flags), env=fx.env(),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  _wait_for(os.path.join(model_dir, "checkpoints", "ckpt-10.index"), process)
+  # The manager writes ckpt-N.index before the "checkpoint" state file that
+  # names it; a kill between the two leaves no checkpoint to resume from.
+  _wait_for(os.path.join(model_dir, "checkpoints", "checkpoint"), process)
   process.send_signal(signal.SIGKILL)
   process.wait()
   first = _scalars(os.path.join(model_dir, "train"))["bits_per_dim"]
