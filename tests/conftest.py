@@ -58,3 +58,10 @@ def prepared_data_dir(tmp_path_factory):
       tfds_fetch.network_available = real_check
   return str(trainer_fixtures.shared_directory(tmp_path_factory, "prepared_tfds",
                                                prepare))
+
+
+def pytest_collection_modifyitems(items):
+  """Tests marked `long` (minutes each) run first. The two workers share the rest as
+  they free up (`--dist worksteal`); a long test started near the end would keep one
+  worker busy alone while the other idles."""
+  items.sort(key=lambda item: item.get_closest_marker("long") is None)

@@ -148,6 +148,7 @@ def test_a_run_of_another_precision_resumes_in_float16(tmp_path):
   resumed.close()
 
 
+@pytest.mark.long
 def test_a_float16_run_agrees_with_float32_and_its_export_serves(tmp_path):
   # Trained in float32, the same weights evaluated with float16 s/t networks give the
   # same bits/dim to within 0.002 (measured 0.0002 to 0.0004); a float16 run of its own
@@ -348,6 +349,7 @@ def _training_bits_per_dim(precision, weights, images):
   return float(tf.reduce_mean(flow_lib.bits_per_dim(log_prob, (8, 8, 1))))
 
 
+@pytest.mark.long
 @pytest.mark.timeout(1200)
 def test_device_check_figures_match_an_evaluation_of_its_own_inputs(tmp_path):
   # Each precision's figure is checked against this test's evaluation of the weights
@@ -380,6 +382,7 @@ def test_device_check_figures_match_an_evaluation_of_its_own_inputs(tmp_path):
   assert 0 <= two["max_relative_gradient_difference"] < 1e-4, two
 
 
+@pytest.mark.long
 @pytest.mark.timeout(900)
 def test_device_check_exits_1_with_its_figures_when_a_check_fails():
   # No tolerance at all: bfloat16 cannot agree with float32 exactly, so the check fails;

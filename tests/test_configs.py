@@ -51,6 +51,7 @@ def test_the_configs_are_split_into_groups():
   assert sorted(sum((CONFIGS[i::GROUPS] for i in range(GROUPS)), [])) == CONFIGS
 
 
+@pytest.mark.long
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("group", range(GROUPS))
 def test_each_shipped_config_trains_at_a_shrunken_size(tmp_path, group):

@@ -224,6 +224,7 @@ class _TwoPipelineTrainer(training.Trainer):
     return self.strategy.experimental_distribute_dataset(both)
 
 
+@pytest.mark.long
 def test_multi_worker_run_is_one_synchronous_run_written_by_the_chief(tmp_path):
   model_dir = tmp_path / "run"
   worker = os.path.join(fx.REPO, "tests", "multi_worker_main.py")
