@@ -2,6 +2,7 @@
 
 from unittest import mock
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -10,6 +11,7 @@ from tensorflow_probability.python.internal import cache_util
 
 from realnvp_tf.model import bijectors
 from realnvp_tf.model import config as config_lib
+from realnvp_tf.model import nets
 from flow_checks import (assert_bijective_and_finite, brute_force_log_det,
                          perturb_variables, relative_error)
 
@@ -20,13 +22,35 @@ def _images(shape, seed, low=-2.0, high=2.0):
   return tf.random.stateless_uniform(shape, [seed, 1], low, high)
 
 
+def _network(event_shape, mask_type, use_batch_norm=True, momentum=0.9):
+  _, out_channels = bijectors.network_channels(event_shape, mask_type)
+  return nets.CouplingResNet(out_channels, num_filters=4, num_blocks=1,
+                             use_batch_norm=use_batch_norm,
+                             batch_norm_momentum=momentum)
+
+
 def _coupling(mask_type, parity, event_shape=(4, 4, 2), use_batch_norm=True,
               momentum=0.9):
   bijector = bijectors.AffineCoupling(
-      event_shape, mask_type, parity, num_filters=4, num_blocks=1,
-      use_batch_norm=use_batch_norm, batch_norm_momentum=momentum)
+      event_shape, mask_type, parity,
+      _network(event_shape, mask_type, use_batch_norm, momentum))
   perturb_variables(bijector, seed=parity, scale=0.3)
   return bijector
+
+
+class _OneConvNetwork(keras.layers.Layer):
+  """A user's own s/t network: one convolution, s = tanh of half of it."""
+
+  def __init__(self, out_channels):
+    super().__init__()
+    self.conv = keras.layers.Conv2D(2 * out_channels, 3, padding="same")
+
+  def build(self, input_shape):
+    self.conv.build(input_shape)
+
+  def call(self, inputs, training=False):
+    s, t = tf.split(self.conv(inputs), 2, axis=-1)
+    return tf.tanh(s), t
 
 
 def _image_bijectors():
@@ -46,6 +70,10 @@ def _image_bijectors():
                 (_images([3, 2, 2, 8], 7), _images([3, 4, 4, 2], 8))))
   cases.append(("unsqueeze", tfb.Invert(bijectors.Squeeze()),
                 (_images([3, 4, 4, 2], 9), _images([3, 2, 2, 8], 10))))
+  own = bijectors.AffineCoupling((4, 4, 2), "channel", 0, _OneConvNetwork(1))
+  perturb_variables(own, seed=15, scale=0.3)
+  cases.append(("coupling_own_network", own,
+                (_images([3, 4, 4, 2], 16), _images([3, 4, 4, 2], 17))))
   inner = _coupling("checkerboard", 0, event_shape=(4, 4, 1))
   cases.append(("factor_out", bijectors.FactorOut(inner),
                 (_images([3, 4, 4, 2], 11), _images([3, 4, 4, 2], 12))))
@@ -113,8 +141,8 @@ def test_coupling_leaves_conditioning_half_unchanged():
 
 
 def test_new_coupling_is_identity():
-  bijector = bijectors.AffineCoupling((4, 4, 2), "checkerboard", 0, num_filters=4,
-                                      num_blocks=1)
+  bijector = bijectors.AffineCoupling((4, 4, 2), "checkerboard", 0,
+                                      _network((4, 4, 2), "checkerboard"))
   y = _images([2, 4, 4, 2], 22)
   np.testing.assert_array_equal(bijector.inverse(y), y)
   np.testing.assert_array_equal(bijector.inverse_log_det_jacobian(y, 3), [0.0, 0.0])
@@ -182,10 +210,13 @@ def test_squeeze_layout():
     (dict(event_shape=(4, 4, 3), mask_type="channel", parity=0), "even number"),
     (dict(event_shape=(4, 4, 2), mask_type="diagonal", parity=0), "mask_type"),
     (dict(event_shape=(4, 4, 2), mask_type="channel", parity=2), "parity"),
+    (dict(event_shape=(4, 4, 2), mask_type="channel", parity=0),
+     "needs a network with 1 output channels; got 2"),
 ])
 def test_coupling_rejects_bad_arguments(kwargs, match):
+  network = nets.CouplingResNet(2, num_filters=4, num_blocks=1)
   with pytest.raises(ValueError, match=match):
-    bijectors.AffineCoupling(num_filters=4, num_blocks=1, **kwargs)
+    bijectors.AffineCoupling(network=network, **kwargs)
 
 
 def test_other_bijectors_reject_bad_arguments():

@@ -7,6 +7,7 @@ image to latent (the paper's f).
 from realnvp_tf.model.bijectors.batch_norm import FlowBatchNorm
 from realnvp_tf.model.bijectors.class_prior import ClassPrior
 from realnvp_tf.model.bijectors.coupling import AffineCoupling
+from realnvp_tf.model.bijectors.coupling import network_channels
 from realnvp_tf.model.bijectors.fused import FusedBijector
 from realnvp_tf.model.bijectors.logit import LogitTransform
 from realnvp_tf.model.bijectors.multiscale import FactorOut
@@ -16,5 +17,5 @@ from realnvp_tf.model.bijectors.squeeze import Squeeze
 
 __all__ = [
     "AffineCoupling", "ClassPrior", "FactorOut", "FlowBatchNorm", "FlowChain", "FusedBijector",
-    "LogitTransform", "RealNVPBijector", "Squeeze",
+    "LogitTransform", "RealNVPBijector", "Squeeze", "network_channels",
 ]

@@ -2,8 +2,6 @@
 
 import tensorflow as tf
 
-from realnvp_tf.model import config as config_lib
-from realnvp_tf.model import nets
 from realnvp_tf.model.bijectors import fused
 
 
@@ -82,6 +80,13 @@ class ChannelMask:
 _MASKS = {"checkerboard": CheckerboardMask, "channel": ChannelMask}
 
 
+def network_channels(event_shape, mask_type):
+  """(input, output) channels of the s/t network of a `mask_type` coupling of
+  `event_shape` images (without a class embedding's channels)."""
+  mask = _MASKS[mask_type](tuple(event_shape), 0)
+  return mask.net_in_channels, mask.net_out_channels
+
+
 class AffineCoupling(fused.FusedBijector):
   """RealNVP's affine coupling layer on images.
 
@@ -99,7 +104,7 @@ class AffineCoupling(fused.FusedBijector):
     forward(x) = x_b + (1 - b) * ((x - t(x_b)) * exp(-s(x_b))),  fldj = -sum((1 - b) s)
 
   Both directions evaluate the network once, on the unchanged part, so inversion is
-  exact whatever the network computes. `s = scale * tanh(raw)` bounds the log-scale.
+  exact whatever the network computes.
 
   Masks: "checkerboard" (b[i, j] = (i + j + parity) mod 2) or "channel" (parity 0
   conditions on the first half of the channels, parity 1 on the second half).
@@ -107,19 +112,23 @@ class AffineCoupling(fused.FusedBijector):
   The keyword argument `training` (default False) runs the network's batch
   normalisation on batch statistics and updates its moving averages.
 
-  Class-conditional (`num_classes` > 0): the network also sees a learned embedding of
-  the label y (`nets.ClassEmbedding`, `class_embedding_dim` channels at every
-  position), so `s, t = net(y_b, y)`; the keyword argument `labels` (int [B]) gives y.
-  The formulas above hold for each y, with the same exactness.
-
-  `compute_dtype="bfloat16"` (or "float16") runs the network in that type. The flow stays exact: the
-  log-det is exact for whatever s and t the network returns (in float32), and both
+  The network is passed in, as TFP's `RealNVP` takes its `shift_and_log_scale_fn`: a
+  Keras layer, called as `network(inputs, training=...)`, mapping the masked image,
+  [B, H, W, C_in], to `(s, t)`, each
+  [B, H, W, C_out] in float32, with `(C_in, C_out) = network_channels(event_shape,
+  mask_type)` (`nets.CouplingResNet(C_out, ...)` is the paper's). An unbuilt layer is
+  built here, so its variables exist from the start. The network's dtype policy (say
+  "mixed_bfloat16") is the precision it computes in; the flow stays exact whatever
+  it computes, since the log-det is exact for the s and t it returns and both
   directions recompute the same s and t from the same unchanged part.
+
+  Class-conditional: with `class_embedding` (a `nets.ClassEmbedding` of `dim`
+  channels) the network also sees the label y's learned vector at every position
+  (C_in grows by `dim`), so `s, t = net(y_b, y)`; the keyword argument `labels`
+  (int [B]) gives y. The formulas above hold for each y, with the same exactness.
   """
 
-  def __init__(self, event_shape, mask_type, parity, num_filters, num_blocks,
-               use_batch_norm=True, batch_norm_momentum=0.9, batch_norm_epsilon=1e-4,
-               compute_dtype="float32", num_classes=0, class_embedding_dim=8,
+  def __init__(self, event_shape, mask_type, parity, network, class_embedding=None,
                validate_args=False, name="affine_coupling"):
     parameters = dict(locals())
     event_shape = tuple(int(d) for d in event_shape)
@@ -130,31 +139,29 @@ class AffineCoupling(fused.FusedBijector):
           f"Unknown mask_type {mask_type!r}; use one of {sorted(_MASKS)}.")
     if parity not in (0, 1):
       raise ValueError(f"parity must be 0 or 1; got {parity}.")
-    if compute_dtype not in config_lib.KERAS_POLICIES:
-      raise ValueError(f"compute_dtype must be one of {config_lib.COMPUTE_DTYPES}; "
-                       f"got {compute_dtype!r}.")
-    net_name = f"{name}_net"
+    mask = _MASKS[mask_type](event_shape, parity)
+    out_channels = getattr(network, "out_channels", mask.net_out_channels)
+    if out_channels != mask.net_out_channels:
+      raise ValueError(
+          f"A {mask_type} coupling of {event_shape} images needs a network with "
+          f"{mask.net_out_channels} output channels; got {out_channels}.")
     with tf.name_scope(name) as name:
       self._image_shape = event_shape
-      self._mask = _MASKS[mask_type](event_shape, parity)
-      self._net = nets.CouplingResNet(
-          self._mask.net_out_channels, num_filters, num_blocks,
-          use_batch_norm=use_batch_norm, batch_norm_momentum=batch_norm_momentum,
-          batch_norm_epsilon=batch_norm_epsilon, name=net_name,
-          dtype=config_lib.KERAS_POLICIES[compute_dtype])
-      self._embedding = None
-      in_channels = self._mask.net_in_channels
-      if num_classes:
-        self._embedding = nets.ClassEmbedding(num_classes, class_embedding_dim,
-                                              name=f"{net_name}_class_embedding")
-        self._embedding.build()
-        in_channels += class_embedding_dim
-      self._net.build((None,) + event_shape[:2] + (in_channels,))
+      self._mask = mask
+      self._net = network
+      self._embedding = class_embedding
+      in_channels = mask.net_in_channels
+      if class_embedding is not None:
+        if not class_embedding.built:
+          class_embedding.build()
+        in_channels += class_embedding.dim
+      if not network.built:
+        network.build((None,) + event_shape[:2] + (in_channels,))
       # Keras 3 variables are not tf.Variables, so tf.Module (and with it the
       # distribution that holds this bijector) cannot see them; holding the
       # tf.Variables behind them makes them reachable from the flow.
-      self._net_variables = tuple(_tf_variable(v) for v in self._net.weights + (
-          self._embedding.weights if self._embedding else []))
+      self._net_variables = tuple(_tf_variable(v) for v in network.weights + (
+          class_embedding.weights if class_embedding is not None else []))
       super().__init__(parameters=parameters, name=name, validate_args=validate_args)
 
   @property
@@ -172,7 +179,8 @@ class AffineCoupling(fused.FusedBijector):
 
   @property
   def weight_scale_variables(self):
-    return [_tf_variable(v) for v in self._net.weight_scale_variables]
+    """The network's weight-scale parameters (the L2 penalty's), if it names any."""
+    return [_tf_variable(v) for v in getattr(self._net, "weight_scale_variables", [])]
 
   @property
   def conditional(self):

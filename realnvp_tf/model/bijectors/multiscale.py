@@ -3,6 +3,8 @@
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from realnvp_tf.model import config as config_lib
+from realnvp_tf.model import nets
 from realnvp_tf.model.bijectors import batch_norm
 from realnvp_tf.model.bijectors import class_prior
 from realnvp_tf.model.bijectors import coupling
@@ -104,19 +106,24 @@ class FactorOut(fused.FusedBijector):
 def _coupling_steps(config, event_shape, mask_type, count, num_filters, prefix):
   """`count` couplings of alternating parity, each followed by batch norm."""
   steps = []
+  _, out_channels = coupling.network_channels(event_shape, mask_type)
   for i in range(count):
-    steps.append(coupling.AffineCoupling(
-        event_shape, mask_type, parity=i % 2, num_filters=num_filters,
-        num_blocks=config.num_res_blocks, use_batch_norm=config.use_batch_norm,
+    name = f"{prefix}_{mask_type}_{i}"
+    network = nets.CouplingResNet(
+        out_channels, num_filters, config.num_res_blocks,
+        use_batch_norm=config.use_batch_norm,
         batch_norm_momentum=config.batch_norm_momentum,
-        batch_norm_epsilon=config.batch_norm_epsilon,
-        compute_dtype=config.compute_dtype, num_classes=config.num_classes,
-        class_embedding_dim=config.class_embedding_dim,
-        name=f"{prefix}_{mask_type}_{i}"))
+        batch_norm_epsilon=config.batch_norm_epsilon, name=f"{name}_net",
+        dtype=config_lib.KERAS_POLICIES[config.compute_dtype])
+    embedding = (nets.ClassEmbedding(config.num_classes, config.class_embedding_dim,
+                                     name=f"{name}_net_class_embedding")
+                 if config.num_classes else None)
+    steps.append(coupling.AffineCoupling(event_shape, mask_type, i % 2, network,
+                                         embedding, name=name))
     if config.use_batch_norm:
       steps.append(batch_norm.FlowBatchNorm(
           event_shape[-1], momentum=config.batch_norm_momentum,
-          epsilon=config.batch_norm_epsilon, name=f"{prefix}_{mask_type}_{i}_bn"))
+          epsilon=config.batch_norm_epsilon, name=f"{name}_bn"))
   return steps
 
 
