@@ -43,8 +43,8 @@ from absl import app
 from absl import flags
 
 import benchlib
-from realnvp_tf.training import actions
 from realnvp_tf.apps import cli
+from realnvp_tf.training import actions
 
 FLAGS = flags.FLAGS
 _BENCH = benchlib.CONFIGS["bench"]
@@ -111,6 +111,7 @@ def main(argv):
   del argv
   t_start = time.perf_counter()
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   from realnvp_tf import data  # pylint: disable=g-import-not-at-top
   from realnvp_tf import training  # pylint: disable=g-import-not-at-top
   from realnvp_tf.apps import process  # pylint: disable=g-import-not-at-top

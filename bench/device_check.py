@@ -210,6 +210,7 @@ def main(argv):
   if FLAGS.logical_cpus:
     _split_cpu(FLAGS.logical_cpus)
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   from realnvp_tf.training import strategies  # pylint: disable=g-import-not-at-top
 
   strategy = strategies.make_strategy()

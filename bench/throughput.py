@@ -168,6 +168,7 @@ def main(argv):
   t_start = time.perf_counter()
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   import realnvp_tf  # pylint: disable=g-import-not-at-top
   from realnvp_tf.apps import process  # pylint: disable=g-import-not-at-top
 

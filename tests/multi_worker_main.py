@@ -3,6 +3,7 @@ it saw (strategy, replicas, where it wrote) and saves its final weights."""
 
 import json
 import os
+
 from absl import app
 from absl import flags
 import numpy as np

@@ -10,8 +10,11 @@ from tensorflow_probability.python.internal import cache_util
 
 from realnvp_tf.model import bijectors
 from realnvp_tf.model import config as config_lib
-from flow_checks import (assert_bijective_and_finite, brute_force_log_det,
-                         perturb_variables, relative_error)
+
+from flow_checks import assert_bijective_and_finite
+from flow_checks import brute_force_log_det
+from flow_checks import perturb_variables
+from flow_checks import relative_error
 
 tfb = tfp.bijectors
 

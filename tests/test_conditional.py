@@ -14,11 +14,12 @@ import tensorflow as tf
 
 import realnvp_tf
 from realnvp_tf import data
+from realnvp_tf import training
 from realnvp_tf.model import bijectors
 from realnvp_tf.model import conditional
 from realnvp_tf.model import flow as flow_lib
 from realnvp_tf.runs import loading
-from realnvp_tf import training
+
 from flow_checks import assert_bijective_and_finite
 from flow_checks import brute_force_log_det
 from flow_checks import perturb_variables

@@ -16,9 +16,10 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from realnvp_tf import data
-from realnvp_tf.data import tfds_fetch
 from realnvp_tf.data import dequantization
+from realnvp_tf.data import tfds_fetch
 from realnvp_tf.data import transforms
+
 import tfds_mocks
 
 TFDS_NAMES = [n for n in data.DATASET_NAMES if data.get_dataset_info(n).tfds_name]

@@ -15,11 +15,12 @@ import tensorflow as tf
 
 import realnvp_tf
 from realnvp_tf import data
-from realnvp_tf.model.nets import batch_statistics
 from realnvp_tf import training
-import trainer_fixtures as fx
+from realnvp_tf.model.nets import batch_statistics
+
 from flow_checks import perturb_variables
 from flow_checks import relative_error
+import trainer_fixtures as fx
 
 
 def _assert_close(actual, expected, what, rtol=1e-4):

@@ -12,7 +12,9 @@ import tensorflow as tf
 
 import realnvp_tf
 from realnvp_tf.runs import export
-from flow_checks import perturb_variables, relative_error
+
+from flow_checks import perturb_variables
+from flow_checks import relative_error
 import trainer_fixtures as fx
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

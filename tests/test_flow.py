@@ -8,7 +8,10 @@ import tensorflow as tf
 
 import realnvp_tf
 from realnvp_tf.model import nets
-from flow_checks import brute_force_log_det, perturb_variables, relative_error
+
+from flow_checks import brute_force_log_det
+from flow_checks import perturb_variables
+from flow_checks import relative_error
 
 
 def _flow(image_shape, num_scales, seed=0, **kwargs):

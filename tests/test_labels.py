@@ -18,8 +18,9 @@ import tensorflow_datasets as tfds
 
 from realnvp_tf import data
 from realnvp_tf.data import image_folder
-from realnvp_tf.data import tfds_fetch
 from realnvp_tf.data import tfds_describe
+from realnvp_tf.data import tfds_fetch
+
 import tfds_mocks
 
 SHARED_DATA = os.environ.get("REALNVP_TF_SHARED_DATA")

@@ -20,8 +20,11 @@ from realnvp_tf.ood import metrics as ood_metrics
 from realnvp_tf.ood import scores as ood_scores
 from realnvp_tf.ood import scoring
 from realnvp_tf.runs import export
+
 from flow_checks import perturb_variables
-from trainer_fixtures import REPO, env, model_config
+from trainer_fixtures import REPO
+from trainer_fixtures import env
+from trainer_fixtures import model_config
 
 REFERENCE = dict(mean=3.0, std=0.5, num_images=10, split="validation")
 
@@ -346,6 +349,7 @@ def test_a_file_that_cannot_be_read_stops_scoring_with_its_cause(served, tmp_pat
 
 def test_an_export_from_before_ood_scores_is_refused_with_the_fix():
   import types
+
   from realnvp_tf.runs import loading
   old = loading.LoadedModel(types.SimpleNamespace(), {
       "model": {"image_shape": [8, 8, 1], "num_levels": 17}}, "runs/old/export")

@@ -19,6 +19,7 @@ from realnvp_tf import training
 from realnvp_tf.data import image_folder
 from realnvp_tf.data import pipeline
 from realnvp_tf.data import tfds_fetch
+
 import tfds_mocks
 import trainer_fixtures as fx
 

@@ -7,7 +7,6 @@ import re
 import subprocess
 import sys
 
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(REPO, "realnvp_tf")
 RULES_DOC = os.path.join(REPO, "docs", "architecture.md")

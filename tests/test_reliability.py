@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from realnvp_tf.model import config as config_lib
 from realnvp_tf import data
-from realnvp_tf.runs import directory
 from realnvp_tf import training
+from realnvp_tf.model import config as config_lib
+from realnvp_tf.runs import directory
+
 import trainer_fixtures as fx
 
 SHARED_DATA = os.environ.get("REALNVP_TF_SHARED_DATA")
@@ -444,6 +445,7 @@ def test_training_that_ends_with_a_corrupt_best_exports_the_last_weights(tmp_pat
 def test_signals_cannot_be_caught_off_the_main_thread_and_a_warning_says_so(caplog,
                                                                             tmp_path):
   import threading
+
   from realnvp_tf.training import actions
   previous = signal.getsignal(signal.SIGTERM)
   with actions.SignalStop():  # the main thread: handlers in place, then put back
@@ -485,8 +487,10 @@ def test_signals_cannot_be_caught_off_the_main_thread_and_a_warning_says_so(capl
 
 def test_only_this_packages_info_lines_are_shown_unless_asked(tmp_path):
   import logging as python_logging
-  import tensorflow_datasets as tfds
+
   from absl import logging
+  import tensorflow_datasets as tfds
+
   from realnvp_tf.apps import process
   show = []
   keep = process.keep_only_own_info_lines(show_all=lambda: bool(show))

@@ -11,6 +11,7 @@ from realnvp_tf import training
 from realnvp_tf.training import actions
 from realnvp_tf.training import controller
 from realnvp_tf.training import schedule
+
 import trainer_fixtures as fx
 
 

@@ -14,11 +14,12 @@ import pytest
 import tensorflow as tf
 
 import realnvp_tf
-from realnvp_tf.evaluation import likelihood
 from realnvp_tf import training
+from realnvp_tf.evaluation import likelihood
 
 import trainer_fixtures as fx
 from trainer_fixtures import REPO
+
 
 def test_batch_size_must_divide_over_replicas(tmp_path):
   with pytest.raises(ValueError, match="not divisible by the 2 replicas"):

@@ -2,8 +2,8 @@
 
 import tensorflow as tf
 
-from realnvp_tf.model.nets import batch_statistics
 from realnvp_tf.model.bijectors import fused
+from realnvp_tf.model.nets import batch_statistics
 
 
 class FlowBatchNorm(fused.FusedBijector):
