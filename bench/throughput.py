@@ -281,7 +281,8 @@ def main(argv):
   sample_rate = FLAGS.sample_batch_size / sample_s
   train_gflops = 3 * fwd_flops * train_rate / 1e9
   train_flops = 3 * fwd_flops * FLAGS.batch_size
-  paired = [train_flops / t / 1e9 / conv for t, conv in zip(train_all, paired_conv)]
+  paired = [train_flops / t / 1e9 / conv
+            for t, conv in zip(train_all, paired_conv, strict=True)]
   count = lambda variables: int(sum(np.prod(v.shape) for v in variables))
   result.update({
       "parameters": count(flow.trainable_variables),

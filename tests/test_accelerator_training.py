@@ -118,7 +118,8 @@ def test_a_forced_overflow_skips_halves_and_trains_on_and_the_scale_survives_res
   assert finite.sum() >= 5 and np.isfinite(out.bits.numpy()).all()
   final_scale = float(trainer.state.loss_scale.scale.numpy())
   assert final_scale == expected[-1]
-  assert sum(not np.array_equal(a, b) for a, b in zip(before, _weights(trainer))) > 20
+  assert sum(not np.array_equal(a, b)
+             for a, b in zip(before, _weights(trainer), strict=True)) > 20
   trainer.manager.save(checkpoint_number=20)
   trainer.close()
   # A resumed run continues with the scale it had reached, not the initial one.
@@ -143,7 +144,7 @@ def test_a_run_of_another_precision_resumes_in_float16(tmp_path):
                              str(tmp_path), strategy=fx.strategy(1))
   assert resumed.restore() == 3
   assert float(resumed.state.loss_scale.scale.numpy()) == 64.0
-  for a, b in zip(weights, resumed.state.flow.trainable_variables):
+  for a, b in zip(weights, resumed.state.flow.trainable_variables, strict=True):
     np.testing.assert_array_equal(a, b.numpy())
   resumed.close()
 
@@ -199,7 +200,7 @@ def test_n_steps_in_one_call_equal_n_single_steps(tmp_path):
   looped = many.step_fn(_fixed_stream(many), 5)
   np.testing.assert_array_equal(looped.bits.numpy(),
                                 [float(s.bits.numpy()[0]) for s in singles])
-  for a, b in zip(_weights(one), _weights(many)):
+  for a, b in zip(_weights(one), _weights(many), strict=True):
     np.testing.assert_array_equal(a, b)
   assert int(many.state.step.numpy()) == 5
 
@@ -342,7 +343,7 @@ def _training_bits_per_dim(precision, weights, images):
       num_levels=17, compute_dtype=precision)
   flow = flow_lib.build_realnvp(model_config)
   assert len(flow.variables) == len(weights)
-  for variable, value in zip(flow.variables, weights):
+  for variable, value in zip(flow.variables, weights, strict=True):
     variable.assign(value)
   log_prob = flow_lib.log_prob(flow, tf.constant(images), None, training=True)
   return float(tf.reduce_mean(flow_lib.bits_per_dim(log_prob, (8, 8, 1))))

@@ -69,7 +69,7 @@ def _compare_one_and_two_replicas(tmp_path, steps=2):
     local = lambda variables: [fx.replica_values(two, v)[replica] for v in variables]
     # Each batch norm's mean to 1e-4 of the activations' scale, its variance to 1e-4.
     for norm_one, norm_two in zip(one.state.flow.bijector.batch_norms,
-                                  two.state.flow.bijector.batch_norms):
+                                  two.state.flow.bijector.batch_norms, strict=True):
       mean, variance = local([norm_two.moving_mean, norm_two.moving_variance])
       np.testing.assert_allclose(variance, norm_one.moving_variance.numpy(), rtol=1e-4)
       np.testing.assert_allclose(mean, norm_one.moving_mean.numpy(), rtol=0,
@@ -119,7 +119,7 @@ def test_two_replicas_without_batch_norm_match_one_device(tmp_path):
   np.testing.assert_allclose(norm_two, norm_one, rtol=1e-4)
   changed = 0
   for a, b, old in zip(one.state.flow.trainable_variables, two.state.flow.trainable_variables,
-                       before):
+                       before, strict=True):
     for replica_value in fx.replica_values(two, b):
       np.testing.assert_allclose(replica_value, a.numpy(), atol=1e-5)
     changed += int(np.sum(a.numpy() != old))
@@ -140,7 +140,7 @@ def _plain_gradients(flow, batch, l2_coeff):
 
 def _plain_flow_like(trainer):
   flow = realnvp_tf.build_realnvp(trainer.model_config)
-  for source, target in zip(trainer.state.flow.variables, flow.variables):
+  for source, target in zip(trainer.state.flow.variables, flow.variables, strict=True):
     target.assign(fx.replica_values(trainer, source)[0])
   return flow
 
@@ -233,7 +233,7 @@ def test_multi_worker_run_is_one_synchronous_run_written_by_the_chief(tmp_path):
       f"--weights_out={tmp_path / f'weights_{index}.npz'}",
       f"--initial_weights_out={tmp_path / f'initial_{index}.npz'}",
       f"--report_out={tmp_path / f'report_{index}.json'}"])
-  for p, log in zip(processes, logs):
+  for p, log in zip(processes, logs, strict=True):
     p.wait(timeout=600)
     log.seek(0)
     assert p.returncode == 0, log.read()[-3000:]
@@ -270,7 +270,7 @@ def test_multi_worker_run_is_one_synchronous_run_written_by_the_chief(tmp_path):
                 batch_norm_recalibration_batches=5, export=False)
   single = _TwoPipelineTrainer(fx.model_config(), training.TrainConfig(**config),
                                str(tmp_path / "single"), strategy=fx.strategy(1))
-  for variable, name in zip(single.state.flow.variables, initial[0].files):
+  for variable, name in zip(single.state.flow.variables, initial[0].files, strict=True):
     variable.assign(initial[0][name])
   single.fit(progress=False)
   trainable = [i for i, v in enumerate(single.state.flow.variables) if v.trainable]
@@ -285,12 +285,12 @@ def test_multi_worker_run_is_one_synchronous_run_written_by_the_chief(tmp_path):
   assert np.linalg.norm(ours - workers) < 0.05 * np.linalg.norm(workers - start)
   assert np.max(np.abs(ours - workers)) <= 2 * 1e-3 * 6
   # The moving statistics follow the weights (re-estimated for the final ones).
-  for variable, name in zip(single.state.flow.variables, names):
+  for variable, name in zip(single.state.flow.variables, names, strict=True):
     if not variable.trainable:
       np.testing.assert_allclose(final[0][name], variable.numpy(), rtol=1e-2,
                                  atol=1e-3)
   theirs = realnvp_tf.build_realnvp(fx.model_config())
-  for variable, name in zip(theirs.variables, names):
+  for variable, name in zip(theirs.variables, names, strict=True):
     variable.assign(final[0][name])
   batch = tf.floor(fx.images(50)) + 0.5
   np.testing.assert_allclose(theirs.log_prob(batch), single.state.flow.log_prob(batch),

@@ -78,11 +78,11 @@ def test_training_mode_in_tf_function_updates_moving_statistics():
   train_log_prob = tf.function(
       lambda x: flow.log_prob(x, bijector_kwargs={"training": True}))
   train_log_prob(_pixels((4, 8, 8, 1), seed=6))
-  changed = [not np.allclose(b, v.numpy()) for b, v in zip(before, moving)]
+  changed = [not np.allclose(b, v.numpy()) for b, v in zip(before, moving, strict=True)]
   assert all(changed), f"{changed.count(False)} moving statistics did not change"
   after = [v.numpy().copy() for v in moving]
   flow.log_prob(_pixels((4, 8, 8, 1), seed=7))
-  for a, v in zip(after, moving):
+  for a, v in zip(after, moving, strict=True):
     np.testing.assert_array_equal(a, v.numpy())
 
 
@@ -159,7 +159,8 @@ def test_gradients_reach_every_trainable_variable(mode, training):
 
   fn = tf.function(grads) if mode == "tf_function" else grads
   gradients = fn(_pixels((4, 8, 8, 1), seed=13))
-  missing = [v.name for v, g in zip(flow.trainable_variables, gradients) if g is None]
+  missing = [v.name for v, g in zip(flow.trainable_variables, gradients, strict=True)
+             if g is None]
   assert not missing
   assert all(np.all(np.isfinite(g)) for g in gradients)
   assert sum(float(tf.reduce_sum(tf.abs(g))) > 0 for g in gradients) > len(gradients) / 2
@@ -240,7 +241,7 @@ def test_reduced_precision_networks_keep_the_flow_exact(image_shape, num_scales,
               brute_force_log_det(flow.bijector.inverse, x))
   np.testing.assert_allclose(flow.log_prob(tf.identity(x)), expected, atol=1e-3)
   float32 = _flow(image_shape, num_scales)
-  for a, b in zip(float32.variables, flow.variables):
+  for a, b in zip(float32.variables, flow.variables, strict=True):
     b.assign(a)
   # Same weights: bfloat16 / float16 networks change log_prob only a little.
   np.testing.assert_allclose(flow.log_prob(tf.identity(x)),

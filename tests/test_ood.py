@@ -64,7 +64,7 @@ def test_png_code_length_is_that_of_encode_png_at_maximum_compression():
   images = np.stack([smooth, rng.integers(0, 256, (64, 64, 1), dtype=np.uint8),
                      np.zeros((64, 64, 1), np.uint8)])
   bits = ood_scores.png_bits_per_dim(images).numpy()
-  for image, value in zip(images, bits):
+  for image, value in zip(images, bits, strict=True):
     encoded = tf.io.encode_png(image, compression=9)
     assert value * 4096 / 8 == len(encoded.numpy())
     np.testing.assert_array_equal(tf.io.decode_png(encoded).numpy(), image)

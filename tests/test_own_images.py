@@ -41,7 +41,7 @@ def _mnist_images(count):
 
 def _write_folder(root, images, labels):
   """PNGs and JPEGs in class subfolders, a corrupt PNG and a text file among them."""
-  for i, (image, label) in enumerate(zip(images, labels)):
+  for i, (image, label) in enumerate(zip(images, labels, strict=True)):
     folder = root / str(label)
     folder.mkdir(parents=True, exist_ok=True)
     encoded = (tf.io.encode_png(image[..., None]) if i % 2 else

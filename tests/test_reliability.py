@@ -139,7 +139,8 @@ def test_resume_skips_a_truncated_latest_checkpoint(tmp_path, caplog):
   at_two = training.Trainer(fx.model_config(), fx.train_config(), str(tmp_path / "b"),
                             strategy=fx.strategy(1))
   at_two.state.checkpoint.restore(str(tmp_path / "checkpoints" / "ckpt-2"))
-  for a, b in zip(resumed.state.flow.variables, at_two.state.flow.variables):
+  for a, b in zip(resumed.state.flow.variables, at_two.state.flow.variables,
+                  strict=True):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
   del first
   resumed.close()
@@ -432,7 +433,7 @@ def test_training_that_ends_with_a_corrupt_best_exports_the_last_weights(tmp_pat
   caplog.clear()
   with resumed.selection.selected_weights("best") as (step, _):
     assert step == 6  # the last weights, not a half-restored mix
-    for variable, value in zip(resumed.state.flow.variables, before):
+    for variable, value in zip(resumed.state.flow.variables, before, strict=True):
       np.testing.assert_array_equal(variable.numpy(), value)
   assert any("the last weights are evaluated and exported instead of the best"
              in r.getMessage() for r in caplog.records)

@@ -72,12 +72,13 @@ def test_a_skipped_step_leaves_every_variable_as_it_was(tmp_path):
   assert not bool(finite)
   after = _snapshot(trainer)
   assert len(after) == len(before) > 50
-  for old, new in zip(before, after):
+  for old, new in zip(before, after, strict=True):
     np.testing.assert_array_equal(new, old)
   assert int(trainer.state.step.numpy()) == 3 and int(trainer.state.nonfinite_total.numpy()) == 1
   # And a finite step after it changes them again.
   fx.one_step(trainer, fx.images(8))
-  assert sum(not np.array_equal(a, b) for a, b in zip(_snapshot(trainer), before)) > 50
+  assert sum(not np.array_equal(a, b)
+             for a, b in zip(_snapshot(trainer), before, strict=True)) > 50
 
 
 def test_poisoned_batch_is_skipped_and_counted_in_tensorboard(tmp_path):
@@ -111,7 +112,8 @@ def test_consecutive_nonfinite_steps_stop_with_checkpoint_intact(tmp_path):
                              strategy=fx.strategy(1))
   at_four.state.checkpoint.restore(os.path.join(tmp_path, "checkpoints", "ckpt-4"))
   assert int(at_four.state.step.numpy()) == 4
-  for a, b in zip(restored.state.flow.variables, at_four.state.flow.variables):
+  for a, b in zip(restored.state.flow.variables, at_four.state.flow.variables,
+                  strict=True):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
   assert all(np.all(np.isfinite(v.numpy())) for v in restored.state.flow.variables)
   lp = restored.state.flow.log_prob(tf.random.stateless_uniform([4, 8, 8, 1], [7, 8], 0, 17))
@@ -160,7 +162,7 @@ def test_ema_validation_uses_statistics_of_the_averaged_weights(tmp_path):
   moving = [v.numpy() for v in statistics]
   figure = trainer.selection.validate()["bits_per_dim"]
   # The moving averages are put back afterwards.
-  for variable, value in zip(statistics, moving):
+  for variable, value in zip(statistics, moving, strict=True):
     np.testing.assert_array_equal(variable.numpy(), value)
   # By hand: EMA weights, statistics re-estimated for them on the same training
   # batches, then the validation images; the moving averages alone score otherwise.
@@ -194,7 +196,7 @@ def test_resume_restores_the_ema_weights_and_the_epoch_position(tmp_path):
       config, train_steps=5), str(tmp_path), strategy=fx.strategy(1))
   resumed.stream_starts = []
   assert resumed.restore() == 4
-  for a, b in zip(first.state.ema, resumed.state.ema):
+  for a, b in zip(first.state.ema, resumed.state.ema, strict=True):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
   resumed.fit(progress=False)
   assert resumed.stream_starts[0] == 4  # the training stream of a resumed run
@@ -403,7 +405,7 @@ def test_recalibrated_batch_norm_scores_a_batch_as_training_mode_does(tmp_path):
   np.testing.assert_allclose(inference, want, rtol=1e-5)
   assert np.max(np.abs(lagging - want)) > 100 * np.max(np.abs(inference - want))
   # Nothing but the statistics changed.
-  for before, variable in zip(weights, trainer.state.variables):
+  for before, variable in zip(weights, trainer.state.variables, strict=True):
     np.testing.assert_array_equal(before, variable.numpy())
   assert int(trainer.state.optimizer.iterations.numpy()) == iterations
   norms = trainer.state.flow.bijector.batch_norms
@@ -448,7 +450,8 @@ def test_fit_ends_with_recalibrated_statistics_in_its_checkpoint(tmp_path):
   resumed = training.Trainer(fx.model_config(), config, str(tmp_path),
                              strategy=fx.strategy(1))
   assert resumed.restore() == 2
-  for saved, live in zip(resumed.state.flow.non_trainable_variables, statistics):
+  for saved, live in zip(resumed.state.flow.non_trainable_variables, statistics,
+                         strict=True):
     np.testing.assert_array_equal(saved.numpy(), live)
 
 
@@ -461,7 +464,8 @@ def test_recalibration_leaves_out_nonfinite_batches(tmp_path):
   moving = [v.numpy() for v in trainer.state.flow.non_trainable_variables]
   trainer.poisoned_steps = range(2, 12)  # every batch of the re-estimation
   assert trainer.recalibrate_batch_norm(5) == 0
-  for before, variable in zip(moving, trainer.state.flow.non_trainable_variables):
+  for before, variable in zip(moving, trainer.state.flow.non_trainable_variables,
+                              strict=True):
     np.testing.assert_array_equal(before, variable.numpy())
   # Every clean batch is the same image batch, so the estimate over 5 batches of
   # which 2 are NaN must be that batch's statistics (the NaNs left out entirely).
@@ -469,7 +473,8 @@ def test_recalibration_leaves_out_nonfinite_batches(tmp_path):
   assert trainer.recalibrate_batch_norm(1) == 1
   statistics = [v.numpy() for v in trainer.state.flow.non_trainable_variables]
   assert trainer.recalibrate_batch_norm(5) == 3
-  for want, variable in zip(statistics, trainer.state.flow.non_trainable_variables):
+  for want, variable in zip(statistics, trainer.state.flow.non_trainable_variables,
+                            strict=True):
     np.testing.assert_allclose(variable.numpy(), want, rtol=1e-5, atol=1e-6)
   # A dataset that runs out (10 batches past train_steps) ends the re-estimation.
   trainer.poisoned_steps = ()

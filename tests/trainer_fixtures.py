@@ -112,7 +112,8 @@ def uneven_images(seed):
 
 
 def copy_state(source, target):
-  for s, t in zip(source.state.flow.variables, target.state.flow.variables):
+  for s, t in zip(source.state.flow.variables, target.state.flow.variables,
+                  strict=True):
     t.assign(s.numpy())
 
 

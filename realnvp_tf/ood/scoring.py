@@ -78,7 +78,7 @@ class _RowWriter:
     if self._csv:
       self._csv.writerow([f"{v:.6f}" if isinstance(v, float) else v for v in values])
     else:
-      self._file.write(json.dumps(dict(zip(self._names, values))) + "\n")
+      self._file.write(json.dumps(dict(zip(self._names, values, strict=True))) + "\n")
 
 
 def score_to_file(model, inputs, output, batch_size=256, seed=0,

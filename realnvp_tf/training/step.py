@@ -109,7 +109,8 @@ class TrainStep:
 
     def step(i, outputs):
       out = self._distributed_step(iterator)
-      return i + 1, StepOutput(*(a.write(i, v) for a, v in zip(outputs, out)))
+      return i + 1, StepOutput(*(a.write(i, v)
+                                 for a, v in zip(outputs, out, strict=True)))
 
     _, outputs = tf.while_loop(running, step, (tf.constant(0), outputs))
     return StepOutput(*(a.stack() for a in outputs))
@@ -160,7 +161,7 @@ class TrainStep:
       return tf.constant(False)
 
     def skip():
-      for variable, value in zip(state.statistics, statistics):
+      for variable, value in zip(state.statistics, statistics, strict=True):
         strategy.extended.update(variable, lambda var, val: var.assign(val),
                                  args=(value,), group=False)
       if state.loss_scale is None:
