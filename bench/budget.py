@@ -159,7 +159,7 @@ def main(argv):
     eval_s = time.perf_counter() - eval_start
   except (ValueError, OSError, data.DataUnavailableError,
           training.NonFiniteLossError) as e:
-    raise SystemExit(f"budget.py: error: {e}")
+    raise SystemExit(f"budget.py: error: {e}") from None
   finally:
     if trainer is not None:
       trainer.close()

@@ -24,7 +24,10 @@ def assert_bijective_and_finite(bijector, x, y, rtol=1e-4, atol=1e-4, **kwargs):
 
   Fresh tensors go into every call, so that no answer comes from TFP's cache.
   """
-  fresh = lambda t: tf.identity(tf.convert_to_tensor(t, tf.float32))
+
+  def fresh(t):
+    return tf.identity(tf.convert_to_tensor(t, tf.float32))
+
   f_x = bijector.forward(fresh(x), **kwargs)
   g_y = bijector.inverse(fresh(y), **kwargs)
   x_from_x = bijector.inverse(fresh(f_x), **kwargs)

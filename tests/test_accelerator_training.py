@@ -80,7 +80,10 @@ def test_float16_gradients_are_unscaled_once_and_match_float32(tmp_path):
   g32, g16 = fx.gradients(f32, batch), fx.gradients(f16, batch)
   assert abs(g16["bits"] - g32["bits"]) < 1e-3
   np.testing.assert_allclose(g16["grad_norm"], g32["grad_norm"], rtol=0.05)
-  flat = lambda grads: np.concatenate([g.ravel() for g in grads])
+
+  def flat(grads):
+    return np.concatenate([g.ravel() for g in grads])
+
   a, b = flat(g32["gradients"]), flat(g16["gradients"])
   assert np.linalg.norm(a - b) < 0.05 * np.linalg.norm(a)
 
@@ -254,7 +257,10 @@ def test_controller_loop_size_and_a_step_function_that_takes_no_step():
   assert controller_lib.Controller(None, step, steps_per_loop=10).loop_size(0, 25) == 10
   with pytest.raises(ValueError, match="steps_per_loop"):
     controller_lib.Controller(None, step, steps_per_loop=0)
-  none = lambda iterator, n: [np.zeros([0])] * 6
+
+  def none(iterator, n):
+    return [np.zeros([0])] * 6
+
   with pytest.raises(RuntimeError, match="took no step"):
     controller_lib.Controller(none, step).run(None, 5)
 
@@ -281,8 +287,11 @@ def test_two_deterministic_runs_give_bit_identical_weights_and_metrics(tmp_path)
         env=fx.env(),
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-  reader = lambda run: tf.train.load_checkpoint(tf.train.latest_checkpoint(
-      str(run / "checkpoints")))
+
+  def reader(run):
+    return tf.train.load_checkpoint(tf.train.latest_checkpoint(
+        str(run / "checkpoints")))
+
   a, b = reader(runs[0]), reader(runs[1])
   names = [n for n in a.get_variable_to_shape_map() if "OBJECT_GRAPH" not in n]
   assert len(names) > 50

@@ -164,7 +164,10 @@ def test_two_replicas_compute_the_one_device_gradients_with_labels(tmp_path):
   batch = (trainer_fixtures.uneven_images(3), tf.range(16) % 10)
   one, two = (trainer_fixtures.gradients(t, batch) for t in trainers)
   assert abs(one["bits"] - two["bits"]) < 1e-5
-  flat = lambda gradients: np.concatenate([np.ravel(g) for g in gradients])
+
+  def flat(gradients):
+    return np.concatenate([np.ravel(g) for g in gradients])
+
   assert relative_error(flat(two["gradients"]), flat(one["gradients"])) < 1e-4
   # The labels matter to the loss: other labels, other gradients.
   other = trainer_fixtures.gradients(trainers[0], (batch[0], (batch[1] + 1) % 10))

@@ -252,7 +252,10 @@ def test_lsun_smallest_side_resized_to_96():
 
 def test_celeba_crop_resize_keeps_integer_pixels():
   image = tf.constant(np.random.RandomState(0).randint(0, 256, (218, 178, 3)), tf.uint8)
-  celeba = lambda im: transforms.Resize((64, 64))(transforms.CentralCrop(148)(im))
+
+  def celeba(im):
+    return transforms.Resize((64, 64))(transforms.CentralCrop(148)(im))
+
   assert data.get_dataset_info("celeb_a").preprocess == (transforms.CentralCrop(148),
                                                          transforms.Resize((64, 64)))
   out = celeba(image)

@@ -66,7 +66,9 @@ def _compare_one_and_two_replicas(tmp_path, steps=2):
 
   # Moving statistics, Adam's slots and the weights, on both replicas.
   for replica in range(2):
-    local = lambda variables: [fx.replica_values(two, v)[replica] for v in variables]
+    def local(variables, replica=replica):  # called in this iteration only
+      return [fx.replica_values(two, v)[replica] for v in variables]
+
     # Each batch norm's mean to 1e-4 of the activations' scale, its variance to 1e-4.
     for norm_one, norm_two in zip(one.state.flow.bijector.batch_norms,
                                   two.state.flow.bijector.batch_norms, strict=True):

@@ -140,7 +140,10 @@ def test_flow_owns_every_variable():
   num_flow_bn = sum(isinstance(m, realnvp_tf.model.bijectors.FlowBatchNorm)
                     for m in flow.submodules)
   assert num_flow_bn == len(flow.bijector.couplings) == 6 + 4
-  ids = lambda vs: sorted(id(v) for v in vs)
+
+  def ids(vs):
+    return sorted(id(v) for v in vs)
+
   assert ids(flow.trainable_variables) == ids(w.value for w in trainable)
   assert len(flow.variables) == len(every) + 2 * num_flow_bn
   assert len(realnvp_tf.weight_scale_variables(flow)) == len(flow.bijector.couplings) * (

@@ -141,7 +141,10 @@ def test_relu_grad_is_tensorflows_in_both_precisions(dtype):
   # features <= 0, the incoming gradient elsewhere), eager and inside tf.function.
   gradients = tf.cast(tf.random.stateless_normal([4, 6, 6, 8], [5, 1]), dtype)
   features = tf.nn.relu(tf.cast(tf.random.stateless_normal([4, 6, 6, 8], [5, 2]), dtype))
-  as_float = lambda t: tf.cast(t, tf.float32)
+
+  def as_float(t):
+    return tf.cast(t, tf.float32)
+
   want = as_float(tf.raw_ops.ReluGrad(gradients=gradients, features=features))
   expected = tf.where(as_float(features) > 0, as_float(gradients), 0.0)
   np.testing.assert_array_equal(want, expected)

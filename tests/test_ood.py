@@ -160,7 +160,7 @@ def test_score_of_a_folder_equals_the_saved_model_and_repeats(served, tmp_path):
   # JSON lines carry the same numbers.
   _score(model, str(tmp_path / "c.jsonl"), images=str(tmp_path / "imgs" / "*.png"),
          seed=4)
-  lines = [json.loads(l) for l in (tmp_path / "c.jsonl").read_text().splitlines()]
+  lines = [json.loads(line) for line in (tmp_path / "c.jsonl").read_text().splitlines()]
   assert len(lines) == 5 and lines[0]["image"].endswith("00.png")  # glob: top level
 
 
@@ -219,7 +219,7 @@ def test_score_command_line_one_line_errors_and_refusal(served, tmp_path):
                                     f"--output={tmp_path / 'o.csv'}"],
                            env=env(), capture_output=True, text=True, timeout=300)
   assert refused.returncode == 1
-  lines = [l for l in refused.stderr.splitlines() if l.strip()]
+  lines = [line for line in refused.stderr.splitlines() if line.strip()]
   assert len(lines) == 1 and "broken.png" in lines[0] and "nothing was written" in lines[0]
   assert not (tmp_path / "o.csv").exists()
   ok = subprocess.run(score + [f"--images={folder}", f"--output={tmp_path / 'o.csv'}"],
@@ -299,7 +299,7 @@ def test_eval_py_ood_against_a_folder_every_figure_and_the_table(served, tmp_pat
        f"--ood_images={tmp_path / 'nowhere'}"],
       env=env(), capture_output=True, text=True, timeout=300)
   assert refused.returncode == 1
-  assert [l for l in refused.stderr.splitlines() if l.strip()] == [
+  assert [line for line in refused.stderr.splitlines() if line.strip()] == [
       f"eval.py: error: --ood_images={tmp_path / 'nowhere'}: no such directory, file or "
       f"pattern."]
 

@@ -146,7 +146,7 @@ def test_unusable_folders_fail_in_one_line(tmp_path, setup, message):
                    "--channels=1"), env=fx.env(), capture_output=True, text=True,
       timeout=300)
   assert result.returncode == 1
-  lines = [l for l in result.stderr.strip().splitlines() if not l.startswith(
+  lines = [line for line in result.stderr.strip().splitlines() if not line.startswith(
       ("I0000", "W0000", "E0000", "WARNING: All"))]
   assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]
   assert lines[0].startswith("train.py: error: --image_dir=")
@@ -252,8 +252,11 @@ def test_a_tfds_set_offline_fails_fast(tmp_path, monkeypatch):
 
 def test_trainer_takes_tf_data_datasets_of_uint8_images(tmp_path):
   rng = np.random.RandomState(3)
-  split = lambda n: tf.data.Dataset.from_tensor_slices(
-      rng.randint(0, 17, (n, 8, 8, 1)).astype(np.uint8))
+
+  def split(n):
+    return tf.data.Dataset.from_tensor_slices(
+        rng.randint(0, 17, (n, 8, 8, 1)).astype(np.uint8))
+
   info = data.from_tf_data(split(64), split(16), split(24), (8, 8, 1), num_levels=17)
   assert (info.num_train, info.num_validation, info.num_test) == (64, 16, 24)
   config = fx.train_config(dataset=data.CUSTOM, train_steps=3, eval_every=0,

@@ -98,8 +98,10 @@ class _Budget:
 def test_budget_horizon_is_the_steps_the_remaining_time_allows():
   horizon = tf.Variable(1000.0)
   fit = actions.BudgetHorizon(_Budget(), horizon, last_step=1000)
-  result = lambda step, t, current=True: controller.StepResult(
-      step, 1.0, 1.0, True, time=t, current=current)
+
+  def result(step, t, current=True):
+    return controller.StepResult(step, 1.0, 1.0, True, time=t, current=current)
+
   fit(result(1, 30.0))  # the first call traces: its end is the pace's origin
   assert float(horizon.numpy()) == 1000.0
   fit(result(5, 34.0, current=False))  # mid-call results are not looked at

@@ -137,8 +137,12 @@ def test_evaluation_and_export_use_the_ema_weights(tmp_path):
   trainer = training.Trainer(fx.model_config(), config, str(tmp_path),
                              strategy=fx.strategy(1))
   metrics = trainer.fit(progress=False)
-  score = lambda: likelihood.evaluate_bits_per_dim(
-      trainer.state.flow.log_prob, trainer.selection.dataset("test"), fx.IMAGE_SHAPE)["bits_per_dim"]
+
+  def score():
+    return likelihood.evaluate_bits_per_dim(
+        trainer.state.flow.log_prob, trainer.selection.dataset("test"),
+        fx.IMAGE_SHAPE)["bits_per_dim"]
+
   raw = score()
   with trainer.state.averaged_weights():
     averaged = score()
@@ -164,11 +168,14 @@ def test_ema_validation_uses_statistics_of_the_averaged_weights(tmp_path):
   # The moving averages are put back afterwards.
   for variable, value in zip(statistics, moving, strict=True):
     np.testing.assert_array_equal(variable.numpy(), value)
+
   # By hand: EMA weights, statistics re-estimated for them on the same training
   # batches, then the validation images; the moving averages alone score otherwise.
-  score = lambda: likelihood.evaluate_bits_per_dim(
-      trainer.state.flow.log_prob, trainer.selection.dataset("validation"),
-      fx.IMAGE_SHAPE)["bits_per_dim"]
+  def score():
+    return likelihood.evaluate_bits_per_dim(
+        trainer.state.flow.log_prob, trainer.selection.dataset("validation"),
+        fx.IMAGE_SHAPE)["bits_per_dim"]
+
   with trainer.state.averaged_weights():
     with_moving_averages = score()
     trainer.recalibrate_batch_norm(2)
@@ -200,9 +207,12 @@ def test_resume_restores_the_ema_weights_and_the_epoch_position(tmp_path):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
   resumed.fit(progress=False)
   assert resumed.stream_starts[0] == 4  # the training stream of a resumed run
+
   # The position is kept by epoch (digits: 1,300 training images, 81 batches of 16):
   # a run resumed at step 100 starts epoch 1 afresh, the way step 81 began it.
-  batch = lambda start: fx.local_batch(first, next(iter(first.train_dataset(start))))
+  def batch(start):
+    return fx.local_batch(first, next(iter(first.train_dataset(start))))
+
   np.testing.assert_array_equal(batch(100), batch(81))
   assert not np.array_equal(batch(81), batch(80))
   np.testing.assert_array_equal(batch(80), batch(0))
@@ -394,7 +404,10 @@ def test_recalibrated_batch_norm_scores_a_batch_as_training_mode_does(tmp_path):
   weights = [v.numpy() for v in trainer.state.variables]
   iterations = int(trainer.state.optimizer.iterations.numpy())
   batch = fx.first_batch(trainer)
-  training_mode = lambda: trainer.state.flow.log_prob(batch, bijector_kwargs={"training": True})
+
+  def training_mode():
+    return trainer.state.flow.log_prob(batch, bijector_kwargs={"training": True})
+
   lagging = trainer.state.flow.log_prob(batch).numpy()
 
   assert trainer.recalibrate_batch_norm(1) == 1

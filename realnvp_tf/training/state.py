@@ -42,7 +42,10 @@ class TrainState:
       self.optimizer = adam.FusedAdam(keras.optimizers.Adam(schedule.WarmupDecay(
           train_config.learning_rate, train_config.warmup_steps, train_config.decay,
           self.horizon, train_config.decay_fraction)), self.variables)
-      counter = lambda name: tf.Variable(0, dtype=tf.int64, trainable=False, name=name)
+
+      def counter(name):
+        return tf.Variable(0, dtype=tf.int64, trainable=False, name=name)
+
       self.step = counter("step")
       self.nonfinite_streak = counter("nonfinite_streak")
       self.nonfinite_total = counter("nonfinite_total")

@@ -117,7 +117,10 @@ class TrainStep:
 
   def _distributed_step(self, iterator):
     out = self.strategy.run(self._replica_step, args=(next(iterator),))
-    first = lambda value: self.strategy.experimental_local_results(value)[0]
+
+    def first(value):
+      return self.strategy.experimental_local_results(value)[0]
+
     return StepOutput(*(first(value) for value in out))
 
   def _replica_step(self, batch):
@@ -139,7 +142,9 @@ class TrainStep:
   def _apply_if_finite(self, strategy, gradients, statistics, finite, overflow):
     # Cross-replica context, where a tf.cond may hold the updates (in replica context
     # it may not hold a synchronisation point).
-    first = lambda value: strategy.experimental_local_results(value)[0]
+    def first(value):
+      return strategy.experimental_local_results(value)[0]
+
     finite, overflow = first(finite), first(overflow)
     state = self.state
 
