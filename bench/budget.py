@@ -19,7 +19,8 @@ reports in one JSON line:
 
 It reads the flags train.py reads, so one flagfile serves both:
 
-  python bench/budget.py --flagfile=configs/mnist_fast.cfg --manual_dir=/path/to/mnist_files
+  python bench/budget.py --flagfile=configs/mnist_fast.cfg \\
+      --manual_dir=/path/to/mnist_files
   python bench/budget.py --minutes=20 --manual_dir=/path/to/mnist_files   # bench config
   python bench/budget.py --minutes=0.1 --max_steps=10 --dataset=digits   # smoke
 
@@ -144,7 +145,8 @@ def main(argv):
     clock = _Clock(FLAGS.log_every, minutes * 60.0)
     tail = actions.LossTracker(FLAGS.train_tail)
     stopped = trainer.train([tail, clock], progress=False)
-    if isinstance(stopped, actions.Interrupted) or getattr(stopped, "interrupts", False):
+    if (isinstance(stopped, actions.Interrupted)
+        or getattr(stopped, "interrupts", False)):
       raise SystemExit("budget.py: interrupted; no figures.")
     train_seconds = max(clock.step_times.values())
     eval_start = time.perf_counter()

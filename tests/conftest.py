@@ -1,8 +1,8 @@
 """Test session setup.
 
-The CPU is split into two logical devices before TensorFlow initialises its runtime, so
-that distribution tests can run a two-replica MirroredStrategy on a machine without GPUs.
-Single-device code still runs on the first CPU device as usual.
+The CPU is split into two logical devices before TensorFlow initialises its runtime,
+so that distribution tests can run a two-replica MirroredStrategy on a machine without
+GPUs. Single-device code still runs on the first CPU device as usual.
 """
 
 import os

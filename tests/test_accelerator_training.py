@@ -126,7 +126,8 @@ def test_a_forced_overflow_skips_halves_and_trains_on_and_the_scale_survives_res
   trainer.manager.save(checkpoint_number=20)
   trainer.close()
   # A resumed run continues with the scale it had reached, not the initial one.
-  resumed = training.Trainer(_float16_config(), dataclasses.replace(config, train_steps=30),
+  resumed = training.Trainer(_float16_config(),
+                             dataclasses.replace(config, train_steps=30),
                              str(tmp_path), strategy=fx.strategy(1))
   assert resumed.restore() == 20
   assert float(resumed.state.loss_scale.scale.numpy()) == final_scale
@@ -143,7 +144,8 @@ def test_a_run_of_another_precision_resumes_in_float16(tmp_path):
   first.manager.save(checkpoint_number=3)
   weights = [v.numpy() for v in first.state.flow.trainable_variables]
   first.close()
-  resumed = training.Trainer(_float16_config(), fx.train_config(initial_loss_scale=64.0),
+  resumed = training.Trainer(_float16_config(),
+                             fx.train_config(initial_loss_scale=64.0),
                              str(tmp_path), strategy=fx.strategy(1))
   assert resumed.restore() == 3
   assert float(resumed.state.loss_scale.scale.numpy()) == 64.0
@@ -199,7 +201,8 @@ def test_n_steps_in_one_call_equal_n_single_steps(tmp_path):
   many = training.Trainer(fx.model_config(), fx.train_config(), str(tmp_path / "b"),
                           strategy=fx.strategy(1))
   fx.copy_state(one, many)
-  singles = [one.step_fn(stream, 1) for stream in [_fixed_stream(one)] for _ in range(5)]
+  singles = [one.step_fn(stream, 1)
+             for stream in [_fixed_stream(one)] for _ in range(5)]
   looped = many.step_fn(_fixed_stream(many), 5)
   np.testing.assert_array_equal(looped.bits.numpy(),
                                 [float(s.bits.numpy()[0]) for s in singles])

@@ -14,7 +14,8 @@ def test_the_pinned_keras_has_what_fused_adam_reads():
   missing = adam.missing_private_attributes(optimizer)
   assert not missing, (
       f"Keras {keras.__version__}'s Adam no longer has {', '.join(missing)}: "
-      f"realnvp_tf.training.adam.FusedAdam falls back to optimizer.apply (correct, slower). "
+      f"realnvp_tf.training.adam.FusedAdam falls back to optimizer.apply (correct, "
+      f"slower). "
       f"Update FusedAdam for this Keras or pin the Keras of requirements.txt.")
 
 

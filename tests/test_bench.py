@@ -23,7 +23,8 @@ sys.path.insert(0, BENCH)
 
 
 # A smoke run: the quick timing on small batches (the figures are not asserted).
-_SMALL = ("--quick", "--batch_size=16", "--eval_batch_size=32", "--sample_batch_size=32")
+_SMALL = ("--quick", "--batch_size=16", "--eval_batch_size=32",
+          "--sample_batch_size=32")
 
 
 def _run(script, *flags, timeout=600):

@@ -41,7 +41,8 @@ def _image_bijectors():
                     (_images([3, 4, 4, 2], 1), _images([3, 4, 4, 2], 2))))
   norm = bijectors.FlowBatchNorm(2)
   perturb_variables(norm, seed=3)
-  cases.append(("batch_norm", norm, (_images([3, 4, 4, 2], 3), _images([3, 4, 4, 2], 4))))
+  cases.append(("batch_norm", norm,
+                (_images([3, 4, 4, 2], 3), _images([3, 4, 4, 2], 4))))
   cases.append(("logit", bijectors.LogitTransform(256),
                 (_images([3, 4, 4, 2], 5, -6.0, 6.0),
                  _images([3, 4, 4, 2], 6, 0.0, 255.999))))

@@ -433,7 +433,8 @@ def test_prepare_from_official_files_into_one_data_dir(prepared_data_dir, offlin
     missing = [
         f for f in info.manual_files if not os.path.isfile(os.path.join(manual_dir, f))
     ]
-    assert not missing, f"REALNVP_TF_SHARED_DATA is set but {manual_dir} lacks {missing}"
+    assert not missing, (
+        f"REALNVP_TF_SHARED_DATA is set but {manual_dir} lacks {missing}")
   data_dir = str(prepared_data_dir)
   for name in ["fashion_mnist", "mnist"]:
     # tfds's train split is ours train + validation (its last 5,000 images).

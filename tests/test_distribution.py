@@ -29,7 +29,8 @@ def _assert_close(actual, expected, what, rtol=1e-4):
   actual, expected = np.asarray(actual), np.asarray(expected)
   assert actual.shape == expected.shape, what
   scale = max(float(np.max(np.abs(expected))), 1e-6)
-  assert relative_error(actual, expected) < rtol, (what, relative_error(actual, expected))
+  assert relative_error(actual, expected) < rtol, (what,
+                                                   relative_error(actual, expected))
   assert float(np.max(np.abs(actual - expected))) <= rtol * scale, what
 
 
@@ -40,12 +41,13 @@ def _flat(tensors):
 def _compare_one_and_two_replicas(tmp_path, steps=2):
   """One device and two replicas from the same weights, the same global batches, batch
   norm on (flow and s/t networks): every figure and every variable must agree."""
-  one = training.Trainer(fx.model_config(True), fx.train_config(), str(tmp_path / "one"),
-                         strategy=fx.strategy(1))
-  two = training.Trainer(fx.model_config(True), fx.train_config(), str(tmp_path / "two"),
-                         strategy=fx.strategy(2))
+  one = training.Trainer(fx.model_config(True), fx.train_config(),
+                         str(tmp_path / "one"), strategy=fx.strategy(1))
+  two = training.Trainer(fx.model_config(True), fx.train_config(),
+                         str(tmp_path / "two"), strategy=fx.strategy(2))
   assert two.strategy.num_replicas_in_sync == 2
-  perturb_variables(one.state.flow, seed=4)  # off the identity start: every weight matters
+  # Off the identity start: every weight matters.
+  perturb_variables(one.state.flow, seed=4)
   fx.copy_state(one, two)
 
   batch = fx.uneven_images(21)
@@ -94,7 +96,8 @@ def test_two_replicas_with_batch_norm_match_one_device(tmp_path):
   _compare_one_and_two_replicas(tmp_path)
 
 
-def test_the_comparison_fails_without_the_cross_replica_reduction(tmp_path, monkeypatch):
+def test_the_comparison_fails_without_the_cross_replica_reduction(tmp_path,
+                                                                  monkeypatch):
   # The same comparison with each replica normalising by its own half of the batch
   # (batch_moments without the all-reduce) must fail: the test above can tell.
   def local_moments(x):
@@ -120,8 +123,8 @@ def test_two_replicas_without_batch_norm_match_one_device(tmp_path):
   np.testing.assert_allclose(bits_two, bits_one, rtol=1e-5)
   np.testing.assert_allclose(norm_two, norm_one, rtol=1e-4)
   changed = 0
-  for a, b, old in zip(one.state.flow.trainable_variables, two.state.flow.trainable_variables,
-                       before, strict=True):
+  for a, b, old in zip(one.state.flow.trainable_variables,
+                       two.state.flow.trainable_variables, before, strict=True):
     for replica_value in fx.replica_values(two, b):
       np.testing.assert_allclose(replica_value, a.numpy(), atol=1e-5)
     changed += int(np.sum(a.numpy() != old))
@@ -137,7 +140,8 @@ def _plain_gradients(flow, batch, l2_coeff):
     l2 = tf.add_n([tf.reduce_sum(tf.square(v))
                    for v in realnvp_tf.weight_scale_variables(flow)])
     loss = bits + l2_coeff * l2
-  return bits.numpy(), [g.numpy() for g in tape.gradient(loss, flow.trainable_variables)]
+  return bits.numpy(), [g.numpy()
+                        for g in tape.gradient(loss, flow.trainable_variables)]
 
 
 def _plain_flow_like(trainer):

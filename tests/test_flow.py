@@ -146,8 +146,8 @@ def test_flow_owns_every_variable():
 
   assert ids(flow.trainable_variables) == ids(w.value for w in trainable)
   assert len(flow.variables) == len(every) + 2 * num_flow_bn
-  assert len(realnvp_tf.weight_scale_variables(flow)) == len(flow.bijector.couplings) * (
-      2 + 2 * 1 + 1)
+  assert len(realnvp_tf.weight_scale_variables(flow)) == (
+      len(flow.bijector.couplings) * (2 + 2 * 1 + 1))
 
 
 @pytest.mark.parametrize("mode", ["eager", "tf_function"])
@@ -166,7 +166,8 @@ def test_gradients_reach_every_trainable_variable(mode, training):
              if g is None]
   assert not missing
   assert all(np.all(np.isfinite(g)) for g in gradients)
-  assert sum(float(tf.reduce_sum(tf.abs(g))) > 0 for g in gradients) > len(gradients) / 2
+  assert (sum(float(tf.reduce_sum(tf.abs(g))) > 0 for g in gradients)
+          > len(gradients) / 2)
 
 
 def test_checkpoint_round_trip(tmp_path):
@@ -193,14 +194,16 @@ def test_one_network_call_per_coupling_per_log_prob(mode, monkeypatch):
   monkeypatch.setattr(nets.CouplingResNet, "call", counting_call)
   log_prob = flow.log_prob
   if mode == "tf_function":
-    log_prob = tf.function(lambda x: flow.log_prob(x, bijector_kwargs={"training": True}))
+    log_prob = tf.function(
+        lambda x: flow.log_prob(x, bijector_kwargs={"training": True}))
   log_prob(_pixels((2, 8, 8, 1), seed=17))
   names = sorted(c.net.name for c in flow.bijector.couplings)
   assert sorted(calls) == names  # each network exactly once
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(image_shape=(28, 28, 1), num_scales=4), r"divisible by 2\*\*\(num_scales - 1\) = 8"),
+    (dict(image_shape=(28, 28, 1), num_scales=4),
+     r"divisible by 2\*\*\(num_scales - 1\) = 8"),
     (dict(image_shape=(10, 8, 1), num_scales=3), r"\(10, 8, 1\)"),
     (dict(num_levels=1), "num_levels"),
     (dict(num_filters=0), "num_filters"),
@@ -216,7 +219,8 @@ def test_invalid_configs(kwargs, match):
 
 def test_invalid_inputs():
   flow = _flow((8, 8, 1), 2)
-  with pytest.raises(ValueError, match=r"\[\.\.\., 8, 8, 1\].*got shape \(2, 8, 8, 3\)"):
+  with pytest.raises(ValueError,
+                     match=r"\[\.\.\., 8, 8, 1\].*got shape \(2, 8, 8, 3\)"):
     flow.log_prob(tf.zeros([2, 8, 8, 3]))
   with pytest.raises(ValueError, match=r"got shape \(8, 8\)"):
     flow.log_prob(tf.zeros([8, 8]))

@@ -26,7 +26,8 @@ def test_batch_norm_training_and_inference(dtype):
   norm.build((None, 4, 4, 3))
   norm.gamma.assign([1.0, 2.0, 0.5])
   norm.beta.assign([0.0, 1.0, -1.0])
-  x = tf.random.stateless_normal([8, 4, 4, 3], [3, 4]) * [1.0, 3.0, 0.2] + [0.0, 5.0, 1.0]
+  x = (tf.random.stateless_normal([8, 4, 4, 3], [3, 4]) * [1.0, 3.0, 0.2]
+       + [0.0, 5.0, 1.0])
   mean, var = tf.nn.moments(x, [0, 1, 2])
   expected = (x - mean) / tf.sqrt(var + 1e-4) * norm.gamma + norm.beta
   tolerance = 1e-4 if dtype == "float32" else 5e-2
@@ -140,7 +141,8 @@ def test_relu_grad_is_tensorflows_in_both_precisions(dtype):
   # bfloat16 goes through XLA; the values must be TF's own ReluGrad's (zeros where
   # features <= 0, the incoming gradient elsewhere), eager and inside tf.function.
   gradients = tf.cast(tf.random.stateless_normal([4, 6, 6, 8], [5, 1]), dtype)
-  features = tf.nn.relu(tf.cast(tf.random.stateless_normal([4, 6, 6, 8], [5, 2]), dtype))
+  features = tf.nn.relu(tf.cast(tf.random.stateless_normal([4, 6, 6, 8], [5, 2]),
+                                dtype))
 
   def as_float(t):
     return tf.cast(t, tf.float32)

@@ -166,7 +166,8 @@ def test_bad_files_are_reported_once_or_refused(tmp_path, caplog):
   assert len(source.files["train"]) == 20
   warnings = [r.getMessage() for r in caplog.records if "cannot be decoded" in
               r.getMessage()]
-  assert len(warnings) == 1 and "1 of 21 files" in warnings[0] and "bad.jpg" in warnings[0]
+  assert (len(warnings) == 1 and "1 of 21 files" in warnings[0]
+          and "bad.jpg" in warnings[0])
   with pytest.raises(image_folder.ImageFolderError, match="1 of 21 files cannot be"):
     image_folder.open_folder(str(tmp_path), 4, 1, 0.0, 0.0, fail_on_bad_images=True)
 
@@ -302,7 +303,8 @@ def test_best_validation_weights_are_selected_and_exported(tmp_path):
   assert sorted(history) == [2, 4, 6, 8, 10]
   assert history[10] > history[best_step] and best_step < 10  # it did worsen
   assert metrics["selected_step"] == best_step
-  assert metrics["selected_validation_bits_per_dim"] == pytest.approx(history[best_step])
+  assert metrics["selected_validation_bits_per_dim"] == pytest.approx(
+      history[best_step])
   # The export holds the best step's weights: its checkpoint (best/) scores the
   # validation images as the export does, and the last weights score them worse.
   batch = next(iter(trainer.selection.dataset("validation")))

@@ -55,7 +55,8 @@ class _PoisonedTrainer(training.Trainer):
 def _snapshot(trainer):
   """Every variable a step may touch: weights, moving statistics, Adam's slots and
   iteration count, EMA weights."""
-  variables = (list(trainer.state.flow.variables) + list(trainer.state.optimizer.optimizer.variables)
+  variables = (list(trainer.state.flow.variables)
+               + list(trainer.state.optimizer.optimizer.variables)
                + list(trainer.state.ema or []))
   return [v.numpy().copy() for v in variables]
 
@@ -74,7 +75,8 @@ def test_a_skipped_step_leaves_every_variable_as_it_was(tmp_path):
   assert len(after) == len(before) > 50
   for old, new in zip(before, after, strict=True):
     np.testing.assert_array_equal(new, old)
-  assert int(trainer.state.step.numpy()) == 3 and int(trainer.state.nonfinite_total.numpy()) == 1
+  assert (int(trainer.state.step.numpy()) == 3
+          and int(trainer.state.nonfinite_total.numpy()) == 1)
   # And a finite step after it changes them again.
   fx.one_step(trainer, fx.images(8))
   assert sum(not np.array_equal(a, b)
@@ -116,7 +118,8 @@ def test_consecutive_nonfinite_steps_stop_with_checkpoint_intact(tmp_path):
                   strict=True):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
   assert all(np.all(np.isfinite(v.numpy())) for v in restored.state.flow.variables)
-  lp = restored.state.flow.log_prob(tf.random.stateless_uniform([4, 8, 8, 1], [7, 8], 0, 17))
+  lp = restored.state.flow.log_prob(
+      tf.random.stateless_uniform([4, 8, 8, 1], [7, 8], 0, 17))
   assert np.all(np.isfinite(lp))
 
 
@@ -400,7 +403,8 @@ def test_recalibrated_batch_norm_scores_a_batch_as_training_mode_does(tmp_path):
   trainer = training.Trainer(fx.model_config(), fx.train_config(), str(tmp_path),
                              strategy=fx.strategy(1))
   for seed in range(3):
-    fx.one_step(trainer, tf.random.stateless_uniform([16, 8, 8, 1], [seed, 7], 0.0, 17.0))
+    fx.one_step(trainer,
+                tf.random.stateless_uniform([16, 8, 8, 1], [seed, 7], 0.0, 17.0))
   weights = [v.numpy() for v in trainer.state.variables]
   iterations = int(trainer.state.optimizer.iterations.numpy())
   batch = fx.first_batch(trainer)
@@ -472,7 +476,8 @@ def test_recalibration_leaves_out_nonfinite_batches(tmp_path):
   trainer = _PoisonedTrainer(fx.model_config(), fx.train_config(train_steps=2),
                              str(tmp_path), strategy=fx.strategy(1))
   for seed in range(2):
-    fx.one_step(trainer, tf.random.stateless_uniform([16, 8, 8, 1], [seed, 8], 0.0, 17.0))
+    fx.one_step(trainer,
+                tf.random.stateless_uniform([16, 8, 8, 1], [seed, 8], 0.0, 17.0))
   trainer.state.step.assign(2)
   moving = [v.numpy() for v in trainer.state.flow.non_trainable_variables]
   trainer.poisoned_steps = range(2, 12)  # every batch of the re-estimation

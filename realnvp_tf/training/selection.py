@@ -155,8 +155,8 @@ class ModelSelection:
             conditional.uniform_log_prior(self.num_classes))
 
   def typicality_reference(self, max_images=TYPICALITY_IMAGES):
-    """`ood.scores.reference_statistics` of the flow's current weights: bits/dim (of p(x),
-    the marginal for a class-conditional flow) of up to `max_images` validation
+    """`ood.scores.reference_statistics` of the flow's current weights: bits/dim (of
+    p(x), the marginal for a class-conditional flow) of up to `max_images` validation
     images (held out, so not flattered by overfitting as training images are; the
     training split only for a dataset without one)."""
     split = "validation" if self.has_validation else "train"

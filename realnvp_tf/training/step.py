@@ -27,7 +27,8 @@ class StepOutput(NamedTuple):
 
 
 class TrainStep:
-  """`tf.function` steps of a `TrainState` on the next batches of a distributed iterator.
+  """`tf.function` steps of a `TrainState` on the next batches of a distributed
+  iterator.
 
   Per replica: bits/dim of its images in training mode (batch norm on the global
   batch's statistics), plus the L2 penalty on the weight scales; each replica's loss
@@ -128,7 +129,8 @@ class TrainStep:
     # back.
     statistics = [tf.identity(v) for v in self.state.statistics]
     loss_scale = self.state.loss_scale
-    scale = tf.identity(loss_scale.scale) if loss_scale is not None else tf.constant(1.0)
+    scale = (tf.identity(loss_scale.scale) if loss_scale is not None
+             else tf.constant(1.0))
     learning_rate = tf.cast(self.state.optimizer.learning_rate, tf.float32)
     out = self.compute_gradients(batch)
     loss_finite = tf.math.is_finite(out.bits)
@@ -136,7 +138,8 @@ class TrainStep:
     overflow = (loss_scale.overflowed(loss_finite, finite) if loss_scale is not None
                 else tf.constant(False))
     tf.distribute.get_replica_context().merge_call(
-        self._apply_if_finite, args=(out.clipped_gradients, statistics, finite, overflow))
+        self._apply_if_finite,
+        args=(out.clipped_gradients, statistics, finite, overflow))
     return StepOutput(out.bits, out.grad_norm, finite, overflow, scale, learning_rate)
 
   def _apply_if_finite(self, strategy, gradients, statistics, finite, overflow):

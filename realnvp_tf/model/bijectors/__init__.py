@@ -15,6 +15,6 @@ from realnvp_tf.model.bijectors.multiscale import RealNVPBijector
 from realnvp_tf.model.bijectors.squeeze import Squeeze
 
 __all__ = [
-    "AffineCoupling", "ClassPrior", "FactorOut", "FlowBatchNorm", "FlowChain", "FusedBijector",
-    "LogitTransform", "RealNVPBijector", "Squeeze",
+    "AffineCoupling", "ClassPrior", "FactorOut", "FlowBatchNorm", "FlowChain",
+    "FusedBijector", "LogitTransform", "RealNVPBijector", "Squeeze",
 ]

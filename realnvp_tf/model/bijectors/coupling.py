@@ -112,9 +112,10 @@ class AffineCoupling(fused.FusedBijector):
   position), so `s, t = net(y_b, y)`; the keyword argument `labels` (int [B]) gives y.
   The formulas above hold for each y, with the same exactness.
 
-  `compute_dtype="bfloat16"` (or "float16") runs the network in that type. The flow stays exact: the
-  log-det is exact for whatever s and t the network returns (in float32), and both
-  directions recompute the same s and t from the same unchanged part.
+  `compute_dtype="bfloat16"` (or "float16") runs the network in that type. The flow
+  stays exact: the log-det is exact for whatever s and t the network returns (in
+  float32), and both directions recompute the same s and t from the same unchanged
+  part.
   """
 
   def __init__(self, event_shape, mask_type, parity, num_filters, num_blocks,
