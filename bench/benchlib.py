@@ -57,6 +57,7 @@ def random_image_training(model_config, dataset, batch_size, seed, model_dir,
   sees the same batch.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   from realnvp_tf import training  # pylint: disable=g-import-not-at-top
 
   info = None
@@ -83,6 +84,7 @@ def random_labelled_data(model_config, count, seed):
   """A `data.from_tf_data` set of `count` random uint8 images per split with labels
   0..n-1 in turn (a class-conditional Trainer reads the training label counts)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   from realnvp_tf import data  # pylint: disable=g-import-not-at-top
 
   shape, classes = model_config.image_shape, model_config.num_classes
@@ -134,9 +136,9 @@ def _cpu_model_and_flags():
 
 def machine_info():
   """nproc, CPU model, a few ISA flags, load average and library versions."""
+  import keras  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tensorflow_probability as tfp  # pylint: disable=g-import-not-at-top
-  import keras  # pylint: disable=g-import-not-at-top
 
   model, flags = _cpu_model_and_flags()
   try:

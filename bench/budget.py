@@ -19,7 +19,8 @@ reports in one JSON line:
 
 It reads the flags train.py reads, so one flagfile serves both:
 
-  python bench/budget.py --flagfile=configs/mnist_fast.cfg --manual_dir=/path/to/mnist_files
+  python bench/budget.py --flagfile=configs/mnist_fast.cfg \\
+      --manual_dir=/path/to/mnist_files
   python bench/budget.py --minutes=20 --manual_dir=/path/to/mnist_files   # bench config
   python bench/budget.py --minutes=0.1 --max_steps=10 --dataset=digits   # smoke
 
@@ -43,8 +44,8 @@ from absl import app
 from absl import flags
 
 import benchlib
-from realnvp_tf.training import actions
 from realnvp_tf.apps import cli
+from realnvp_tf.training import actions
 
 FLAGS = flags.FLAGS
 _BENCH = benchlib.CONFIGS["bench"]
@@ -111,6 +112,7 @@ def main(argv):
   del argv
   t_start = time.perf_counter()
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   from realnvp_tf import data  # pylint: disable=g-import-not-at-top
   from realnvp_tf import training  # pylint: disable=g-import-not-at-top
   from realnvp_tf.apps import process  # pylint: disable=g-import-not-at-top
@@ -143,7 +145,8 @@ def main(argv):
     clock = _Clock(FLAGS.log_every, minutes * 60.0)
     tail = actions.LossTracker(FLAGS.train_tail)
     stopped = trainer.train([tail, clock], progress=False)
-    if isinstance(stopped, actions.Interrupted) or getattr(stopped, "interrupts", False):
+    if (isinstance(stopped, actions.Interrupted)
+        or getattr(stopped, "interrupts", False)):
       raise SystemExit("budget.py: interrupted; no figures.")
     train_seconds = max(clock.step_times.values())
     eval_start = time.perf_counter()
@@ -158,7 +161,7 @@ def main(argv):
     eval_s = time.perf_counter() - eval_start
   except (ValueError, OSError, data.DataUnavailableError,
           training.NonFiniteLossError) as e:
-    raise SystemExit(f"budget.py: error: {e}")
+    raise SystemExit(f"budget.py: error: {e}") from None
   finally:
     if trainer is not None:
       trainer.close()

@@ -29,9 +29,9 @@ import time
 
 from absl import app
 from absl import flags
-import tensorflow as tf
 import numpy as np
 from PIL import Image
+import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import benchlib

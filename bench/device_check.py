@@ -98,7 +98,7 @@ def _trainer(precision, strategy, model_dir):
 
 
 def _set_weights(trainer, values):
-  for variable, value in zip(trainer.state.flow.variables, values):
+  for variable, value in zip(trainer.state.flow.variables, values, strict=True):
     variable.assign(value)
 
 
@@ -189,7 +189,7 @@ def _two_devices_vs_one(tf, devices, strategy, start, model_dir):
                     for v in trainer.state.flow.trainable_variables])
   scale = float(np.max(np.abs(gradients[0])))
   gradient_difference = float(np.max(np.abs(gradients[1] - gradients[0]))) / scale
-  difference = max(float(np.max(np.abs(a - b))) for a, b in zip(*weights))
+  difference = max(float(np.max(np.abs(a - b))) for a, b in zip(*weights, strict=True))
   gradient_tolerance = TWO_DEVICE_GRADIENT_TOLERANCE * FLAGS.tolerance_scale
   tolerance = TWO_DEVICE_TOLERANCE * FLAGS.tolerance_scale
   return {"devices": devices[:2], "steps": 3,
@@ -210,6 +210,7 @@ def main(argv):
   if FLAGS.logical_cpus:
     _split_cpu(FLAGS.logical_cpus)
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   from realnvp_tf.training import strategies  # pylint: disable=g-import-not-at-top
 
   strategy = strategies.make_strategy()

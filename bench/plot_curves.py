@@ -105,7 +105,7 @@ def main(argv):
     try:
       runs.append((label, read_run(path)))
     except (OSError, ValueError) as e:
-      raise SystemExit(f"plot_curves.py: error: {e}")
+      raise SystemExit(f"plot_curves.py: error: {e}") from None
   if not runs:
     raise app.UsageError("Give at least one LABEL=PATH of bench/budget.py output.")
   draw(runs, FLAGS.output, FLAGS.title, FLAGS.y_max)

@@ -27,12 +27,12 @@ import tensorflow as tf
 
 import benchlib
 from realnvp_tf import data
-from realnvp_tf.evaluation import likelihood
-from realnvp_tf.runs import export
-from realnvp_tf.model import flow as flow_lib
-from realnvp_tf.runs import loading
-from realnvp_tf.ood import scoring
 from realnvp_tf.data import image_inputs
+from realnvp_tf.evaluation import likelihood
+from realnvp_tf.model import flow as flow_lib
+from realnvp_tf.ood import scoring
+from realnvp_tf.runs import export
+from realnvp_tf.runs import loading
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"], "s/t precision.")

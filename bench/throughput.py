@@ -92,7 +92,8 @@ def conv_only_step_seconds(tf, flow, batch, dtype, repeats, steps):
   for (height, width, *kernel_shape), count in flops.model_conv_shapes(flow).items():
     step, _, _, _, _ = conv_step(tf, dtype, (batch, height, width, kernel_shape[2]),
                                  tuple(kernel_shape))
-    seconds, _, _ = timed(lambda: step()[0].numpy(), 2, repeats, steps)
+    # Bound to this iteration's step (timed() makes every call before it returns).
+    seconds, _, _ = timed(lambda step=step: step()[0].numpy(), 2, repeats, steps)
     total += count * seconds
   return total
 
@@ -168,6 +169,7 @@ def main(argv):
   t_start = time.perf_counter()
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   import realnvp_tf  # pylint: disable=g-import-not-at-top
   from realnvp_tf.apps import process  # pylint: disable=g-import-not-at-top
 
@@ -280,8 +282,12 @@ def main(argv):
   sample_rate = FLAGS.sample_batch_size / sample_s
   train_gflops = 3 * fwd_flops * train_rate / 1e9
   train_flops = 3 * fwd_flops * FLAGS.batch_size
-  paired = [train_flops / t / 1e9 / conv for t, conv in zip(train_all, paired_conv)]
-  count = lambda variables: int(sum(np.prod(v.shape) for v in variables))
+  paired = [train_flops / t / 1e9 / conv
+            for t, conv in zip(train_all, paired_conv, strict=True)]
+
+  def count(variables):
+    return int(sum(np.prod(v.shape) for v in variables))
+
   result.update({
       "parameters": count(flow.trainable_variables),
       "non_trainable_parameters": count(flow.non_trainable_variables),

@@ -29,6 +29,7 @@ def _seconds(fn):
 def main(argv):
   del argv
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   from realnvp_tf.model import flow as flow_lib  # pylint: disable=g-import-not-at-top
 
   _, model_config = benchlib.config(FLAGS.config)

@@ -1,8 +1,8 @@
 """Test session setup.
 
-The CPU is split into two logical devices before TensorFlow initialises its runtime, so
-that distribution tests can run a two-replica MirroredStrategy on a machine without GPUs.
-Single-device code still runs on the first CPU device as usual.
+The CPU is split into two logical devices before TensorFlow initialises its runtime,
+so that distribution tests can run a two-replica MirroredStrategy on a machine without
+GPUs. Single-device code still runs on the first CPU device as usual.
 """
 
 import os
@@ -39,6 +39,7 @@ def prepared_data_dir(tmp_path_factory):
                 "fashion_mnist/ holding the official files)")
   from realnvp_tf import data  # pylint: disable=g-import-not-at-top
   from realnvp_tf.data import tfds_fetch  # pylint: disable=g-import-not-at-top
+
   import trainer_fixtures  # pylint: disable=g-import-not-at-top
 
   def no_network(url, timeout=0):

@@ -24,7 +24,10 @@ def assert_bijective_and_finite(bijector, x, y, rtol=1e-4, atol=1e-4, **kwargs):
 
   Fresh tensors go into every call, so that no answer comes from TFP's cache.
   """
-  fresh = lambda t: tf.identity(tf.convert_to_tensor(t, tf.float32))
+
+  def fresh(t):
+    return tf.identity(tf.convert_to_tensor(t, tf.float32))
+
   f_x = bijector.forward(fresh(x), **kwargs)
   g_y = bijector.inverse(fresh(y), **kwargs)
   x_from_x = bijector.inverse(fresh(f_x), **kwargs)
@@ -35,7 +38,8 @@ def assert_bijective_and_finite(bijector, x, y, rtol=1e-4, atol=1e-4, **kwargs):
   fldj_g_y = bijector.forward_log_det_jacobian(fresh(g_y), EVENT_NDIMS, **kwargs)
   for name, value in [("f(x)", f_x), ("g(y)", g_y), ("g(f(x))", x_from_x),
                       ("f(g(y))", y_from_y), ("ildj(f(x))", ildj_f_x),
-                      ("fldj(x)", fldj_x), ("ildj(y)", ildj_y), ("fldj(g(y))", fldj_g_y)]:
+                      ("fldj(x)", fldj_x), ("ildj(y)", ildj_y),
+                      ("fldj(g(y))", fldj_g_y)]:
     assert np.all(np.isfinite(value)), f"{name} is not finite"
   np.testing.assert_allclose(x_from_x, x, rtol=rtol, atol=atol)
   np.testing.assert_allclose(y_from_y, y, rtol=rtol, atol=atol)

@@ -3,6 +3,7 @@ it saw (strategy, replicas, where it wrote) and saves its final weights."""
 
 import json
 import os
+
 from absl import app
 from absl import flags
 import numpy as np
@@ -42,7 +43,8 @@ def main(argv):
                 replicas=trainer.strategy.num_replicas_in_sync,
                 write_dir=trainer.run_dir.write_path, pid=os.getpid(),
                 write_dir_created=os.path.isdir(trainer.run_dir.write_path))
-  np.savez(FLAGS.initial_weights_out, *[v.numpy() for v in trainer.state.flow.variables])
+  np.savez(FLAGS.initial_weights_out,
+           *[v.numpy() for v in trainer.state.flow.variables])
   trainer.fit(progress=False)
   report["written"] = trainer.written
   with open(FLAGS.report_out, "w") as f:

@@ -80,7 +80,10 @@ def test_float16_gradients_are_unscaled_once_and_match_float32(tmp_path):
   g32, g16 = fx.gradients(f32, batch), fx.gradients(f16, batch)
   assert abs(g16["bits"] - g32["bits"]) < 1e-3
   np.testing.assert_allclose(g16["grad_norm"], g32["grad_norm"], rtol=0.05)
-  flat = lambda grads: np.concatenate([g.ravel() for g in grads])
+
+  def flat(grads):
+    return np.concatenate([g.ravel() for g in grads])
+
   a, b = flat(g32["gradients"]), flat(g16["gradients"])
   assert np.linalg.norm(a - b) < 0.05 * np.linalg.norm(a)
 
@@ -118,11 +121,13 @@ def test_a_forced_overflow_skips_halves_and_trains_on_and_the_scale_survives_res
   assert finite.sum() >= 5 and np.isfinite(out.bits.numpy()).all()
   final_scale = float(trainer.state.loss_scale.scale.numpy())
   assert final_scale == expected[-1]
-  assert sum(not np.array_equal(a, b) for a, b in zip(before, _weights(trainer))) > 20
+  assert sum(not np.array_equal(a, b)
+             for a, b in zip(before, _weights(trainer), strict=True)) > 20
   trainer.manager.save(checkpoint_number=20)
   trainer.close()
   # A resumed run continues with the scale it had reached, not the initial one.
-  resumed = training.Trainer(_float16_config(), dataclasses.replace(config, train_steps=30),
+  resumed = training.Trainer(_float16_config(),
+                             dataclasses.replace(config, train_steps=30),
                              str(tmp_path), strategy=fx.strategy(1))
   assert resumed.restore() == 20
   assert float(resumed.state.loss_scale.scale.numpy()) == final_scale
@@ -139,11 +144,12 @@ def test_a_run_of_another_precision_resumes_in_float16(tmp_path):
   first.manager.save(checkpoint_number=3)
   weights = [v.numpy() for v in first.state.flow.trainable_variables]
   first.close()
-  resumed = training.Trainer(_float16_config(), fx.train_config(initial_loss_scale=64.0),
+  resumed = training.Trainer(_float16_config(),
+                             fx.train_config(initial_loss_scale=64.0),
                              str(tmp_path), strategy=fx.strategy(1))
   assert resumed.restore() == 3
   assert float(resumed.state.loss_scale.scale.numpy()) == 64.0
-  for a, b in zip(weights, resumed.state.flow.trainable_variables):
+  for a, b in zip(weights, resumed.state.flow.trainable_variables, strict=True):
     np.testing.assert_array_equal(a, b.numpy())
   resumed.close()
 
@@ -196,11 +202,12 @@ def test_n_steps_in_one_call_equal_n_single_steps(tmp_path):
   many = training.Trainer(fx.model_config(), fx.train_config(), str(tmp_path / "b"),
                           strategy=fx.strategy(1))
   fx.copy_state(one, many)
-  singles = [one.step_fn(stream, 1) for stream in [_fixed_stream(one)] for _ in range(5)]
+  singles = [one.step_fn(stream, 1)
+             for stream in [_fixed_stream(one)] for _ in range(5)]
   looped = many.step_fn(_fixed_stream(many), 5)
   np.testing.assert_array_equal(looped.bits.numpy(),
                                 [float(s.bits.numpy()[0]) for s in singles])
-  for a, b in zip(_weights(one), _weights(many)):
+  for a, b in zip(_weights(one), _weights(many), strict=True):
     np.testing.assert_array_equal(a, b)
   assert int(many.state.step.numpy()) == 5
 
@@ -254,7 +261,10 @@ def test_controller_loop_size_and_a_step_function_that_takes_no_step():
   assert controller_lib.Controller(None, step, steps_per_loop=10).loop_size(0, 25) == 10
   with pytest.raises(ValueError, match="steps_per_loop"):
     controller_lib.Controller(None, step, steps_per_loop=0)
-  none = lambda iterator, n: [np.zeros([0])] * 6
+
+  def none(iterator, n):
+    return [np.zeros([0])] * 6
+
   with pytest.raises(RuntimeError, match="took no step"):
     controller_lib.Controller(none, step).run(None, 5)
 
@@ -281,8 +291,11 @@ def test_two_deterministic_runs_give_bit_identical_weights_and_metrics(tmp_path)
         env=fx.env(),
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-  reader = lambda run: tf.train.load_checkpoint(tf.train.latest_checkpoint(
-      str(run / "checkpoints")))
+
+  def reader(run):
+    return tf.train.load_checkpoint(tf.train.latest_checkpoint(
+        str(run / "checkpoints")))
+
   a, b = reader(runs[0]), reader(runs[1])
   names = [n for n in a.get_variable_to_shape_map() if "OBJECT_GRAPH" not in n]
   assert len(names) > 50
@@ -343,7 +356,7 @@ def _training_bits_per_dim(precision, weights, images):
       num_levels=17, compute_dtype=precision)
   flow = flow_lib.build_realnvp(model_config)
   assert len(flow.variables) == len(weights)
-  for variable, value in zip(flow.variables, weights):
+  for variable, value in zip(flow.variables, weights, strict=True):
     variable.assign(value)
   log_prob = flow_lib.log_prob(flow, tf.constant(images), None, training=True)
   return float(tf.reduce_mean(flow_lib.bits_per_dim(log_prob, (8, 8, 1))))

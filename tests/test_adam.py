@@ -14,7 +14,8 @@ def test_the_pinned_keras_has_what_fused_adam_reads():
   missing = adam.missing_private_attributes(optimizer)
   assert not missing, (
       f"Keras {keras.__version__}'s Adam no longer has {', '.join(missing)}: "
-      f"realnvp_tf.training.adam.FusedAdam falls back to optimizer.apply (correct, slower). "
+      f"realnvp_tf.training.adam.FusedAdam falls back to optimizer.apply (correct, "
+      f"slower). "
       f"Update FusedAdam for this Keras or pin the Keras of requirements.txt.")
 
 
@@ -37,7 +38,7 @@ def test_fallback_gives_the_fused_kernels_update(monkeypatch):
   fallback, fallback_values = _train()
   assert fused.fused and not fallback.fused
   assert int(fused.iterations.numpy()) == int(fallback.iterations.numpy()) == 3
-  for a, b in zip(fused_values, fallback_values):
+  for a, b in zip(fused_values, fallback_values, strict=True):
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)  # float32 round-off
   # And both are Adam: the first step moves each weight by the learning rate (0.05
   # in the warm-up's first step) against its gradient's sign.

@@ -23,7 +23,8 @@ sys.path.insert(0, BENCH)
 
 
 # A smoke run: the quick timing on small batches (the figures are not asserted).
-_SMALL = ("--quick", "--batch_size=16", "--eval_batch_size=32", "--sample_batch_size=32")
+_SMALL = ("--quick", "--batch_size=16", "--eval_batch_size=32",
+          "--sample_batch_size=32")
 
 
 def _run(script, *flags, timeout=600):
@@ -76,6 +77,7 @@ def test_reference_conv_runs_the_forward_it_counts():
   # The utilisation's denominator: 3 convolutions' FLOPs are counted, so its step must
   # return something that needs the forward conv (grappler prunes what nothing reads).
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   import throughput  # pylint: disable=g-import-not-at-top
   step, flops, x, kernel, upstream = throughput.reference_conv(tf, tf.float32)
   loss, dx, dk = step()
@@ -113,6 +115,7 @@ def _test_bits_per_dim(run, select):
   here from its checkpoint on the digits test split with the run's noise (seed 0),
   and the step of those weights."""
   import numpy as np  # pylint: disable=g-import-not-at-top
+
   import realnvp_tf  # pylint: disable=g-import-not-at-top
   from realnvp_tf import data  # pylint: disable=g-import-not-at-top
   images = np.concatenate(list(data.make_dataset("digits", "test", batch_size=100,
@@ -188,6 +191,7 @@ def test_budget_spent_in_the_first_step_still_reports():
 
 def test_plot_curves_draws_each_run_in_its_colour(tmp_path):
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   import plot_curves  # pylint: disable=g-import-not-at-top
   paths = []
   for name, curve in (("a", [[1.0, 100, 1.6], [10.0, 900, 1.4], [20.0, 1800, 1.35]]),

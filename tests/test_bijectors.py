@@ -12,8 +12,11 @@ from tensorflow_probability.python.internal import cache_util
 from realnvp_tf.model import bijectors
 from realnvp_tf.model import config as config_lib
 from realnvp_tf.model import nets
-from flow_checks import (assert_bijective_and_finite, brute_force_log_det,
-                         perturb_variables, relative_error)
+
+from flow_checks import assert_bijective_and_finite
+from flow_checks import brute_force_log_det
+from flow_checks import perturb_variables
+from flow_checks import relative_error
 
 tfb = tfp.bijectors
 
@@ -62,7 +65,8 @@ def _image_bijectors():
                     (_images([3, 4, 4, 2], 1), _images([3, 4, 4, 2], 2))))
   norm = bijectors.FlowBatchNorm(2)
   perturb_variables(norm, seed=3)
-  cases.append(("batch_norm", norm, (_images([3, 4, 4, 2], 3), _images([3, 4, 4, 2], 4))))
+  cases.append(("batch_norm", norm,
+                (_images([3, 4, 4, 2], 3), _images([3, 4, 4, 2], 4))))
   cases.append(("logit", bijectors.LogitTransform(256),
                 (_images([3, 4, 4, 2], 5, -6.0, 6.0),
                  _images([3, 4, 4, 2], 6, 0.0, 255.999))))

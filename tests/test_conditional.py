@@ -14,11 +14,12 @@ import tensorflow as tf
 
 import realnvp_tf
 from realnvp_tf import data
+from realnvp_tf import training
 from realnvp_tf.model import bijectors
 from realnvp_tf.model import conditional
 from realnvp_tf.model import flow as flow_lib
 from realnvp_tf.runs import loading
-from realnvp_tf import training
+
 from flow_checks import assert_bijective_and_finite
 from flow_checks import brute_force_log_det
 from flow_checks import perturb_variables
@@ -116,7 +117,8 @@ def test_the_couplings_see_the_label():
   assert isinstance(prior, bijectors.ClassPrior)
   prior.mean.assign(tf.zeros_like(prior.mean))
   prior.log_scale.assign(tf.zeros_like(prior.log_scale))
-  per_class = tf.function(conditional.class_log_likelihoods)(flow, _pixels(3, 4), CLASSES)
+  per_class = tf.function(conditional.class_log_likelihoods)(flow, _pixels(3, 4),
+                                                              CLASSES)
   assert np.all(np.ptp(per_class.numpy(), axis=1) > 1e-3), per_class
 
 
@@ -124,9 +126,11 @@ def test_labels_are_required_checked_and_refused_by_unconditional_flows(flow):
   x = _pixels(2, 1)
   with pytest.raises(ValueError, match="class-conditional .3 classes.: pass labels"):
     flow.log_prob(x)
-  with pytest.raises(tf.errors.InvalidArgumentError, match=r"class indices in \[0, 3\)"):
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r"class indices in \[0, 3\)"):
     flow_lib.log_prob(flow, x, [0, 3])
-  with pytest.raises(tf.errors.InvalidArgumentError, match=r"class indices in \[0, 3\)"):
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r"class indices in \[0, 3\)"):
     flow_lib.log_prob(flow, x, [-1, 0])
   with pytest.raises(tf.errors.InvalidArgumentError, match="one class per image"):
     flow_lib.log_prob(flow, x, [0, 1, 2])
@@ -163,7 +167,10 @@ def test_two_replicas_compute_the_one_device_gradients_with_labels(tmp_path):
   batch = (trainer_fixtures.uneven_images(3), tf.range(16) % 10)
   one, two = (trainer_fixtures.gradients(t, batch) for t in trainers)
   assert abs(one["bits"] - two["bits"]) < 1e-5
-  flat = lambda gradients: np.concatenate([np.ravel(g) for g in gradients])
+
+  def flat(gradients):
+    return np.concatenate([np.ravel(g) for g in gradients])
+
   assert relative_error(flat(two["gradients"]), flat(one["gradients"])) < 1e-4
   # The labels matter to the loss: other labels, other gradients.
   other = trainer_fixtures.gradients(trainers[0], (batch[0], (batch[1] + 1) % 10))
@@ -192,8 +199,9 @@ def test_one_training_step_makes_the_density_depend_on_the_label(tmp_path):
 def test_a_model_of_other_classes_than_the_data_is_refused_in_one_line(tmp_path):
   config = dict(trainer_fixtures.model_config().__dict__, num_classes=3)
   with pytest.raises(ValueError) as err:
-    training.Trainer(realnvp_tf.RealNVPConfig(**config), trainer_fixtures.train_config(),
-                     str(tmp_path / "run"), trainer_fixtures.strategy(1))
+    training.Trainer(realnvp_tf.RealNVPConfig(**config),
+                     trainer_fixtures.train_config(), str(tmp_path / "run"),
+                     trainer_fixtures.strategy(1))
   assert str(err.value) == ("digits has 10 classes, but the model is conditioned on "
                             "num_classes=3.")
   assert not (tmp_path / "run" / "checkpoints").exists()
@@ -256,7 +264,8 @@ def test_the_generative_classifier_beats_chance_on_digits(digits_run):
   prior = np.log((np.bincount(_digits_split("train")[1], minlength=10) + 1) / 1310)
   joint = out["log_likelihoods"] + prior
   expected = np.exp(joint - joint.max(1, keepdims=True))
-  np.testing.assert_allclose(out["probabilities"], expected / expected.sum(1, keepdims=True),
+  np.testing.assert_allclose(out["probabilities"],
+                             expected / expected.sum(1, keepdims=True),
                              rtol=1e-4, atol=1e-6)
   # log_likelihoods: the bits_per_dim signature (same noise) at each label.
   for label in (0, 7):
@@ -327,7 +336,8 @@ def test_training_reports_the_classifier_and_a_typicality_reference_of_the_margi
   # The classifier on the test split, as the run's closing lines give it.
   likelihoods, labels = _class_log_likelihoods(model_dir, "test", seed=0)
   classifier = metrics["classifier"]
-  assert classifier["num_images"] == 297 and classifier["prior"] == "training label counts"
+  assert (classifier["num_images"] == 297
+          and classifier["prior"] == "training label counts")
   assert classifier["accuracy"] == pytest.approx(
       np.mean((likelihoods + prior).argmax(1) == labels), abs=1.5 / 297)
   assert classifier["conditional_bits_per_dim"] == pytest.approx(
@@ -353,8 +363,12 @@ def test_the_classifier_figures_on_a_skewed_prior_against_scikit_learn():
   likelihoods[np.arange(60), labels] += 1.0  # weakly informative
   prior = np.log([0.7, 0.2, 0.1])
   images = tf.constant(np.arange(60, dtype=np.float32))
-  dataset = tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int32))).batch(7)
-  lookup = lambda batch: likelihoods[batch.numpy().astype(int)]  # noqa: E731
+  dataset = tf.data.Dataset.from_tensor_slices(
+      (images, labels.astype(np.int32))).batch(7)
+
+  def lookup(batch):
+    return likelihoods[batch.numpy().astype(int)]
+
   result = classifier.evaluate_classifier(lookup, dataset, prior, (4, 4, 2), "skewed")
   with_prior, without = (likelihoods + prior).argmax(1), likelihoods.argmax(1)
   assert (with_prior != without).sum() >= 5  # the prior matters here
@@ -406,7 +420,8 @@ def test_a_tensorflow_only_process_serves_the_conditional_export(digits_run, tmp
   """)
   result = subprocess.run([sys.executable, "-c", script],
                           env=dict(trainer_fixtures.env(), PYTHONPATH=""),
-                          capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
+                          capture_output=True, text=True, timeout=300,
+                          cwd=str(tmp_path))
   assert result.returncode == 0, result.stderr[-3000:]
   out = np.load(tmp_path / "out.npz")
   # Against the run directory's checkpoint, in this process.
@@ -414,7 +429,8 @@ def test_a_tensorflow_only_process_serves_the_conditional_export(digits_run, tmp
   labels = np.array([0, 1, 2, 3, 4, 9])
   values = images[:6].astype(np.float32) + 0.5
   assert relative_error(out["log_prob"], model.log_prob(values, labels)) < 1e-4
-  assert relative_error(out["bits"], model.bits_per_dim(images[:6], (1, 2), labels)) < 1e-4
+  assert relative_error(out["bits"],
+                        model.bits_per_dim(images[:6], (1, 2), labels)) < 1e-4
   np.testing.assert_allclose(out["probabilities"], model.classify(images[:6], (1, 2))[
       "probabilities"], rtol=1e-3, atol=1e-5)
   np.testing.assert_allclose(out["roundtrip"], values, atol=1e-2)
@@ -486,6 +502,7 @@ def test_train_py_conditions_on_the_class_folders_of_an_image_folder(tmp_path):
   assert metrics["model_config"]["num_classes"] == 2
   model = loading.load(str(model_dir / "export"))
   assert model.class_names == ["bright", "dark"]
-  images = np.stack([rng.integers(150, 250, (8, 8, 1)), rng.integers(0, 100, (8, 8, 1))])
+  images = np.stack([rng.integers(150, 250, (8, 8, 1)),
+                     rng.integers(0, 100, (8, 8, 1))])
   out = model.classify(images.astype(np.uint8))
   np.testing.assert_array_equal(out["labels"], [0, 1])

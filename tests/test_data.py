@@ -16,9 +16,10 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from realnvp_tf import data
-from realnvp_tf.data import tfds_fetch
 from realnvp_tf.data import dequantization
+from realnvp_tf.data import tfds_fetch
 from realnvp_tf.data import transforms
+
 import tfds_mocks
 
 TFDS_NAMES = [n for n in data.DATASET_NAMES if data.get_dataset_info(n).tfds_name]
@@ -251,7 +252,10 @@ def test_lsun_smallest_side_resized_to_96():
 
 def test_celeba_crop_resize_keeps_integer_pixels():
   image = tf.constant(np.random.RandomState(0).randint(0, 256, (218, 178, 3)), tf.uint8)
-  celeba = lambda im: transforms.Resize((64, 64))(transforms.CentralCrop(148)(im))
+
+  def celeba(im):
+    return transforms.Resize((64, 64))(transforms.CentralCrop(148)(im))
+
   assert data.get_dataset_info("celeb_a").preprocess == (transforms.CentralCrop(148),
                                                          transforms.Resize((64, 64)))
   out = celeba(image)
@@ -429,7 +433,8 @@ def test_prepare_from_official_files_into_one_data_dir(prepared_data_dir, offlin
     missing = [
         f for f in info.manual_files if not os.path.isfile(os.path.join(manual_dir, f))
     ]
-    assert not missing, f"REALNVP_TF_SHARED_DATA is set but {manual_dir} lacks {missing}"
+    assert not missing, (
+        f"REALNVP_TF_SHARED_DATA is set but {manual_dir} lacks {missing}")
   data_dir = str(prepared_data_dir)
   for name in ["fashion_mnist", "mnist"]:
     # tfds's train split is ours train + validation (its last 5,000 images).

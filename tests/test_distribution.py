@@ -15,11 +15,12 @@ import tensorflow as tf
 
 import realnvp_tf
 from realnvp_tf import data
-from realnvp_tf.model.nets import batch_statistics
 from realnvp_tf import training
-import trainer_fixtures as fx
+from realnvp_tf.model.nets import batch_statistics
+
 from flow_checks import perturb_variables
 from flow_checks import relative_error
+import trainer_fixtures as fx
 
 
 def _assert_close(actual, expected, what, rtol=1e-4):
@@ -28,7 +29,8 @@ def _assert_close(actual, expected, what, rtol=1e-4):
   actual, expected = np.asarray(actual), np.asarray(expected)
   assert actual.shape == expected.shape, what
   scale = max(float(np.max(np.abs(expected))), 1e-6)
-  assert relative_error(actual, expected) < rtol, (what, relative_error(actual, expected))
+  assert relative_error(actual, expected) < rtol, (what,
+                                                   relative_error(actual, expected))
   assert float(np.max(np.abs(actual - expected))) <= rtol * scale, what
 
 
@@ -39,12 +41,13 @@ def _flat(tensors):
 def _compare_one_and_two_replicas(tmp_path, steps=2):
   """One device and two replicas from the same weights, the same global batches, batch
   norm on (flow and s/t networks): every figure and every variable must agree."""
-  one = training.Trainer(fx.model_config(True), fx.train_config(), str(tmp_path / "one"),
-                         strategy=fx.strategy(1))
-  two = training.Trainer(fx.model_config(True), fx.train_config(), str(tmp_path / "two"),
-                         strategy=fx.strategy(2))
+  one = training.Trainer(fx.model_config(True), fx.train_config(),
+                         str(tmp_path / "one"), strategy=fx.strategy(1))
+  two = training.Trainer(fx.model_config(True), fx.train_config(),
+                         str(tmp_path / "two"), strategy=fx.strategy(2))
   assert two.strategy.num_replicas_in_sync == 2
-  perturb_variables(one.state.flow, seed=4)  # off the identity start: every weight matters
+  # Off the identity start: every weight matters.
+  perturb_variables(one.state.flow, seed=4)
   fx.copy_state(one, two)
 
   batch = fx.uneven_images(21)
@@ -65,10 +68,12 @@ def _compare_one_and_two_replicas(tmp_path, steps=2):
 
   # Moving statistics, Adam's slots and the weights, on both replicas.
   for replica in range(2):
-    local = lambda variables: [fx.replica_values(two, v)[replica] for v in variables]
+    def local(variables, replica=replica):  # called in this iteration only
+      return [fx.replica_values(two, v)[replica] for v in variables]
+
     # Each batch norm's mean to 1e-4 of the activations' scale, its variance to 1e-4.
     for norm_one, norm_two in zip(one.state.flow.bijector.batch_norms,
-                                  two.state.flow.bijector.batch_norms):
+                                  two.state.flow.bijector.batch_norms, strict=True):
       mean, variance = local([norm_two.moving_mean, norm_two.moving_variance])
       np.testing.assert_allclose(variance, norm_one.moving_variance.numpy(), rtol=1e-4)
       np.testing.assert_allclose(mean, norm_one.moving_mean.numpy(), rtol=0,
@@ -91,7 +96,8 @@ def test_two_replicas_with_batch_norm_match_one_device(tmp_path):
   _compare_one_and_two_replicas(tmp_path)
 
 
-def test_the_comparison_fails_without_the_cross_replica_reduction(tmp_path, monkeypatch):
+def test_the_comparison_fails_without_the_cross_replica_reduction(tmp_path,
+                                                                  monkeypatch):
   # The same comparison with each replica normalising by its own half of the batch
   # (batch_moments without the all-reduce) must fail: the test above can tell.
   def local_moments(x):
@@ -117,8 +123,8 @@ def test_two_replicas_without_batch_norm_match_one_device(tmp_path):
   np.testing.assert_allclose(bits_two, bits_one, rtol=1e-5)
   np.testing.assert_allclose(norm_two, norm_one, rtol=1e-4)
   changed = 0
-  for a, b, old in zip(one.state.flow.trainable_variables, two.state.flow.trainable_variables,
-                       before):
+  for a, b, old in zip(one.state.flow.trainable_variables,
+                       two.state.flow.trainable_variables, before, strict=True):
     for replica_value in fx.replica_values(two, b):
       np.testing.assert_allclose(replica_value, a.numpy(), atol=1e-5)
     changed += int(np.sum(a.numpy() != old))
@@ -134,12 +140,13 @@ def _plain_gradients(flow, batch, l2_coeff):
     l2 = tf.add_n([tf.reduce_sum(tf.square(v))
                    for v in realnvp_tf.weight_scale_variables(flow)])
     loss = bits + l2_coeff * l2
-  return bits.numpy(), [g.numpy() for g in tape.gradient(loss, flow.trainable_variables)]
+  return bits.numpy(), [g.numpy()
+                        for g in tape.gradient(loss, flow.trainable_variables)]
 
 
 def _plain_flow_like(trainer):
   flow = realnvp_tf.build_realnvp(trainer.model_config)
-  for source, target in zip(trainer.state.flow.variables, flow.variables):
+  for source, target in zip(trainer.state.flow.variables, flow.variables, strict=True):
     target.assign(fx.replica_values(trainer, source)[0])
   return flow
 
@@ -233,7 +240,7 @@ def test_multi_worker_run_is_one_synchronous_run_written_by_the_chief(tmp_path):
       f"--weights_out={tmp_path / f'weights_{index}.npz'}",
       f"--initial_weights_out={tmp_path / f'initial_{index}.npz'}",
       f"--report_out={tmp_path / f'report_{index}.json'}"])
-  for p, log in zip(processes, logs):
+  for p, log in zip(processes, logs, strict=True):
     p.wait(timeout=600)
     log.seek(0)
     assert p.returncode == 0, log.read()[-3000:]
@@ -270,7 +277,7 @@ def test_multi_worker_run_is_one_synchronous_run_written_by_the_chief(tmp_path):
                 batch_norm_recalibration_batches=5, export=False)
   single = _TwoPipelineTrainer(fx.model_config(), training.TrainConfig(**config),
                                str(tmp_path / "single"), strategy=fx.strategy(1))
-  for variable, name in zip(single.state.flow.variables, initial[0].files):
+  for variable, name in zip(single.state.flow.variables, initial[0].files, strict=True):
     variable.assign(initial[0][name])
   single.fit(progress=False)
   trainable = [i for i, v in enumerate(single.state.flow.variables) if v.trainable]
@@ -285,12 +292,12 @@ def test_multi_worker_run_is_one_synchronous_run_written_by_the_chief(tmp_path):
   assert np.linalg.norm(ours - workers) < 0.05 * np.linalg.norm(workers - start)
   assert np.max(np.abs(ours - workers)) <= 2 * 1e-3 * 6
   # The moving statistics follow the weights (re-estimated for the final ones).
-  for variable, name in zip(single.state.flow.variables, names):
+  for variable, name in zip(single.state.flow.variables, names, strict=True):
     if not variable.trainable:
       np.testing.assert_allclose(final[0][name], variable.numpy(), rtol=1e-2,
                                  atol=1e-3)
   theirs = realnvp_tf.build_realnvp(fx.model_config())
-  for variable, name in zip(theirs.variables, names):
+  for variable, name in zip(theirs.variables, names, strict=True):
     variable.assign(final[0][name])
   batch = tf.floor(fx.images(50)) + 0.5
   np.testing.assert_allclose(theirs.log_prob(batch), single.state.flow.log_prob(batch),

@@ -12,7 +12,9 @@ import tensorflow as tf
 
 import realnvp_tf
 from realnvp_tf.runs import export
-from flow_checks import perturb_variables, relative_error
+
+from flow_checks import perturb_variables
+from flow_checks import relative_error
 import trainer_fixtures as fx
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,7 +34,8 @@ def exported(tmp_path_factory):
   path = str(tmp_path_factory.mktemp("export") / "model")
   export.export_saved_model(flow, path, metadata={
       "dataset": "digits",
-      "typicality_reference": dict(mean=2.5, std=0.25, num_images=9, split="validation")})
+      "typicality_reference": dict(mean=2.5, std=0.25, num_images=9,
+                                    split="validation")})
   return flow, path
 
 
@@ -56,7 +59,8 @@ def test_fresh_tensorflow_only_process_serves_the_export(exported, tmp_path):
       decoded = m.decode(z)
       out = dict(
           log_prob=m.log_prob(x)["log_prob"].numpy(),
-          bits=m.bits_per_dim(np.floor(x).astype(np.uint8), [4, 5])["bits_per_dim"].numpy(),
+          bits=m.bits_per_dim(np.floor(x).astype(np.uint8),
+                              [4, 5])["bits_per_dim"].numpy(),
           **{{"ood_" + k: v.numpy() for k, v in
               m.ood_scores(np.floor(x).astype(np.uint8), [4, 5]).items()}},
           sample_a=m.sample(3, 0.7, [1, 2])["values"].numpy(),
@@ -72,8 +76,9 @@ def test_fresh_tensorflow_only_process_serves_the_export(exported, tmp_path):
                       if name.split(".")[0] in ("realnvp_tf", "tensorflow_probability"))
       assert not loaded, loaded
   """)
-  result = subprocess.run([sys.executable, "-c", script], env=dict(_env(), PYTHONPATH=""),
-                          capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
+  result = subprocess.run([sys.executable, "-c", script],
+                          env=dict(_env(), PYTHONPATH=""), capture_output=True,
+                          text=True, timeout=300, cwd=str(tmp_path))
   assert result.returncode == 0, result.stderr[-3000:]
   out = np.load(tmp_path / "out.npz")
   # Every signature against the flow of this (the exporting) process.
@@ -82,7 +87,8 @@ def test_fresh_tensorflow_only_process_serves_the_export(exported, tmp_path):
   assert relative_error(out["serving_default"], expected) < 1e-4
   assert relative_error(out["z"], flow.bijector.inverse(tf.constant(x))) < 1e-4
   np.testing.assert_allclose(out["roundtrip"], x, rtol=1e-3, atol=1e-3)
-  np.testing.assert_array_equal(out["roundtrip_images"], np.floor(out["roundtrip"]).clip(0, 16))
+  np.testing.assert_array_equal(out["roundtrip_images"],
+                                np.floor(out["roundtrip"]).clip(0, 16))
   # bits_per_dim: image i's noise is U[0, 1) from stateless_uniform(its shape, seed
   # + (0, i)).
   noise = tf.stack([tf.random.stateless_uniform(SHAPE, [4, 5 + i]) for i in range(5)])
@@ -96,9 +102,11 @@ def test_fresh_tensorflow_only_process_serves_the_export(exported, tmp_path):
   np.testing.assert_allclose(out["ood_png_bits_per_dim"], png, rtol=1e-6)
   np.testing.assert_allclose(out["ood_complexity_corrected"], out["bits"] - png,
                              rtol=1e-5)
-  np.testing.assert_allclose(out["ood_typicality"], np.abs(out["bits"] - 2.5), rtol=1e-5)
+  np.testing.assert_allclose(out["ood_typicality"], np.abs(out["bits"] - 2.5),
+                             rtol=1e-5)
   np.testing.assert_allclose(out["ood_batch_typicality"],
-                             abs(out["bits"].mean() - 2.5) / (0.25 / np.sqrt(5)), rtol=1e-5)
+                             abs(out["bits"].mean() - 2.5) / (0.25 / np.sqrt(5)),
+                             rtol=1e-5)
   # sample(n, T, seed) decodes T * N(0, 1) noise drawn with the seed: T = 0 is z = 0.
   np.testing.assert_array_equal(out["sample_a"], out["sample_b"])
   z = 0.7 * tf.random.stateless_normal((3,) + SHAPE, [1, 2])
@@ -108,7 +116,8 @@ def test_fresh_tensorflow_only_process_serves_the_export(exported, tmp_path):
     assert relative_error(value, cold[0]) < 1e-4
   assert out["sample_images"].dtype == np.uint8 and out["sample_images"].max() <= 16
   np.testing.assert_array_equal(out["sample_images"],
-                                np.floor(np.clip(out["sample_a"], 0, 16)).astype(np.uint8))
+                                np.floor(np.clip(out["sample_a"], 0, 16)).astype(
+                                    np.uint8))
 
 
 def test_saved_model_cli_lists_and_runs_signatures(exported, tmp_path):
@@ -230,7 +239,8 @@ def test_eval_py_mixed_precision_for_checkpoints_only(trained_run, tmp_path):
     assert figures[precision]["compute_dtype"] == precision
     assert figures[precision]["num_dequant_samples"] == 2
   # bfloat16 s/t networks: another figure, close to float32's.
-  difference = abs(figures["bfloat16"]["bits_per_dim"] - figures["float32"]["bits_per_dim"])
+  difference = abs(figures["bfloat16"]["bits_per_dim"]
+                   - figures["float32"]["bits_per_dim"])
   assert 0 < difference < 0.05
   refused = _eval(f"--saved_model={trained_run}/export", "--mixed_precision=bfloat16")
   assert refused.returncode == 1
@@ -257,7 +267,8 @@ def test_load_serves_an_export_and_a_run_directory_alike(trained_run, tmp_path):
     realnvp_tf.load(str(tmp_path))
 
 
-def test_training_exports_the_typicality_reference_of_its_validation_images(trained_run):
+def test_training_exports_the_typicality_reference_of_its_validation_images(
+    trained_run):
   with open(os.path.join(trained_run, "metrics.json")) as f:
     reference = json.load(f)["typicality_reference"]
   from_export = realnvp_tf.load(os.path.join(trained_run, "export"))
@@ -269,6 +280,7 @@ def test_training_exports_the_typicality_reference_of_its_validation_images(trai
                              seed=0)
   bits = np.concatenate([-from_export.log_prob(batch).numpy() / (64 * np.log(2.0))
                          for batch in images])
-  assert reference["split"] == "validation" and reference["num_images"] == bits.size == 200
+  assert (reference["split"] == "validation"
+          and reference["num_images"] == bits.size == 200)
   assert abs(reference["mean"] - bits.mean()) < 1e-4
   assert abs(reference["std"] - bits.std(ddof=1)) < 1e-4

@@ -13,7 +13,8 @@ def test_analytic_conv_flops_match_the_graph_and_a_hand_count():
   # By hand, per image: 2 * H * W * 9 * Cin * Cout per conv; each network is
   # conv_in, one block (two convs), conv_out to 2 * out channels.
   def network(height, width, c_in, filters, c_out):
-    convs = [(c_in, filters), (filters, filters), (filters, filters), (filters, 2 * c_out)]
+    convs = [(c_in, filters), (filters, filters), (filters, filters),
+             (filters, 2 * c_out)]
     return sum(2 * height * width * 9 * a * b for a, b in convs)
   checkerboard = 3 * network(8, 8, 2, 4, 1) + 4 * network(4, 4, 3, 8, 2)
   channel = 3 * network(4, 4, 2, 8, 2)

@@ -8,7 +8,10 @@ import tensorflow as tf
 
 import realnvp_tf
 from realnvp_tf.model import nets
-from flow_checks import brute_force_log_det, perturb_variables, relative_error
+
+from flow_checks import brute_force_log_det
+from flow_checks import perturb_variables
+from flow_checks import relative_error
 
 
 def _flow(image_shape, num_scales, seed=0, **kwargs):
@@ -75,11 +78,11 @@ def test_training_mode_in_tf_function_updates_moving_statistics():
   train_log_prob = tf.function(
       lambda x: flow.log_prob(x, bijector_kwargs={"training": True}))
   train_log_prob(_pixels((4, 8, 8, 1), seed=6))
-  changed = [not np.allclose(b, v.numpy()) for b, v in zip(before, moving)]
+  changed = [not np.allclose(b, v.numpy()) for b, v in zip(before, moving, strict=True)]
   assert all(changed), f"{changed.count(False)} moving statistics did not change"
   after = [v.numpy().copy() for v in moving]
   flow.log_prob(_pixels((4, 8, 8, 1), seed=7))
-  for a, v in zip(after, moving):
+  for a, v in zip(after, moving, strict=True):
     np.testing.assert_array_equal(a, v.numpy())
 
 
@@ -137,11 +140,14 @@ def test_flow_owns_every_variable():
   num_flow_bn = sum(isinstance(m, realnvp_tf.model.bijectors.FlowBatchNorm)
                     for m in flow.submodules)
   assert num_flow_bn == len(flow.bijector.couplings) == 6 + 4
-  ids = lambda vs: sorted(id(v) for v in vs)
+
+  def ids(vs):
+    return sorted(id(v) for v in vs)
+
   assert ids(flow.trainable_variables) == ids(w.value for w in trainable)
   assert len(flow.variables) == len(every) + 2 * num_flow_bn
-  assert len(realnvp_tf.weight_scale_variables(flow)) == len(flow.bijector.couplings) * (
-      2 + 2 * 1 + 1)
+  assert len(realnvp_tf.weight_scale_variables(flow)) == (
+      len(flow.bijector.couplings) * (2 + 2 * 1 + 1))
 
 
 @pytest.mark.parametrize("mode", ["eager", "tf_function"])
@@ -156,10 +162,12 @@ def test_gradients_reach_every_trainable_variable(mode, training):
 
   fn = tf.function(grads) if mode == "tf_function" else grads
   gradients = fn(_pixels((4, 8, 8, 1), seed=13))
-  missing = [v.name for v, g in zip(flow.trainable_variables, gradients) if g is None]
+  missing = [v.name for v, g in zip(flow.trainable_variables, gradients, strict=True)
+             if g is None]
   assert not missing
   assert all(np.all(np.isfinite(g)) for g in gradients)
-  assert sum(float(tf.reduce_sum(tf.abs(g))) > 0 for g in gradients) > len(gradients) / 2
+  assert (sum(float(tf.reduce_sum(tf.abs(g))) > 0 for g in gradients)
+          > len(gradients) / 2)
 
 
 def test_checkpoint_round_trip(tmp_path):
@@ -186,14 +194,16 @@ def test_one_network_call_per_coupling_per_log_prob(mode, monkeypatch):
   monkeypatch.setattr(nets.CouplingResNet, "call", counting_call)
   log_prob = flow.log_prob
   if mode == "tf_function":
-    log_prob = tf.function(lambda x: flow.log_prob(x, bijector_kwargs={"training": True}))
+    log_prob = tf.function(
+        lambda x: flow.log_prob(x, bijector_kwargs={"training": True}))
   log_prob(_pixels((2, 8, 8, 1), seed=17))
   names = sorted(c.net.name for c in flow.bijector.couplings)
   assert sorted(calls) == names  # each network exactly once
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(image_shape=(28, 28, 1), num_scales=4), r"divisible by 2\*\*\(num_scales - 1\) = 8"),
+    (dict(image_shape=(28, 28, 1), num_scales=4),
+     r"divisible by 2\*\*\(num_scales - 1\) = 8"),
     (dict(image_shape=(10, 8, 1), num_scales=3), r"\(10, 8, 1\)"),
     (dict(num_levels=1), "num_levels"),
     (dict(num_filters=0), "num_filters"),
@@ -209,7 +219,8 @@ def test_invalid_configs(kwargs, match):
 
 def test_invalid_inputs():
   flow = _flow((8, 8, 1), 2)
-  with pytest.raises(ValueError, match=r"\[\.\.\., 8, 8, 1\].*got shape \(2, 8, 8, 3\)"):
+  with pytest.raises(ValueError,
+                     match=r"\[\.\.\., 8, 8, 1\].*got shape \(2, 8, 8, 3\)"):
     flow.log_prob(tf.zeros([2, 8, 8, 3]))
   with pytest.raises(ValueError, match=r"got shape \(8, 8\)"):
     flow.log_prob(tf.zeros([8, 8]))
@@ -237,7 +248,7 @@ def test_reduced_precision_networks_keep_the_flow_exact(image_shape, num_scales,
               brute_force_log_det(flow.bijector.inverse, x))
   np.testing.assert_allclose(flow.log_prob(tf.identity(x)), expected, atol=1e-3)
   float32 = _flow(image_shape, num_scales)
-  for a, b in zip(float32.variables, flow.variables):
+  for a, b in zip(float32.variables, flow.variables, strict=True):
     b.assign(a)
   # Same weights: bfloat16 / float16 networks change log_prob only a little.
   np.testing.assert_allclose(flow.log_prob(tf.identity(x)),

@@ -18,8 +18,9 @@ import tensorflow_datasets as tfds
 
 from realnvp_tf import data
 from realnvp_tf.data import image_folder
-from realnvp_tf.data import tfds_fetch
 from realnvp_tf.data import tfds_describe
+from realnvp_tf.data import tfds_fetch
+
 import tfds_mocks
 
 SHARED_DATA = os.environ.get("REALNVP_TF_SHARED_DATA")
@@ -121,7 +122,7 @@ def test_digits_labels_are_sklearns_targets_in_the_split_order(split):
 def _label_of_image(split):
   """{image bytes: set of labels} of a digits split (a few images repeat)."""
   table = {}
-  for image, label in zip(*_digits_by_hand(split)):
+  for image, label in zip(*_digits_by_hand(split), strict=True):
     table.setdefault(image.tobytes(), set()).add(int(label))
   return table
 
@@ -133,11 +134,11 @@ def test_labelled_pipelines_serve_the_unlabelled_images():
   labelled = list(data.make_dataset("digits", "train", batch_size=64, seed=5,
                                     labels=True).take(30))
   table = _label_of_image("train")
-  for image_batch, (images, labels) in zip(plain, labelled):
+  for image_batch, (images, labels) in zip(plain, labelled, strict=True):
     np.testing.assert_array_equal(image_batch.numpy(), images.numpy())
     assert labels.dtype == tf.int32 and labels.shape == (64,)
     pixels = np.floor(images.numpy()).astype(np.uint8)
-    for image, label in zip(pixels, labels.numpy()):
+    for image, label in zip(pixels, labels.numpy(), strict=True):
       assert int(label) in table[image.tobytes()]  # the label followed its image
   # Evaluation: every image, the partial last batch too.
   plain = np.concatenate([b.numpy() for b in data.make_dataset(
@@ -161,7 +162,7 @@ def test_labels_across_replicas():
   images, labels = np.concatenate(images), np.concatenate(labels)
   table = _label_of_image("test")
   assert len(labels) == 297
-  for image, label in zip(np.floor(images).astype(np.uint8), labels):
+  for image, label in zip(np.floor(images).astype(np.uint8), labels, strict=True):
     assert int(label) in table[image.tobytes()]
 
 
@@ -419,14 +420,14 @@ def test_mnist_labels_are_the_idx_files_labels(mnist_dir):
   want_labels = _idx("t10k-labels-idx1-ubyte.gz", 8, (-1,))
   want_images = _idx("t10k-images-idx3-ubyte.gz", 16, (-1, 28, 28))
   table = {}
-  for image, label in zip(want_images, want_labels):
+  for image, label in zip(want_images, want_labels, strict=True):
     table.setdefault(image.tobytes(), set()).add(int(label))
   ds = data.make_uint8_dataset("mnist", "test", data_dir=mnist_dir, labels=True)
   images, labels = _pairs(ds.batch(2_500))
   assert len(labels) == 10_000 and labels.dtype == np.int32
   # tfds stores the examples in its own order: each image keeps its file label.
   assert all(int(label) in table[image.tobytes()]
-             for image, label in zip(images[..., 0], labels))
+             for image, label in zip(images[..., 0], labels, strict=True))
   counts = data.label_counts("mnist", "test", data_dir=mnist_dir)
   np.testing.assert_array_equal(counts, np.bincount(want_labels, minlength=10))
   train = _idx("train-labels-idx1-ubyte.gz", 8, (-1,))

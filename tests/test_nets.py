@@ -26,7 +26,8 @@ def test_batch_norm_training_and_inference(dtype):
   norm.build((None, 4, 4, 3))
   norm.gamma.assign([1.0, 2.0, 0.5])
   norm.beta.assign([0.0, 1.0, -1.0])
-  x = tf.random.stateless_normal([8, 4, 4, 3], [3, 4]) * [1.0, 3.0, 0.2] + [0.0, 5.0, 1.0]
+  x = (tf.random.stateless_normal([8, 4, 4, 3], [3, 4]) * [1.0, 3.0, 0.2]
+       + [0.0, 5.0, 1.0])
   mean, var = tf.nn.moments(x, [0, 1, 2])
   expected = (x - mean) / tf.sqrt(var + 1e-4) * norm.gamma + norm.beta
   tolerance = 1e-4 if dtype == "float32" else 5e-2
@@ -97,7 +98,8 @@ def test_memory_saving_relu_conv_has_the_gradient_of_the_plain_math(compiled):
   got = (tf.function(gradients) if compiled else gradients)()
   want = expected()
   names = ["outputs", "x", "gamma", "beta", "direction", "gain", "bias"]
-  for name, a, b in zip(names, got, want):
+  # want ends with the batch mean and variance too (checked below).
+  for name, a, b in zip(names, got, want, strict=False):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=name)
   # Momentum 0: the moving statistics are the batch's (biased variance).
   np.testing.assert_allclose(norm.moving_mean, want[-2], rtol=1e-5, atol=1e-6)
@@ -128,7 +130,7 @@ def test_memory_saving_relu_conv_in_bfloat16_matches_the_plain_composition():
   got = gradients(lambda: norm.relu_conv(x, conv, training=True))
   want = gradients(lambda: conv(tf.nn.relu(norm(x, training=True))))
   names = ["outputs", "x", "gamma", "beta", "direction", "gain", "bias"]
-  for name, a, b in zip(names, got, want):
+  for name, a, b in zip(names, got, want, strict=True):
     a, b = tf.cast(a, tf.float32), tf.cast(b, tf.float32)
     scale = float(tf.reduce_max(tf.abs(b)))
     assert float(tf.reduce_max(tf.abs(a - b))) <= 2e-2 * scale + 1e-3, name
@@ -139,8 +141,12 @@ def test_relu_grad_is_tensorflows_in_both_precisions(dtype):
   # bfloat16 goes through XLA; the values must be TF's own ReluGrad's (zeros where
   # features <= 0, the incoming gradient elsewhere), eager and inside tf.function.
   gradients = tf.cast(tf.random.stateless_normal([4, 6, 6, 8], [5, 1]), dtype)
-  features = tf.nn.relu(tf.cast(tf.random.stateless_normal([4, 6, 6, 8], [5, 2]), dtype))
-  as_float = lambda t: tf.cast(t, tf.float32)
+  features = tf.nn.relu(tf.cast(tf.random.stateless_normal([4, 6, 6, 8], [5, 2]),
+                                dtype))
+
+  def as_float(t):
+    return tf.cast(t, tf.float32)
+
   want = as_float(tf.raw_ops.ReluGrad(gradients=gradients, features=features))
   expected = tf.where(as_float(features) > 0, as_float(gradients), 0.0)
   np.testing.assert_array_equal(want, expected)

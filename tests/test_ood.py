@@ -20,8 +20,11 @@ from realnvp_tf.ood import metrics as ood_metrics
 from realnvp_tf.ood import scores as ood_scores
 from realnvp_tf.ood import scoring
 from realnvp_tf.runs import export
+
 from flow_checks import perturb_variables
-from trainer_fixtures import REPO, env, model_config
+from trainer_fixtures import REPO
+from trainer_fixtures import env
+from trainer_fixtures import model_config
 
 REFERENCE = dict(mean=3.0, std=0.5, num_images=10, split="validation")
 
@@ -35,7 +38,8 @@ def test_detection_metrics_of_a_small_case_by_hand():
   assert ood_metrics.aupr(inside, outside) == pytest.approx((1 + 2 / 3 + 3 / 5) / 3)
   # 95% of the OOD set is first flagged at 0.4, where 2 of 4 in-distribution are.
   assert ood_metrics.fpr_at_tpr(inside, outside) == pytest.approx(0.5)
-  assert ood_metrics.auroc([0, 1], [2, 3]) == 1.0 and ood_metrics.auroc([2, 3], [0, 1]) == 0.0
+  assert (ood_metrics.auroc([0, 1], [2, 3]) == 1.0
+          and ood_metrics.auroc([2, 3], [0, 1]) == 0.0)
 
 
 def test_detection_metrics_match_scikit_learn_with_ties():
@@ -61,14 +65,15 @@ def test_png_code_length_is_that_of_encode_png_at_maximum_compression():
   images = np.stack([smooth, rng.integers(0, 256, (64, 64, 1), dtype=np.uint8),
                      np.zeros((64, 64, 1), np.uint8)])
   bits = ood_scores.png_bits_per_dim(images).numpy()
-  for image, value in zip(images, bits):
+  for image, value in zip(images, bits, strict=True):
     encoded = tf.io.encode_png(image, compression=9)
     assert value * 4096 / 8 == len(encoded.numpy())
     np.testing.assert_array_equal(tf.io.decode_png(encoded).numpy(), image)
   # This image's length differs at the default level (and at no compression), so
   # the comparison above would catch another level.
   for level in (-1, 0):
-    assert len(tf.io.encode_png(smooth, compression=level).numpy()) * 8 / 4096 != bits[0]
+    assert (len(tf.io.encode_png(smooth, compression=level).numpy()) * 8 / 4096
+            != bits[0])
 
 
 @pytest.fixture(scope="module")
@@ -94,11 +99,14 @@ def test_ood_scores_are_bits_per_dim_png_and_their_combinations(served):
   bits = model.bits_per_dim(images, seed=(3, 0)).numpy()
   np.testing.assert_array_equal(scores["bits_per_dim"], bits)
   # Image i's noise is its own (seed, i): one at a time gives the same figures.
-  alone = [model.bits_per_dim(images[i:i + 1], seed=(3, i)).numpy()[0] for i in range(6)]
+  alone = [model.bits_per_dim(images[i:i + 1], seed=(3, i)).numpy()[0]
+           for i in range(6)]
   np.testing.assert_array_equal(bits, alone)
-  png = [8 * len(tf.io.encode_png(image, compression=9).numpy()) / 64 for image in images]
+  png = [8 * len(tf.io.encode_png(image, compression=9).numpy()) / 64
+         for image in images]
   np.testing.assert_allclose(scores["png_bits_per_dim"], png, rtol=1e-6)
-  np.testing.assert_allclose(scores["complexity_corrected"], bits - np.array(png), rtol=1e-5)
+  np.testing.assert_allclose(scores["complexity_corrected"], bits - np.array(png),
+                             rtol=1e-5)
   np.testing.assert_allclose(scores["typicality"], np.abs(bits - 3.0), rtol=1e-5)
   z = abs(bits.mean() - 3.0) / (0.5 / np.sqrt(6))
   np.testing.assert_allclose(scores["batch_typicality"], z, rtol=1e-5)
@@ -157,7 +165,7 @@ def test_score_of_a_folder_equals_the_saved_model_and_repeats(served, tmp_path):
   # JSON lines carry the same numbers.
   _score(model, str(tmp_path / "c.jsonl"), images=str(tmp_path / "imgs" / "*.png"),
          seed=4)
-  lines = [json.loads(l) for l in (tmp_path / "c.jsonl").read_text().splitlines()]
+  lines = [json.loads(line) for line in (tmp_path / "c.jsonl").read_text().splitlines()]
   assert len(lines) == 5 and lines[0]["image"].endswith("00.png")  # glob: top level
 
 
@@ -216,8 +224,9 @@ def test_score_command_line_one_line_errors_and_refusal(served, tmp_path):
                                     f"--output={tmp_path / 'o.csv'}"],
                            env=env(), capture_output=True, text=True, timeout=300)
   assert refused.returncode == 1
-  lines = [l for l in refused.stderr.splitlines() if l.strip()]
-  assert len(lines) == 1 and "broken.png" in lines[0] and "nothing was written" in lines[0]
+  lines = [line for line in refused.stderr.splitlines() if line.strip()]
+  assert (len(lines) == 1 and "broken.png" in lines[0]
+          and "nothing was written" in lines[0])
   assert not (tmp_path / "o.csv").exists()
   ok = subprocess.run(score + [f"--images={folder}", f"--output={tmp_path / 'o.csv'}"],
                       env=env(), capture_output=True, text=True, timeout=300)
@@ -278,7 +287,8 @@ def test_eval_py_ood_against_a_folder_every_figure_and_the_table(served, tmp_pat
                                                                          None])
   (folder / "broken.png").write_bytes(b"not an image")  # left out, listed
   result, metrics = _eval_ood(path, tmp_path, f"--ood_images={folder}",
-                              "--ood_max_images=40", f"--ood_histogram={tmp_path / 'h.png'}")
+                              "--ood_max_images=40",
+                              f"--ood_histogram={tmp_path / 'h.png'}")
   # The in-distribution set: the first 40 test images, seed 0; the OOD files in
   # order (sub/ after the top level), seed 1, as eval.py scores them.
   inside = model.ood_scores(_digits(40), seed=(0, 0))
@@ -290,15 +300,16 @@ def test_eval_py_ood_against_a_folder_every_figure_and_the_table(served, tmp_pat
   for name, row in metrics["ood"]["scores"].items():
     assert f"{name:<22}{row['auroc']:>8.4f}" in result.stdout
   histogram = tf.io.decode_png(tf.io.read_file(str(tmp_path / "h.png"))).numpy()
-  assert histogram.shape[1] == 192 and metrics["ood"]["histogram"] == str(tmp_path / "h.png")
+  assert (histogram.shape[1] == 192
+          and metrics["ood"]["histogram"] == str(tmp_path / "h.png"))
   refused = subprocess.run(
       [sys.executable, os.path.join(REPO, "eval.py"), f"--saved_model={path}",
        f"--ood_images={tmp_path / 'nowhere'}"],
       env=env(), capture_output=True, text=True, timeout=300)
   assert refused.returncode == 1
-  assert [l for l in refused.stderr.splitlines() if l.strip()] == [
-      f"eval.py: error: --ood_images={tmp_path / 'nowhere'}: no such directory, file or "
-      f"pattern."]
+  assert [line for line in refused.stderr.splitlines() if line.strip()] == [
+      f"eval.py: error: --ood_images={tmp_path / 'nowhere'}: no such directory, file "
+      f"or pattern."]
 
 
 def test_eval_py_ood_against_a_dataset_split(served, tmp_path):
@@ -346,6 +357,7 @@ def test_a_file_that_cannot_be_read_stops_scoring_with_its_cause(served, tmp_pat
 
 def test_an_export_from_before_ood_scores_is_refused_with_the_fix():
   import types
+
   from realnvp_tf.runs import loading
   old = loading.LoadedModel(types.SimpleNamespace(), {
       "model": {"image_shape": [8, 8, 1], "num_levels": 17}}, "runs/old/export")

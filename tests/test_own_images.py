@@ -19,6 +19,7 @@ from realnvp_tf import training
 from realnvp_tf.data import image_folder
 from realnvp_tf.data import pipeline
 from realnvp_tf.data import tfds_fetch
+
 import tfds_mocks
 import trainer_fixtures as fx
 
@@ -40,7 +41,7 @@ def _mnist_images(count):
 
 def _write_folder(root, images, labels):
   """PNGs and JPEGs in class subfolders, a corrupt PNG and a text file among them."""
-  for i, (image, label) in enumerate(zip(images, labels)):
+  for i, (image, label) in enumerate(zip(images, labels, strict=True)):
     folder = root / str(label)
     folder.mkdir(parents=True, exist_ok=True)
     encoded = (tf.io.encode_png(image[..., None]) if i % 2 else
@@ -145,7 +146,7 @@ def test_unusable_folders_fail_in_one_line(tmp_path, setup, message):
                    "--channels=1"), env=fx.env(), capture_output=True, text=True,
       timeout=300)
   assert result.returncode == 1
-  lines = [l for l in result.stderr.strip().splitlines() if not l.startswith(
+  lines = [line for line in result.stderr.strip().splitlines() if not line.startswith(
       ("I0000", "W0000", "E0000", "WARNING: All"))]
   assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]
   assert lines[0].startswith("train.py: error: --image_dir=")
@@ -165,7 +166,8 @@ def test_bad_files_are_reported_once_or_refused(tmp_path, caplog):
   assert len(source.files["train"]) == 20
   warnings = [r.getMessage() for r in caplog.records if "cannot be decoded" in
               r.getMessage()]
-  assert len(warnings) == 1 and "1 of 21 files" in warnings[0] and "bad.jpg" in warnings[0]
+  assert (len(warnings) == 1 and "1 of 21 files" in warnings[0]
+          and "bad.jpg" in warnings[0])
   with pytest.raises(image_folder.ImageFolderError, match="1 of 21 files cannot be"):
     image_folder.open_folder(str(tmp_path), 4, 1, 0.0, 0.0, fail_on_bad_images=True)
 
@@ -251,8 +253,11 @@ def test_a_tfds_set_offline_fails_fast(tmp_path, monkeypatch):
 
 def test_trainer_takes_tf_data_datasets_of_uint8_images(tmp_path):
   rng = np.random.RandomState(3)
-  split = lambda n: tf.data.Dataset.from_tensor_slices(
-      rng.randint(0, 17, (n, 8, 8, 1)).astype(np.uint8))
+
+  def split(n):
+    return tf.data.Dataset.from_tensor_slices(
+        rng.randint(0, 17, (n, 8, 8, 1)).astype(np.uint8))
+
   info = data.from_tf_data(split(64), split(16), split(24), (8, 8, 1), num_levels=17)
   assert (info.num_train, info.num_validation, info.num_test) == (64, 16, 24)
   config = fx.train_config(dataset=data.CUSTOM, train_steps=3, eval_every=0,
@@ -298,7 +303,8 @@ def test_best_validation_weights_are_selected_and_exported(tmp_path):
   assert sorted(history) == [2, 4, 6, 8, 10]
   assert history[10] > history[best_step] and best_step < 10  # it did worsen
   assert metrics["selected_step"] == best_step
-  assert metrics["selected_validation_bits_per_dim"] == pytest.approx(history[best_step])
+  assert metrics["selected_validation_bits_per_dim"] == pytest.approx(
+      history[best_step])
   # The export holds the best step's weights: its checkpoint (best/) scores the
   # validation images as the export does, and the last weights score them worse.
   batch = next(iter(trainer.selection.dataset("validation")))

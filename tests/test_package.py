@@ -7,7 +7,6 @@ import re
 import subprocess
 import sys
 
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(REPO, "realnvp_tf")
 RULES_DOC = os.path.join(REPO, "docs", "architecture.md")
@@ -139,9 +138,11 @@ def test_importing_the_package_changes_nothing_in_the_process():
           "before = os.fstat(2).st_ino, os.environ.get('TF_CPP_MIN_LOG_LEVEL')\n"
           "import realnvp_tf\n"
           "assert 'tensorflow' not in sys.modules, 'import realnvp_tf imported TF'\n"
-          "assert (os.fstat(2).st_ino, os.environ.get('TF_CPP_MIN_LOG_LEVEL')) == before\n"
+          "assert (os.fstat(2).st_ino, os.environ.get('TF_CPP_MIN_LOG_LEVEL'))"
+          " == before\n"
           "config = realnvp_tf.RealNVPConfig(image_shape=(8, 8, 1), num_scales=2)\n"
-          "assert (os.fstat(2).st_ino, os.environ.get('TF_CPP_MIN_LOG_LEVEL')) == before\n"
+          "assert (os.fstat(2).st_ino, os.environ.get('TF_CPP_MIN_LOG_LEVEL'))"
+          " == before\n"
           "assert sorted(realnvp_tf.__all__) == sorted(n for n in realnvp_tf.__all__\n"
           "                                            if getattr(realnvp_tf, n))\n"
           "print('ok', realnvp_tf.training.Trainer.__name__)\n")

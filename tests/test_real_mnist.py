@@ -29,8 +29,8 @@ FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
          "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
 
 
-@pytest.mark.skipif(not SHARED_DATA, reason="REALNVP_TF_SHARED_DATA is not set (a folder "
-                    "with mnist/ and fashion_mnist/ holding the official files)")
+@pytest.mark.skipif(not SHARED_DATA, reason="REALNVP_TF_SHARED_DATA is not set (a "
+                    "folder with mnist/ and fashion_mnist/ holding the official files)")
 @pytest.mark.long
 def test_train_export_and_evaluate_on_real_mnist(tmp_path, prepared_data_dir):
   manual_dir = os.path.join(SHARED_DATA, "mnist")
@@ -63,9 +63,10 @@ def test_train_export_and_evaluate_on_real_mnist(tmp_path, prepared_data_dir):
   assert not any(text in evaluate.stderr for text in TFDS_INFO), evaluate.stderr
 
 
-@pytest.mark.skipif(not SHARED_DATA, reason="REALNVP_TF_SHARED_DATA is not set (a folder "
-                    "with mnist/ and fashion_mnist/ holding the official files)")
-def test_budget_benchmark_on_real_mnist_prints_only_its_json(tmp_path, prepared_data_dir):
+@pytest.mark.skipif(not SHARED_DATA, reason="REALNVP_TF_SHARED_DATA is not set (a "
+                    "folder with mnist/ and fashion_mnist/ holding the official files)")
+def test_budget_benchmark_on_real_mnist_prints_only_its_json(tmp_path,
+                                                             prepared_data_dir):
   # bench/budget.py as issue 6 runs it, cut to 3 steps of a small net: the data
   # preparation's progress must not reach stdout, which holds one JSON line.
   manual_dir = os.path.join(SHARED_DATA, "mnist")
@@ -87,8 +88,8 @@ def test_budget_benchmark_on_real_mnist_prints_only_its_json(tmp_path, prepared_
   assert out["settings"]["batch_norm_recalibration_batches"] == 5
 
 
-@pytest.mark.skipif(not SHARED_DATA, reason="REALNVP_TF_SHARED_DATA is not set (a folder "
-                    "with mnist/ and fashion_mnist/ holding the official files)")
+@pytest.mark.skipif(not SHARED_DATA, reason="REALNVP_TF_SHARED_DATA is not set (a "
+                    "folder with mnist/ and fashion_mnist/ holding the official files)")
 @pytest.mark.long
 def test_a_fashion_mnist_model_prefers_mnist_and_the_corrected_score_tells_them_apart(
     tmp_path, prepared_data_dir):
@@ -123,6 +124,7 @@ def test_a_fashion_mnist_model_prefers_mnist_and_the_corrected_score_tells_them_
   assert any(text in evaluate.stderr for text in TFDS_INFO), evaluate.stderr[-3000:]
   print(evaluate.stdout)
   scores = json.loads(output.read_text())["ood"]["scores"]
-  raw, corrected = scores["bits_per_dim"]["auroc"], scores["complexity_corrected"]["auroc"]
+  raw, corrected = (scores["bits_per_dim"]["auroc"],
+                    scores["complexity_corrected"]["auroc"])
   assert raw < 0.5, scores
   assert corrected > raw + 0.5, scores

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from realnvp_tf.model import config as config_lib
 from realnvp_tf import data
-from realnvp_tf.runs import directory
 from realnvp_tf import training
+from realnvp_tf.model import config as config_lib
+from realnvp_tf.runs import directory
+
 import trainer_fixtures as fx
 
 SHARED_DATA = os.environ.get("REALNVP_TF_SHARED_DATA")
@@ -138,7 +139,8 @@ def test_resume_skips_a_truncated_latest_checkpoint(tmp_path, caplog):
   at_two = training.Trainer(fx.model_config(), fx.train_config(), str(tmp_path / "b"),
                             strategy=fx.strategy(1))
   at_two.state.checkpoint.restore(str(tmp_path / "checkpoints" / "ckpt-2"))
-  for a, b in zip(resumed.state.flow.variables, at_two.state.flow.variables):
+  for a, b in zip(resumed.state.flow.variables, at_two.state.flow.variables,
+                  strict=True):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
   del first
   resumed.close()
@@ -151,7 +153,8 @@ def test_resume_skips_a_truncated_latest_checkpoint(tmp_path, caplog):
   assert result.returncode == 1
   lines = _own_lines(result.stderr)
   assert lines[-1].startswith(f"train.py: error: No checkpoint in {tmp_path}"), lines
-  assert sum("error:" in line for line in lines) == 1 and "Traceback" not in result.stderr
+  assert (sum("error:" in line for line in lines) == 1
+          and "Traceback" not in result.stderr)
 
 
 def test_a_failed_checkpoint_write_leaves_the_pointer_on_the_last_good_one(tmp_path):
@@ -189,7 +192,8 @@ def test_resume_with_other_model_settings_says_which_in_one_line(tmp_path):
   resumed = training.Trainer(other, config, str(tmp_path), strategy=fx.strategy(1))
   assert resumed.restore() == 3
   assert int(resumed.state.optimizer.iterations.numpy()) == 3
-  assert float(np.asarray(resumed.state.optimizer.learning_rate)) == pytest.approx(2.5e-4)
+  assert float(np.asarray(resumed.state.optimizer.learning_rate)) == pytest.approx(
+      2.5e-4)
   resumed.close()
 
 
@@ -212,7 +216,8 @@ def test_two_writers_on_one_run_directory(tmp_path):
             "print('locked', flush=True)\n"
             "time.sleep(600)\n")
   process = subprocess.Popen([sys.executable, "-c", script], env=fx.env(),
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             text=True)
   assert process.stdout.readline().strip() == "locked"
   result = _train(tmp_path)
   assert result.returncode == 1
@@ -235,7 +240,8 @@ def _fake_idx_files(folder, content):
 
 
 def test_manual_files_that_are_not_the_official_ones_are_refused(tmp_path):
-  _fake_idx_files(tmp_path / "fake", lambda name: b"not the official file " + name.encode())
+  _fake_idx_files(tmp_path / "fake",
+                  lambda name: b"not the official file " + name.encode())
   with pytest.raises(data.DataUnavailableError) as error:
     data.prepare_dataset("mnist", data_dir=str(tmp_path / "tfds"),
                          manual_dir=str(tmp_path / "fake"))
@@ -244,8 +250,8 @@ def test_manual_files_that_are_not_the_official_ones_are_refused(tmp_path):
   assert not os.path.exists(tmp_path / "tfds" / "mnist")
 
 
-@pytest.mark.skipif(not SHARED_DATA, reason="REALNVP_TF_SHARED_DATA is not set (a folder "
-                    "with mnist/ and fashion_mnist/ holding the official files)")
+@pytest.mark.skipif(not SHARED_DATA, reason="REALNVP_TF_SHARED_DATA is not set (a "
+                    "folder with mnist/ and fashion_mnist/ holding the official files)")
 def test_another_datasets_official_files_are_named(tmp_path):
   fashion = os.path.join(SHARED_DATA, "fashion_mnist")
   with pytest.raises(data.DataUnavailableError) as error:
@@ -277,7 +283,8 @@ def test_sigterm_to_one_worker_saves_a_checkpoint_and_every_worker_exits_0(tmp_p
   for log in logs:
     log.seek(0)
     outputs.append(log.read())
-  assert [p.returncode for p in processes] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+  assert [p.returncode for p in processes] == [0, 0], (outputs[0][-2000:]
+                                                       + outputs[1][-2000:])
   steps = []
   for output in outputs:
     saved = [line for line in output.splitlines() if "Preempted" in line]
@@ -324,8 +331,8 @@ def test_resuming_on_other_data_is_refused_in_one_line_unless_allowed(tmp_path, 
   _folder_trainer(run, first).fit(progress=False)
   cases = [
       (dict(folder=second), ["image_dir=", f"(now '{second}')", "the files of its"]),
-      (dict(folder=first, validation_fraction=0.3), ["validation_fraction=0.1 (now 0.3)",
-                                                     "splits="]),
+      (dict(folder=first, validation_fraction=0.3),
+       ["validation_fraction=0.1 (now 0.3)", "splits="]),
   ]
   for change, named in cases:
     folder = change.pop("folder")
@@ -399,8 +406,8 @@ def test_a_corrupt_best_falls_back_to_the_latest_checkpoint_and_says_so(tmp_path
   assert model.metadata["select"] == "last" and model.metadata["step"] == 6
   np.testing.assert_allclose(model.log_prob(x), last.log_prob(x), rtol=1e-6)
   # eval.py --model_dir works on such a run, with the one warning line...
-  evaluate = [sys.executable, os.path.join(fx.REPO, "eval.py"), f"--model_dir={tmp_path}",
-              "--batch_size=512"]
+  evaluate = [sys.executable, os.path.join(fx.REPO, "eval.py"),
+              f"--model_dir={tmp_path}", "--batch_size=512"]
   result = subprocess.run(evaluate, env=fx.env(), capture_output=True, text=True,
                           timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -424,14 +431,15 @@ def test_training_that_ends_with_a_corrupt_best_exports_the_last_weights(tmp_pat
   trainer.close()
   _corrupt(tmp_path / "best")
   resumed = training.Trainer(fx.model_config(), fx.train_config(
-      train_steps=6, eval_every=3, export=False), str(tmp_path), strategy=fx.strategy(1))
+      train_steps=6, eval_every=3, export=False), str(tmp_path),
+      strategy=fx.strategy(1))
   resumed.restore()
   resumed.selection.best.step = 3  # a best older than the last step, on disk
   before = [v.numpy() for v in resumed.state.flow.variables]
   caplog.clear()
   with resumed.selection.selected_weights("best") as (step, _):
     assert step == 6  # the last weights, not a half-restored mix
-    for variable, value in zip(resumed.state.flow.variables, before):
+    for variable, value in zip(resumed.state.flow.variables, before, strict=True):
       np.testing.assert_array_equal(variable.numpy(), value)
   assert any("the last weights are evaluated and exported instead of the best"
              in r.getMessage() for r in caplog.records)
@@ -444,6 +452,7 @@ def test_training_that_ends_with_a_corrupt_best_exports_the_last_weights(tmp_pat
 def test_signals_cannot_be_caught_off_the_main_thread_and_a_warning_says_so(caplog,
                                                                             tmp_path):
   import threading
+
   from realnvp_tf.training import actions
   previous = signal.getsignal(signal.SIGTERM)
   with actions.SignalStop():  # the main thread: handlers in place, then put back
@@ -485,8 +494,10 @@ def test_signals_cannot_be_caught_off_the_main_thread_and_a_warning_says_so(capl
 
 def test_only_this_packages_info_lines_are_shown_unless_asked(tmp_path):
   import logging as python_logging
-  import tensorflow_datasets as tfds
+
   from absl import logging
+  import tensorflow_datasets as tfds
+
   from realnvp_tf.apps import process
   show = []
   keep = process.keep_only_own_info_lines(show_all=lambda: bool(show))

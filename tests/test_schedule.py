@@ -11,6 +11,7 @@ from realnvp_tf import training
 from realnvp_tf.training import actions
 from realnvp_tf.training import controller
 from realnvp_tf.training import schedule
+
 import trainer_fixtures as fx
 
 
@@ -56,7 +57,8 @@ def test_a_decay_fraction_keeps_the_peak_until_the_decay_starts(decay):
 
 
 @pytest.mark.parametrize("decay, fraction", [("cosine", 0.2), ("linear", 1.0)])
-def test_a_trainer_steps_at_the_configured_decay_and_fraction(tmp_path, decay, fraction):
+def test_a_trainer_steps_at_the_configured_decay_and_fraction(tmp_path, decay,
+                                                              fraction):
   # The rates a Trainer's steps actually used (the config's decay and fraction must
   # reach its optimizer): 30 steps, 5 of warm-up, so a 0.2 decay takes the last 5.
   steps, warmup, peak = 30, 5, 2e-3
@@ -67,7 +69,8 @@ def test_a_trainer_steps_at_the_configured_decay_and_fraction(tmp_path, decay, f
     got = trainer.step_fn(iter(trainer.train_dataset(0)), steps).learning_rate.numpy()
   finally:
     trainer.close()
-  want = [_expected(step, peak, warmup, decay, steps, fraction) for step in range(steps)]
+  want = [_expected(step, peak, warmup, decay, steps, fraction)
+          for step in range(steps)]
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-9)
   assert got[-1] == pytest.approx(0.0, abs=1e-9) and got[0] == pytest.approx(peak / 5)
   if fraction == 0.2:  # at the peak until step 24 (s = 25), decaying from step 25 on
@@ -97,8 +100,10 @@ class _Budget:
 def test_budget_horizon_is_the_steps_the_remaining_time_allows():
   horizon = tf.Variable(1000.0)
   fit = actions.BudgetHorizon(_Budget(), horizon, last_step=1000)
-  result = lambda step, t, current=True: controller.StepResult(
-      step, 1.0, 1.0, True, time=t, current=current)
+
+  def result(step, t, current=True):
+    return controller.StepResult(step, 1.0, 1.0, True, time=t, current=current)
+
   fit(result(1, 30.0))  # the first call traces: its end is the pace's origin
   assert float(horizon.numpy()) == 1000.0
   fit(result(5, 34.0, current=False))  # mid-call results are not looked at

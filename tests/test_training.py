@@ -14,11 +14,12 @@ import pytest
 import tensorflow as tf
 
 import realnvp_tf
-from realnvp_tf.evaluation import likelihood
 from realnvp_tf import training
+from realnvp_tf.evaluation import likelihood
 
 import trainer_fixtures as fx
 from trainer_fixtures import REPO
+
 
 def test_batch_size_must_divide_over_replicas(tmp_path):
   with pytest.raises(ValueError, match="not divisible by the 2 replicas"):
@@ -54,7 +55,8 @@ class _PoisonedTrainer(training.Trainer):
 def _snapshot(trainer):
   """Every variable a step may touch: weights, moving statistics, Adam's slots and
   iteration count, EMA weights."""
-  variables = (list(trainer.state.flow.variables) + list(trainer.state.optimizer.optimizer.variables)
+  variables = (list(trainer.state.flow.variables)
+               + list(trainer.state.optimizer.optimizer.variables)
                + list(trainer.state.ema or []))
   return [v.numpy().copy() for v in variables]
 
@@ -71,12 +73,14 @@ def test_a_skipped_step_leaves_every_variable_as_it_was(tmp_path):
   assert not bool(finite)
   after = _snapshot(trainer)
   assert len(after) == len(before) > 50
-  for old, new in zip(before, after):
+  for old, new in zip(before, after, strict=True):
     np.testing.assert_array_equal(new, old)
-  assert int(trainer.state.step.numpy()) == 3 and int(trainer.state.nonfinite_total.numpy()) == 1
+  assert (int(trainer.state.step.numpy()) == 3
+          and int(trainer.state.nonfinite_total.numpy()) == 1)
   # And a finite step after it changes them again.
   fx.one_step(trainer, fx.images(8))
-  assert sum(not np.array_equal(a, b) for a, b in zip(_snapshot(trainer), before)) > 50
+  assert sum(not np.array_equal(a, b)
+             for a, b in zip(_snapshot(trainer), before, strict=True)) > 50
 
 
 def test_poisoned_batch_is_skipped_and_counted_in_tensorboard(tmp_path):
@@ -110,10 +114,12 @@ def test_consecutive_nonfinite_steps_stop_with_checkpoint_intact(tmp_path):
                              strategy=fx.strategy(1))
   at_four.state.checkpoint.restore(os.path.join(tmp_path, "checkpoints", "ckpt-4"))
   assert int(at_four.state.step.numpy()) == 4
-  for a, b in zip(restored.state.flow.variables, at_four.state.flow.variables):
+  for a, b in zip(restored.state.flow.variables, at_four.state.flow.variables,
+                  strict=True):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
   assert all(np.all(np.isfinite(v.numpy())) for v in restored.state.flow.variables)
-  lp = restored.state.flow.log_prob(tf.random.stateless_uniform([4, 8, 8, 1], [7, 8], 0, 17))
+  lp = restored.state.flow.log_prob(
+      tf.random.stateless_uniform([4, 8, 8, 1], [7, 8], 0, 17))
   assert np.all(np.isfinite(lp))
 
 
@@ -134,8 +140,12 @@ def test_evaluation_and_export_use_the_ema_weights(tmp_path):
   trainer = training.Trainer(fx.model_config(), config, str(tmp_path),
                              strategy=fx.strategy(1))
   metrics = trainer.fit(progress=False)
-  score = lambda: likelihood.evaluate_bits_per_dim(
-      trainer.state.flow.log_prob, trainer.selection.dataset("test"), fx.IMAGE_SHAPE)["bits_per_dim"]
+
+  def score():
+    return likelihood.evaluate_bits_per_dim(
+        trainer.state.flow.log_prob, trainer.selection.dataset("test"),
+        fx.IMAGE_SHAPE)["bits_per_dim"]
+
   raw = score()
   with trainer.state.averaged_weights():
     averaged = score()
@@ -159,13 +169,16 @@ def test_ema_validation_uses_statistics_of_the_averaged_weights(tmp_path):
   moving = [v.numpy() for v in statistics]
   figure = trainer.selection.validate()["bits_per_dim"]
   # The moving averages are put back afterwards.
-  for variable, value in zip(statistics, moving):
+  for variable, value in zip(statistics, moving, strict=True):
     np.testing.assert_array_equal(variable.numpy(), value)
+
   # By hand: EMA weights, statistics re-estimated for them on the same training
   # batches, then the validation images; the moving averages alone score otherwise.
-  score = lambda: likelihood.evaluate_bits_per_dim(
-      trainer.state.flow.log_prob, trainer.selection.dataset("validation"),
-      fx.IMAGE_SHAPE)["bits_per_dim"]
+  def score():
+    return likelihood.evaluate_bits_per_dim(
+        trainer.state.flow.log_prob, trainer.selection.dataset("validation"),
+        fx.IMAGE_SHAPE)["bits_per_dim"]
+
   with trainer.state.averaged_weights():
     with_moving_averages = score()
     trainer.recalibrate_batch_norm(2)
@@ -193,13 +206,16 @@ def test_resume_restores_the_ema_weights_and_the_epoch_position(tmp_path):
       config, train_steps=5), str(tmp_path), strategy=fx.strategy(1))
   resumed.stream_starts = []
   assert resumed.restore() == 4
-  for a, b in zip(first.state.ema, resumed.state.ema):
+  for a, b in zip(first.state.ema, resumed.state.ema, strict=True):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
   resumed.fit(progress=False)
   assert resumed.stream_starts[0] == 4  # the training stream of a resumed run
+
   # The position is kept by epoch (digits: 1,300 training images, 81 batches of 16):
   # a run resumed at step 100 starts epoch 1 afresh, the way step 81 began it.
-  batch = lambda start: fx.local_batch(first, next(iter(first.train_dataset(start))))
+  def batch(start):
+    return fx.local_batch(first, next(iter(first.train_dataset(start))))
+
   np.testing.assert_array_equal(batch(100), batch(81))
   assert not np.array_equal(batch(81), batch(80))
   np.testing.assert_array_equal(batch(80), batch(0))
@@ -387,11 +403,15 @@ def test_recalibrated_batch_norm_scores_a_batch_as_training_mode_does(tmp_path):
   trainer = training.Trainer(fx.model_config(), fx.train_config(), str(tmp_path),
                              strategy=fx.strategy(1))
   for seed in range(3):
-    fx.one_step(trainer, tf.random.stateless_uniform([16, 8, 8, 1], [seed, 7], 0.0, 17.0))
+    fx.one_step(trainer,
+                tf.random.stateless_uniform([16, 8, 8, 1], [seed, 7], 0.0, 17.0))
   weights = [v.numpy() for v in trainer.state.variables]
   iterations = int(trainer.state.optimizer.iterations.numpy())
   batch = fx.first_batch(trainer)
-  training_mode = lambda: trainer.state.flow.log_prob(batch, bijector_kwargs={"training": True})
+
+  def training_mode():
+    return trainer.state.flow.log_prob(batch, bijector_kwargs={"training": True})
+
   lagging = trainer.state.flow.log_prob(batch).numpy()
 
   assert trainer.recalibrate_batch_norm(1) == 1
@@ -402,7 +422,7 @@ def test_recalibrated_batch_norm_scores_a_batch_as_training_mode_does(tmp_path):
   np.testing.assert_allclose(inference, want, rtol=1e-5)
   assert np.max(np.abs(lagging - want)) > 100 * np.max(np.abs(inference - want))
   # Nothing but the statistics changed.
-  for before, variable in zip(weights, trainer.state.variables):
+  for before, variable in zip(weights, trainer.state.variables, strict=True):
     np.testing.assert_array_equal(before, variable.numpy())
   assert int(trainer.state.optimizer.iterations.numpy()) == iterations
   norms = trainer.state.flow.bijector.batch_norms
@@ -447,7 +467,8 @@ def test_fit_ends_with_recalibrated_statistics_in_its_checkpoint(tmp_path):
   resumed = training.Trainer(fx.model_config(), config, str(tmp_path),
                              strategy=fx.strategy(1))
   assert resumed.restore() == 2
-  for saved, live in zip(resumed.state.flow.non_trainable_variables, statistics):
+  for saved, live in zip(resumed.state.flow.non_trainable_variables, statistics,
+                         strict=True):
     np.testing.assert_array_equal(saved.numpy(), live)
 
 
@@ -455,12 +476,14 @@ def test_recalibration_leaves_out_nonfinite_batches(tmp_path):
   trainer = _PoisonedTrainer(fx.model_config(), fx.train_config(train_steps=2),
                              str(tmp_path), strategy=fx.strategy(1))
   for seed in range(2):
-    fx.one_step(trainer, tf.random.stateless_uniform([16, 8, 8, 1], [seed, 8], 0.0, 17.0))
+    fx.one_step(trainer,
+                tf.random.stateless_uniform([16, 8, 8, 1], [seed, 8], 0.0, 17.0))
   trainer.state.step.assign(2)
   moving = [v.numpy() for v in trainer.state.flow.non_trainable_variables]
   trainer.poisoned_steps = range(2, 12)  # every batch of the re-estimation
   assert trainer.recalibrate_batch_norm(5) == 0
-  for before, variable in zip(moving, trainer.state.flow.non_trainable_variables):
+  for before, variable in zip(moving, trainer.state.flow.non_trainable_variables,
+                              strict=True):
     np.testing.assert_array_equal(before, variable.numpy())
   # Every clean batch is the same image batch, so the estimate over 5 batches of
   # which 2 are NaN must be that batch's statistics (the NaNs left out entirely).
@@ -468,7 +491,8 @@ def test_recalibration_leaves_out_nonfinite_batches(tmp_path):
   assert trainer.recalibrate_batch_norm(1) == 1
   statistics = [v.numpy() for v in trainer.state.flow.non_trainable_variables]
   assert trainer.recalibrate_batch_norm(5) == 3
-  for want, variable in zip(statistics, trainer.state.flow.non_trainable_variables):
+  for want, variable in zip(statistics, trainer.state.flow.non_trainable_variables,
+                            strict=True):
     np.testing.assert_allclose(variable.numpy(), want, rtol=1e-5, atol=1e-6)
   # A dataset that runs out (10 batches past train_steps) ends the re-estimation.
   trainer.poisoned_steps = ()

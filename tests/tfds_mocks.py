@@ -23,7 +23,8 @@ def mock_metadata(data_dir, name, **num_examples):
   The pip release of tensorflow-datasets ships no mock metadata, so without this
   a mocked builder reports no splits at all.
   """
-  from tensorflow_datasets.core import naming, splits as splits_lib  # pylint: disable=g-import-not-at-top
+  from tensorflow_datasets.core import naming  # pylint: disable=g-import-not-at-top
+  from tensorflow_datasets.core import splits as splits_lib  # pylint: disable=g-import-not-at-top
   builder = tfds.builder(name, data_dir=str(data_dir))
   splits = [splits_lib.SplitInfo(
       name=split, shard_lengths=[count], num_bytes=0,

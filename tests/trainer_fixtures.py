@@ -112,7 +112,8 @@ def uneven_images(seed):
 
 
 def copy_state(source, target):
-  for s, t in zip(source.state.flow.variables, target.state.flow.variables):
+  for s, t in zip(source.state.flow.variables, target.state.flow.variables,
+                  strict=True):
     t.assign(s.numpy())
 
 
@@ -147,7 +148,10 @@ def gradients(trainer, batch):
   compute = tf.function(lambda b: trainer.strategy.run(
       trainer.step_fn.compute_gradients, args=(b,)))
   out = compute(distribute(trainer, batch))
-  first = lambda value: replica_values(trainer, value)[0]
+
+  def first(value):
+    return replica_values(trainer, value)[0]
+
   return dict(bits=first(out.bits), grad_norm=first(out.grad_norm),
               gradients=[first(g) for g in out.gradients],
               clipped=[first(g) for g in out.clipped_gradients])

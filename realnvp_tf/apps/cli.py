@@ -150,7 +150,8 @@ def define_optimization_flags():
                      upper_bound=1.0)
   flags.DEFINE_float("l2_coeff", defaults["l2_coeff"],
                      "L2 penalty on weight-norm gains and tanh scales.")
-  flags.DEFINE_float("clip_norm", defaults["clip_norm"], "Global-norm gradient clipping.")
+  flags.DEFINE_float("clip_norm", defaults["clip_norm"],
+                     "Global-norm gradient clipping.")
   flags.DEFINE_float("ema_decay", defaults["ema_decay"], "Polyak averaging of the "
                      "weights (0: off); the averages are evaluated and exported.")
   flags.DEFINE_integer(
@@ -159,15 +160,16 @@ def define_optimization_flags():
       "on this many training batches (0: keep the moving averages).", lower_bound=0)
   flags.DEFINE_integer("max_nonfinite_steps", defaults["max_nonfinite_steps"],
                        "Consecutive skipped non-finite steps before training stops.")
-  flags.DEFINE_integer("seed", defaults["seed"], "Seed of data order, noise and samples "
-                       "(and of the initial weights with --deterministic).")
+  flags.DEFINE_integer("seed", defaults["seed"], "Seed of data order, noise and "
+                       "samples (and of the initial weights with --deterministic).")
   flags.DEFINE_integer("steps_per_loop", defaults["steps_per_loop"], "Optimizer steps "
                        "per call of the traced training loop (no host round trip "
                        "between them); a call also ends at every checkpoint and "
                        "evaluation step.", lower_bound=1)
-  flags.DEFINE_bool("deterministic", defaults["deterministic"], "Bit-identical runs for "
-                    "the same flags on the same machine: TensorFlow's deterministic "
-                    "kernels and seeded initial weights (slower; docs/training.md).")
+  flags.DEFINE_bool("deterministic", defaults["deterministic"], "Bit-identical runs "
+                    "for the same flags on the same machine: TensorFlow's "
+                    "deterministic kernels and seeded initial weights (slower; "
+                    "docs/training.md).")
   flags.DEFINE_float("initial_loss_scale", defaults["initial_loss_scale"],
                      "--mixed_precision=float16: the first dynamic loss scale.",
                      lower_bound=1.0)
@@ -187,8 +189,8 @@ def define_run_flags():
   defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
   flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs, metrics.json, "
                       "export/ SavedModel. Re-running with the same directory resumes.")
-  flags.DEFINE_integer("train_steps", defaults["train_steps"], "Optimizer steps in all.",
-                       lower_bound=1)
+  flags.DEFINE_integer("train_steps", defaults["train_steps"],
+                       "Optimizer steps in all.", lower_bound=1)
   flags.DEFINE_float("train_minutes", defaults["train_minutes"], "Wall-clock budget of "
                      "the training loop in minutes (0: none; one host): training ends "
                      "when it runs out (or at --train_steps) and --decay ends with it. "

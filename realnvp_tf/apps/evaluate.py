@@ -68,7 +68,8 @@ flags.DEFINE_integer("samples_per_class", 8, "Class-conditional models: samples 
 flags.DEFINE_bool("manifold", False, "Write the paper's latent manifold figure.")
 flags.DEFINE_enum("mixed_precision", None, list(COMPUTE_DTYPES),
                   "With --model_dir: evaluate in this precision instead of the one "
-                  "trained with (a SavedModel keeps the precision it was exported with).")
+                  "trained with (a SavedModel keeps the precision it was exported "
+                  "with).")
 flags.DEFINE_string("ood_dataset", None, "Out-of-distribution evaluation against this "
                     "set: a dataset name, tfds:NAME[/CONFIG], uniform_noise or "
                     "constant (synthetic, as many images as --split's).")
@@ -85,7 +86,8 @@ flags.register_multi_flags_validator(
     ["ood_dataset", "ood_images"], lambda v: not (v["ood_dataset"] and v["ood_images"]),
     message="pass at most one of --ood_dataset and --ood_images")
 flags.register_multi_flags_validator(
-    ["saved_model", "model_dir"], lambda v: bool(v["saved_model"]) != bool(v["model_dir"]),
+    ["saved_model", "model_dir"],
+    lambda v: bool(v["saved_model"]) != bool(v["model_dir"]),
     message="pass exactly one of --saved_model and --model_dir")
 
 

@@ -7,7 +7,8 @@
       --manual_dir=/path/to/mnist_files --output=mnist.csv
 
 Each row: index, image, bits_per_dim, png_bits_per_dim, complexity_corrected and
-typicality (see realnvp_tf.ood.scores); higher scores mean "less like the training data".
+typicality (see realnvp_tf.ood.scores); higher scores mean "less like the training
+data".
 """
 
 import sys
@@ -65,7 +66,8 @@ def main(argv):
     sys.exit(1)
   if summary["bad_files"]:
     logging.warning("%d files cannot be decoded as images and have no row: %s",
-                    len(summary["bad_files"]), image_folder.listing(summary["bad_files"]))
+                    len(summary["bad_files"]),
+                    image_folder.listing(summary["bad_files"]))
   print(scoring.summary_line(summary, model, inputs.description))
 
 

@@ -291,7 +291,8 @@ def _folder_labels(root, files):
             for split, paths in files.items()}
   everything = [place for split_places in places.values() for place in split_places]
   loose = [path for split, paths in files.items()
-           for path, (_, name) in zip(paths, places[split]) if name is None]
+           for path, (_, name) in zip(paths, places[split], strict=True)
+           if name is None]
   classes = sorted({name for folder, name in everything
                     if name is not None and folder in ("", "train")})
   if loose:

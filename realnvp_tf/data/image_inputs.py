@@ -96,7 +96,8 @@ def _folder(root, image_shape, num_levels, flag):
   paths = [os.path.join(root, p) for p in image_folder.list_images(root)]
   if not paths:
     raise ImageInputError(
-        f"{flag}={root} holds no image files ({', '.join(image_folder.IMAGE_EXTENSIONS)}"
+        f"{flag}={root} holds no image files "
+        f"({', '.join(image_folder.IMAGE_EXTENSIONS)}"
         f", searched recursively).")
   return _file_inputs(paths, f"{len(paths)} files under {root}", image_shape,
                       num_levels)
@@ -118,7 +119,8 @@ def _read_array(spec, flag):
   try:
     loaded = np.load(path, allow_pickle=False)
   except (ValueError, OSError) as e:
-    raise ImageInputError(f"{flag}={spec} cannot be read as a NumPy file: {e}") from None
+    raise ImageInputError(
+        f"{flag}={spec} cannot be read as a NumPy file: {e}") from None
   if isinstance(loaded, np.ndarray):
     return loaded, os.path.basename(path)
   with loaded:

@@ -81,7 +81,8 @@ def describe(spec: str, data_dir=None, manual_dir=None, image_size=None) -> Data
   if "train" not in counts:
     raise ValueError(f"--dataset={spec} has no 'train' split (it has "
                      f"{', '.join(counts)}).")
-  test = "test" if "test" in counts else "validation" if "validation" in counts else None
+  test = ("test" if "test" in counts else
+          "validation" if "validation" in counts else None)
   if test is not None and "validation" in counts and test != "validation":
     validation, train, num_train = "validation", "train", counts["train"]
     num_validation = counts["validation"]

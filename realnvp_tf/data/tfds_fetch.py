@@ -16,7 +16,6 @@ import os
 import socket
 import urllib.parse
 
-
 from realnvp_tf.data.registry import DATASET_NAMES
 from realnvp_tf.data.registry import DatasetInfo
 from realnvp_tf.data.registry import get_dataset_info

@@ -56,7 +56,10 @@ def manifold_grid(model, images, size=8, labels=None):
     images = images[labels == cls]
     if len(images) < 4:
       raise ValueError(f"--manifold needs 4 images of class {cls} in the first batch.")
-  per_image = lambda n: None if cls is None else np.full([n], cls, np.int32)
+
+  def per_image(n):
+    return None if cls is None else np.full([n], cls, np.int32)
+
   z = model.encode(images[:4], labels=per_image(4)).numpy()
   angles = np.linspace(0.0, np.pi / 2, size)
   a, b = np.meshgrid(angles, angles, indexing="ij")

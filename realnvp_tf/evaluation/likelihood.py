@@ -41,7 +41,8 @@ def evaluate_bits_per_dim(log_prob_fn, dataset, image_shape, num_dequant_samples
     log_probs = [log_prob_fn(batch, *labels)]
     pixels = tf.floor(batch)
     for s in range(1, num_dequant_samples):
-      noise = tf.random.stateless_uniform(tf.shape(batch), [seed * 1_000_003 + s, batch_index])
+      noise = tf.random.stateless_uniform(tf.shape(batch),
+                                          [seed * 1_000_003 + s, batch_index])
       log_probs.append(log_prob_fn(dequantization.add_noise(pixels, noise), *labels))
     log_probs = tf.cast(tf.stack(log_probs), tf.float64)
     # log mean_s p(x + u_s); for S = 1 exactly log p(x + u_1).
@@ -51,6 +52,7 @@ def evaluate_bits_per_dim(log_prob_fn, dataset, image_shape, num_dequant_samples
   per_image = np.concatenate(per_image) if per_image else np.zeros([0])
   if per_image.size == 0:
     raise ValueError("The evaluation dataset is empty.")
-  stderr = per_image.std(ddof=1) / math.sqrt(per_image.size) if per_image.size > 1 else 0.0
+  stderr = (per_image.std(ddof=1) / math.sqrt(per_image.size) if per_image.size > 1
+            else 0.0)
   return dict(bits_per_dim=float(per_image.mean()), bits_per_dim_stderr=float(stderr),
               num_images=int(per_image.size), per_image=per_image)

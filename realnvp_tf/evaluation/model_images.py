@@ -35,6 +35,7 @@ def split_inputs(model, dataset=None, image_dir=None, split="test", data_dir=Non
   """`data.image_inputs.ImageInputs` of a split of `dataset` or `image_dir` (default:
   the model's own images), brought to the model's shape and K."""
   info = data_info(model, dataset, image_dir, data_dir, manual_dir, model_images=False)
-  images = data.make_uint8_dataset(info, split, data_dir=data_dir, manual_dir=manual_dir)
+  images = data.make_uint8_dataset(info, split, data_dir=data_dir,
+                                   manual_dir=manual_dir)
   return image_inputs.dataset_inputs(info, split, model.image_shape, model.num_levels,
                                      images)

@@ -48,9 +48,11 @@ def graph_forward_flops(flow):
   from tensorflow.python.framework import ops  # pylint: disable=g-import-not-at-top
 
   shape = (1,) + tuple(flow.event_shape)
-  log_prob = flow.log_prob
   if flow.bijector.config.conditional:  # class 0: every class costs the same
-    log_prob = lambda x: flow.log_prob(x, bijector_kwargs={"labels": [0]})
+    def log_prob(x):
+      return flow.log_prob(x, bijector_kwargs={"labels": [0]})
+  else:
+    log_prob = flow.log_prob
   graph = tf.function(log_prob).get_concrete_function(
       tf.TensorSpec(shape, tf.float32)).graph
   conv_total = all_total = 0

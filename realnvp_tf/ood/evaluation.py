@@ -93,7 +93,8 @@ def evaluate(model, in_inputs, out_inputs, batch_size=256, seed=0, max_images=No
   outside = collect_scores(model, out_inputs, batch_size, seed + 1, max_images)
   result = dict(
       **{"in": in_inputs.description, "ood": out_inputs.description},
-      num_in=int(inside["bits_per_dim"].size), num_ood=int(outside["bits_per_dim"].size),
+      num_in=int(inside["bits_per_dim"].size),
+      num_ood=int(outside["bits_per_dim"].size),
       scores=compare(inside, outside))
   return result, inside, outside
 

@@ -78,7 +78,7 @@ class _RowWriter:
     if self._csv:
       self._csv.writerow([f"{v:.6f}" if isinstance(v, float) else v for v in values])
     else:
-      self._file.write(json.dumps(dict(zip(self._names, values))) + "\n")
+      self._file.write(json.dumps(dict(zip(self._names, values, strict=True))) + "\n")
 
 
 def score_to_file(model, inputs, output, batch_size=256, seed=0,
@@ -106,9 +106,11 @@ def score_to_file(model, inputs, output, batch_size=256, seed=0,
                        [float(scores[name][position]) for name in names[2:]])
           row += 1
         for name in names[2:]:
-          sums[name] = sums.get(name, 0.0) + float(np.sum(scores[name], dtype=np.float64))
+          sums[name] = sums.get(name, 0.0) + float(
+              np.sum(scores[name], dtype=np.float64))
     if not row:
-      raise ValueError(f"None of the {inputs.description} could be decoded as an image.")
+      raise ValueError(
+          f"None of the {inputs.description} could be decoded as an image.")
     seen = np.concatenate(seen)
     bad = inputs.bad_files(seen)
     if bad and fail_on_bad_images:

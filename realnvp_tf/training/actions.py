@@ -78,8 +78,8 @@ class NonFiniteGuard:
     if streak >= self.max_steps:
       raise NonFiniteLossError(
           f"{streak} consecutive steps had a non-finite loss or gradient (last at step "
-          f"{result.step}); stopped. The last checkpoint in {self.checkpoint_dir} holds "
-          f"the last good weights. Lower --learning_rate or add --warmup_steps.")
+          f"{result.step}); stopped. The last checkpoint in {self.checkpoint_dir} "
+          f"holds the last good weights. Lower --learning_rate or add --warmup_steps.")
     logging.warning("Step %d: non-finite loss or gradient; update skipped.",
                     result.step)
 

@@ -76,7 +76,7 @@ class FusedAdam:
           beta2=optimizer.beta_2, epsilon=optimizer.epsilon, grad=grad)
 
     for gradient, variable, m, v in zip(gradients, self.variables, self.first_moments,
-                                        self.second_moments):
+                                        self.second_moments, strict=True):
       strategy.extended.update(variable, update, args=(gradient, m.value, v.value),
                                group=False)
     optimizer.iterations.assign_add(1)

@@ -58,10 +58,10 @@ class BatchNormEstimator:
         break
       values = [v.numpy() for v in statistics]
       if all(np.all(np.isfinite(value)) for value in values):
-        sums = [total + value for total, value in zip(sums, values)]
+        sums = [total + value for total, value in zip(sums, values, strict=True)]
         used += 1
     estimates = [total / used for total in sums] if used else moving_averages
-    for variable, value in zip(statistics, estimates):
+    for variable, value in zip(statistics, estimates, strict=True):
       variable.assign(value)
     if used:
       logging.info("Batch-norm statistics re-estimated on %d training batches.", used)

@@ -123,7 +123,8 @@ class TrainConfig:
     if self.dataset == data.IMAGE_DIR and not self.image_size:
       raise ValueError("An image folder needs an image size: pass --image_size=H or "
                        "HxW (TrainConfig(image_size=...)) with --image_dir.")
-    if self.dataset not in (data.IMAGE_DIR, data.CUSTOM) and not data.is_tfds_name(self.dataset):
+    if (self.dataset not in (data.IMAGE_DIR, data.CUSTOM)
+        and not data.is_tfds_name(self.dataset)):
       data.get_dataset_info(self.dataset)  # unknown names fail here, with the list
     schedule.check_decay(self.decay, self.decay_fraction)
     if self.select not in SELECT:
@@ -133,14 +134,15 @@ class TrainConfig:
                  "loss_scale_growth_steps"):
       if getattr(self, name) <= 0:
         raise ValueError(f"{name} must be positive; got {getattr(self, name)}.")
-    for name in ("warmup_steps", "eval_every", "eval_images", "l2_coeff", "train_minutes",
-                 "batch_norm_recalibration_batches"):
+    for name in ("warmup_steps", "eval_every", "eval_images", "l2_coeff",
+                 "train_minutes", "batch_norm_recalibration_batches"):
       if getattr(self, name) < 0:
         raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}.")
     if self.learning_rate <= 0 or self.clip_norm <= 0:
       raise ValueError("learning_rate and clip_norm must be positive.")
     if self.initial_loss_scale < 1.0:
-      raise ValueError(f"initial_loss_scale must be >= 1; got {self.initial_loss_scale}.")
+      raise ValueError(
+          f"initial_loss_scale must be >= 1; got {self.initial_loss_scale}.")
     if not 0.0 <= self.ema_decay < 1.0:
       raise ValueError(f"ema_decay must be in [0, 1); got {self.ema_decay}.")
 

@@ -34,8 +34,8 @@ class DynamicLossScale(tf.Module):
   def __init__(self, initial_scale=2.0**15, growth_steps=2000):
     super().__init__(name="loss_scale")
     if not initial_scale >= MIN_SCALE or growth_steps <= 0:
-      raise ValueError(f"initial_scale must be >= {MIN_SCALE} and growth_steps positive; "
-                       f"got {initial_scale}, {growth_steps}.")
+      raise ValueError(f"initial_scale must be >= {MIN_SCALE} and growth_steps "
+                       f"positive; got {initial_scale}, {growth_steps}.")
     self.growth_steps = int(growth_steps)
     self.scale = tf.Variable(float(initial_scale), trainable=False, name="scale")
     self.good_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="good_steps")
@@ -59,7 +59,8 @@ class DynamicLossScale(tf.Module):
     """Counts an applied step; doubles the scale after `growth_steps` in a row."""
     grow = self.good_steps + 1 >= self.growth_steps
     self.scale.assign(tf.where(grow, self.scale * 2.0, self.scale))
-    self.good_steps.assign(tf.where(grow, tf.constant(0, tf.int64), self.good_steps + 1))
+    self.good_steps.assign(tf.where(grow, tf.constant(0, tf.int64),
+                                    self.good_steps + 1))
 
   def after_overflow(self):
     """Halves the scale (not below MIN_SCALE) and counts the skipped step."""

@@ -11,9 +11,9 @@ for optimizer step s (0 for the first), W warm-up steps, horizon H (the step the
 decay reaches zero at) and decay fraction p: the decay takes the last share p of the
 steps after the warm-up (p = 1: all of them; p = 0.2: the rate stays at its peak for
 the first 80%, a "warm-up, stable, decay" schedule). H is a variable: `train_steps`
-for a run that ends at a step count; for a run with a time budget, `actions.BudgetHorizon` sets it to the steps the
-remaining time allows, re-estimated from the run's own pace, so the decay ends at the
-deadline.
+for a run that ends at a step count; for a run with a time budget,
+`actions.BudgetHorizon` sets it to the steps the remaining time allows, re-estimated
+from the run's own pace, so the decay ends at the deadline.
 """
 
 import math
@@ -26,7 +26,8 @@ DECAYS = ("none", "cosine", "linear")
 
 def check_decay(decay, decay_fraction):
   """Raises ValueError unless `decay` is one of `DECAYS` and `decay_fraction` is in
-  (0, 1] (`TrainConfig` calls it too, so a bad config fails before anything is built)."""
+  (0, 1] (`TrainConfig` calls it too, so a bad config fails before anything is
+  built)."""
   if decay not in DECAYS:
     raise ValueError(f"decay must be one of {DECAYS}; got {decay!r}.")
   if not 0.0 < decay_fraction <= 1.0:

@@ -155,8 +155,8 @@ class ModelSelection:
             conditional.uniform_log_prior(self.num_classes))
 
   def typicality_reference(self, max_images=TYPICALITY_IMAGES):
-    """`ood.scores.reference_statistics` of the flow's current weights: bits/dim (of p(x),
-    the marginal for a class-conditional flow) of up to `max_images` validation
+    """`ood.scores.reference_statistics` of the flow's current weights: bits/dim (of
+    p(x), the marginal for a class-conditional flow) of up to `max_images` validation
     images (held out, so not flattered by overfitting as training images are; the
     training split only for a dataset without one)."""
     split = "validation" if self.has_validation else "train"
@@ -197,7 +197,7 @@ class ModelSelection:
     try:
       yield
     finally:
-      for variable, value in zip(statistics, saved):
+      for variable, value in zip(statistics, saved, strict=True):
         variable.assign(value)
 
   @contextlib.contextmanager
@@ -215,7 +215,8 @@ class ModelSelection:
         self.best.restore()
         restored = True
       except ValueError as e:
-        for variable, value in zip(variables, saved):  # a partial restore undone
+        # A partial restore undone.
+        for variable, value in zip(variables, saved, strict=True):
           variable.assign(value)
         logging.warning("%s: the last weights are evaluated and exported instead of "
                         "the best.", e)
@@ -226,5 +227,5 @@ class ModelSelection:
     try:
       yield self.best.step, self.best.value
     finally:
-      for variable, value in zip(variables, saved):
+      for variable, value in zip(variables, saved, strict=True):
         variable.assign(value)

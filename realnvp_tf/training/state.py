@@ -42,7 +42,10 @@ class TrainState:
       self.optimizer = adam.FusedAdam(keras.optimizers.Adam(schedule.WarmupDecay(
           train_config.learning_rate, train_config.warmup_steps, train_config.decay,
           self.horizon, train_config.decay_fraction)), self.variables)
-      counter = lambda name: tf.Variable(0, dtype=tf.int64, trainable=False, name=name)
+
+      def counter(name):
+        return tf.Variable(0, dtype=tf.int64, trainable=False, name=name)
+
       self.step = counter("step")
       self.nonfinite_streak = counter("nonfinite_streak")
       self.nonfinite_total = counter("nonfinite_total")
@@ -71,7 +74,9 @@ class TrainState:
     return self._checkpoint_without_loss_scale
 
   def update_ema(self, decay):
-    for average, variable in zip(self.ema or [], self.variables):
+    if self.ema is None:  # EMA off
+      return
+    for average, variable in zip(self.ema, self.variables, strict=True):
       average.assign(decay * average + (1.0 - decay) * variable)
 
   def averaged_weights(self):
@@ -88,11 +93,11 @@ class _SwappedWeights:
   def __enter__(self):
     if self._averages is not None:
       self._saved = [v.numpy() for v in self._variables]
-      for variable, average in zip(self._variables, self._averages):
+      for variable, average in zip(self._variables, self._averages, strict=True):
         variable.assign(average)
 
   def __exit__(self, *exc):
     if self._saved is not None:
-      for variable, value in zip(self._variables, self._saved):
+      for variable, value in zip(self._variables, self._saved, strict=True):
         variable.assign(value)
     return False

@@ -27,7 +27,8 @@ class StepOutput(NamedTuple):
 
 
 class TrainStep:
-  """`tf.function` steps of a `TrainState` on the next batches of a distributed iterator.
+  """`tf.function` steps of a `TrainState` on the next batches of a distributed
+  iterator.
 
   Per replica: bits/dim of its images in training mode (batch norm on the global
   batch's statistics), plus the L2 penalty on the weight scales; each replica's loss
@@ -109,14 +110,18 @@ class TrainStep:
 
     def step(i, outputs):
       out = self._distributed_step(iterator)
-      return i + 1, StepOutput(*(a.write(i, v) for a, v in zip(outputs, out)))
+      return i + 1, StepOutput(*(a.write(i, v)
+                                 for a, v in zip(outputs, out, strict=True)))
 
     _, outputs = tf.while_loop(running, step, (tf.constant(0), outputs))
     return StepOutput(*(a.stack() for a in outputs))
 
   def _distributed_step(self, iterator):
     out = self.strategy.run(self._replica_step, args=(next(iterator),))
-    first = lambda value: self.strategy.experimental_local_results(value)[0]
+
+    def first(value):
+      return self.strategy.experimental_local_results(value)[0]
+
     return StepOutput(*(first(value) for value in out))
 
   def _replica_step(self, batch):
@@ -124,7 +129,8 @@ class TrainStep:
     # back.
     statistics = [tf.identity(v) for v in self.state.statistics]
     loss_scale = self.state.loss_scale
-    scale = tf.identity(loss_scale.scale) if loss_scale is not None else tf.constant(1.0)
+    scale = (tf.identity(loss_scale.scale) if loss_scale is not None
+             else tf.constant(1.0))
     learning_rate = tf.cast(self.state.optimizer.learning_rate, tf.float32)
     out = self.compute_gradients(batch)
     loss_finite = tf.math.is_finite(out.bits)
@@ -132,13 +138,16 @@ class TrainStep:
     overflow = (loss_scale.overflowed(loss_finite, finite) if loss_scale is not None
                 else tf.constant(False))
     tf.distribute.get_replica_context().merge_call(
-        self._apply_if_finite, args=(out.clipped_gradients, statistics, finite, overflow))
+        self._apply_if_finite,
+        args=(out.clipped_gradients, statistics, finite, overflow))
     return StepOutput(out.bits, out.grad_norm, finite, overflow, scale, learning_rate)
 
   def _apply_if_finite(self, strategy, gradients, statistics, finite, overflow):
     # Cross-replica context, where a tf.cond may hold the updates (in replica context
     # it may not hold a synchronisation point).
-    first = lambda value: strategy.experimental_local_results(value)[0]
+    def first(value):
+      return strategy.experimental_local_results(value)[0]
+
     finite, overflow = first(finite), first(overflow)
     state = self.state
 
@@ -160,7 +169,7 @@ class TrainStep:
       return tf.constant(False)
 
     def skip():
-      for variable, value in zip(state.statistics, statistics):
+      for variable, value in zip(state.statistics, statistics, strict=True):
         strategy.extended.update(variable, lambda var, val: var.assign(val),
                                  args=(value,), group=False)
       if state.loss_scale is None:

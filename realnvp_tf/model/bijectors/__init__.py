@@ -16,6 +16,6 @@ from realnvp_tf.model.bijectors.multiscale import RealNVPBijector
 from realnvp_tf.model.bijectors.squeeze import Squeeze
 
 __all__ = [
-    "AffineCoupling", "ClassPrior", "FactorOut", "FlowBatchNorm", "FlowChain", "FusedBijector",
-    "LogitTransform", "RealNVPBijector", "Squeeze", "network_channels",
+    "AffineCoupling", "ClassPrior", "FactorOut", "FlowBatchNorm", "FlowChain",
+    "FusedBijector", "LogitTransform", "RealNVPBijector", "Squeeze", "network_channels",
 ]

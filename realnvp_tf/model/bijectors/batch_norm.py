@@ -2,8 +2,8 @@
 
 import tensorflow as tf
 
-from realnvp_tf.model.nets import batch_statistics
 from realnvp_tf.model.bijectors import fused
+from realnvp_tf.model.nets import batch_statistics
 
 
 class FlowBatchNorm(fused.FusedBijector):
@@ -16,9 +16,9 @@ class FlowBatchNorm(fused.FusedBijector):
   per channel c. In training mode (`training=True`) mean and var are the statistics of
   the batch, and the moving averages are updated with `momentum`; in inference mode
   (the default) the moving averages are used, which makes the layer an ordinary
-  per-channel affine map. `training=batch_statistics.ESTIMATE_STATISTICS` normalises as training
-  mode does and sets the moving averages to the batch's statistics. The log-det is that of the statistics used, holding them
-  fixed, as in the paper.
+  per-channel affine map. `training=batch_statistics.ESTIMATE_STATISTICS` normalises as
+  training mode does and sets the moving averages to the batch's statistics. The
+  log-det is that of the statistics used, holding them fixed, as in the paper.
 
   `forward` (latent side to image side, i.e. sampling) has no batch of images to take
   statistics of, so it always uses the moving averages.

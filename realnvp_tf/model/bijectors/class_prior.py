@@ -45,7 +45,10 @@ class ClassPrior(fused.FusedBijector):
       raise ValueError(f"{self.name} is class-conditional: pass labels.")
     # A one-hot product rather than a gather, for dense gradients.
     one_hot = tf.one_hot(labels, self._num_classes)
-    pick = lambda table: tf.einsum("bk,khwc->bhwc", one_hot, table)
+
+    def pick(table):
+      return tf.einsum("bk,khwc->bhwc", one_hot, table)
+
     return pick(self.mean), pick(self.log_scale)
 
   def _inverse_and_log_det(self, y, labels=None, **kwargs):

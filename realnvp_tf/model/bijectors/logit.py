@@ -21,8 +21,9 @@ class LogitTransform(fused.FusedBijector):
 
     ildj(y) = sum(log(1 - 2 alpha) - log K - log p - log(1 - p)).
 
-  The image of the real line is (-alpha K / (1 - 2 alpha), (1 - alpha) K / (1 - 2 alpha)),
-  slightly wider than [0, K): samples may fall a little outside [0, K).
+  The image of the real line is
+  (-alpha K / (1 - 2 alpha), (1 - alpha) K / (1 - 2 alpha)), slightly wider than
+  [0, K): samples may fall a little outside [0, K).
 
   With `validate_args=True`, `inverse` checks that its input lies in [0, K].
   """

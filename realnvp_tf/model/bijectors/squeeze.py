@@ -49,7 +49,8 @@ class Squeeze(tfb.Bijector):
   def _forward(self, x, **kwargs):
     if x.shape[-1] % 4:
       raise ValueError(
-          f"Unsqueezing needs a channel count divisible by 4; got shape {x.shape[-3:]}.")
+          f"Unsqueezing needs a channel count divisible by 4; got shape "
+          f"{x.shape[-3:]}.")
     return tf.nn.depth_to_space(_permute_groups(x, _FROM_CHECKERBOARD_ORDER), 2)
 
   def _inverse_log_det_jacobian(self, y, **kwargs):

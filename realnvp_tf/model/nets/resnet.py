@@ -2,8 +2,8 @@
 
 The paper's s and t functions are deep convolutional residual networks with weight
 normalisation (Salimans & Kingma, 2016) and batch normalisation. One network computes
-both: its last convolution has `2 * out_channels` outputs, split into a raw log-scale and
-a shift, and the log-scale is squashed as `s = scale * tanh(raw)` with a learned
+both: its last convolution has `2 * out_channels` outputs, split into a raw log-scale
+and a shift, and the log-scale is squashed as `s = scale * tanh(raw)` with a learned
 per-channel `scale`.
 
 The last convolution starts with zero gain, so every coupling starts as the identity.
@@ -136,7 +136,8 @@ class CouplingResNet(keras.layers.Layer):
   def convs(self):
     """Every WeightNormConv2D of the network, input to output."""
     return ([self.conv_in]
-            + [conv for block in self.blocks for conv in (block.conv_in, block.conv_out)]
+            + [conv for block in self.blocks
+               for conv in (block.conv_in, block.conv_out)]
             + [self.conv_out])
 
   @property
