@@ -16,6 +16,7 @@ from realnvp_tf import training
 from realnvp_tf.runs import loading
 from realnvp_tf.training import controller as controller_lib
 from realnvp_tf.training import loss_scale as loss_scale_lib
+from realnvp_tf.training import step as step_lib
 
 import trainer_fixtures as fx
 from trainer_fixtures import REPO
@@ -263,7 +264,7 @@ def test_controller_loop_size_and_a_step_function_that_takes_no_step():
     controller_lib.Controller(None, step, steps_per_loop=0)
 
   def none(iterator, n):
-    return [np.zeros([0])] * 6
+    return step_lib.StepOutput(*[np.zeros([0])] * len(step_lib.StepOutput._fields))
 
   with pytest.raises(RuntimeError, match="took no step"):
     controller_lib.Controller(none, step).run(None, 5)

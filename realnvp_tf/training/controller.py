@@ -82,17 +82,21 @@ class Controller:
     while step < until_step:
       started = time.perf_counter()
       out = self.step_fn(iterator, self.loop_size(step, until_step))
-      values = [np.asarray(value) for value in out]  # the call's one host transfer
+      # The call's one host transfer: every field of the StepOutput, as numpy vectors.
+      values = {name: np.asarray(value) for name, value in out._asdict().items()}
       ended = time.perf_counter()
-      taken = len(values[0])
+      taken = len(values["bits"])
       if not taken:  # e.g. a step function that stops on non-finite steps
         raise RuntimeError(f"The training step took no step at step {step}.")
       step = int(self.step_variable.numpy())
       for i in range(taken):
         result = StepResult(
-            step - taken + i + 1, float(values[0][i]), float(values[1][i]),
-            bool(values[2][i]), bool(values[3][i]), float(values[4][i]),
-            float(values[5][i]), started + (ended - started) * (i + 1) / taken,
+            step=step - taken + i + 1, bits=float(values["bits"][i]),
+            grad_norm=float(values["grad_norm"][i]),
+            finite=bool(values["finite"][i]), overflow=bool(values["overflow"][i]),
+            loss_scale=float(values["loss_scale"][i]),
+            learning_rate=float(values["learning_rate"][i]),
+            time=started + (ended - started) * (i + 1) / taken,
             current=i == taken - 1)
         for action in self.actions:
           action(result)
