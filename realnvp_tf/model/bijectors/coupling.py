@@ -184,11 +184,12 @@ class AffineCoupling(fused.FusedBijector):
 
   @property
   def conditional(self):
+    """Whether the coupling takes labels (it was given a class embedding)."""
     return self._embedding is not None
 
   def _scale_and_shift(self, unchanged, training=False, labels=None):
     inputs = self._mask.net_input(unchanged)
-    if self._embedding is not None:
+    if self.conditional:
       if labels is None:
         raise ValueError(f"{self.name} is class-conditional: pass labels.")
       inputs = tf.concat([inputs, self._embedding(labels, inputs)], axis=-1)

@@ -90,16 +90,17 @@ class FactorOut(fused.FusedBijector):
 
   @property
   def inner(self):
+    """The bijector of the coarser scales (as TFP's bijectors expose theirs)."""
     return self._inner
 
   def _inverse_and_log_det(self, y, **kwargs):
     final, rest = tf.split(y, 2, axis=-1)
-    rest, ildj = fused.inverse_and_log_det(self._inner, rest, **kwargs)
+    rest, ildj = fused.inverse_and_log_det(self.inner, rest, **kwargs)
     return tf.concat([final, rest], axis=-1), ildj
 
   def _forward_and_log_det(self, x, **kwargs):
     final, rest = tf.split(x, 2, axis=-1)
-    rest, fldj = fused.forward_and_log_det(self._inner, rest, **kwargs)
+    rest, fldj = fused.forward_and_log_det(self.inner, rest, **kwargs)
     return tf.concat([final, rest], axis=-1), fldj
 
 
