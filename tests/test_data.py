@@ -17,6 +17,7 @@ import tensorflow_datasets as tfds
 
 from realnvp_tf import data
 from realnvp_tf.data import dequantization
+from realnvp_tf.data import errors
 from realnvp_tf.data import tfds_fetch
 from realnvp_tf.data import transforms
 
@@ -453,3 +454,21 @@ def test_prepare_from_official_files_into_one_data_dir(prepared_data_dir, offlin
         iter(data.make_dataset(name, "train", batch_size=64, data_dir=data_dir)))
     assert batch.shape == (64, 28, 28, 1)
   assert offline == []
+
+
+def test_first_line_of_an_error_is_one_line_without_tensorflow_decorations():
+  with pytest.raises(tf.errors.InvalidArgumentError) as raised:
+    tf.io.decode_png(tf.constant(b"not a png"))
+  full = raised.value.message
+  line = errors.first_line(raised.value)
+  assert "[Op:DecodePng]" in full and "[Op:" not in line
+  assert line and "\n" not in line and line in full and not line.startswith("{{")
+  assert errors.first_line(ValueError("first\nsecond")) == "first"
+  assert errors.first_line(KeyError()) == "KeyError"
+  assert len(errors.first_line(OSError("x" * 500))) == 200
+
+
+def test_derived_seeds_of_a_run_differ_by_stream_and_by_run():
+  seeds = {data.derived_seed(seed, index) for seed in range(3) for index in range(1000)}
+  assert len(seeds) == 3000
+  assert data.derived_seed(2, 5) == 2 * dequantization.SEED_STRIDE + 5

@@ -15,6 +15,7 @@
 Imports no model code (see docs/architecture.md).
 """
 
+from realnvp_tf.data.dequantization import derived_seed
 from realnvp_tf.data.pipeline import label_counts
 from realnvp_tf.data.pipeline import make_dataset
 from realnvp_tf.data.pipeline import make_distributed_dataset
@@ -41,6 +42,7 @@ __all__ = [
     "DataUnavailableError",
     "DatasetInfo",
     "IMAGE_DIR",
+    "derived_seed",
     "fingerprint",
     "from_tf_data",
     "get_dataset_info",

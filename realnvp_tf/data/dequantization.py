@@ -3,6 +3,16 @@ in 0..K-1 (so that floor gives back the pixels)."""
 
 import tensorflow as tf
 
+# Seeds derived as `seed * SEED_STRIDE + index` differ for every (seed, index) with
+# index < SEED_STRIDE: a prime larger than any epoch or noise-draw count.
+SEED_STRIDE = 1_000_003
+
+
+def derived_seed(seed, index):
+  """The seed of stream `index` (an epoch's data, the index-th extra noise draw) of
+  a run seeded `seed`."""
+  return seed * SEED_STRIDE + index
+
 
 def add_noise(pixels: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
   """`pixels + noise` for integer-valued float32 pixels and noise in [0, 1), kept

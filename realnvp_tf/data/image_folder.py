@@ -23,13 +23,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import re
 from typing import Optional
 
 from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from realnvp_tf.data import errors
 from realnvp_tf.data import registry
 from realnvp_tf.data import transforms
 from realnvp_tf.data.registry import DatasetInfo
@@ -228,19 +228,11 @@ def undecodable(paths, channels):
     except tf.errors.InvalidArgumentError:  # what decoders raise on bad data
       bad.append(path)
     except tf.errors.OpError as e:
-      raise OSError(f"{path} cannot be read: {first_line(e)}") from None
+      raise OSError(f"{path} cannot be read: {errors.first_line(e)}") from None
     else:
       raise OSError(f"{path} failed to load and decodes when read again: a read "
                     f"error that passed (a network disk?); run again.")
   return bad
-
-
-def first_line(error):
-  """The first line of a TensorFlow error's message, for one-line reports (without
-  the function-node prefix and the op suffix of eager errors)."""
-  text = (error.message or type(error).__name__).strip().splitlines()[0]
-  text = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", text)
-  return re.sub(r"\s*\[Op:\w+\]$", "", text)[:200]
 
 
 def _decode_all(paths, size, channels):

@@ -31,6 +31,9 @@ AUTOTUNE = tf.data.AUTOTUNE
 
 # Shuffle buffer for the datasets that are not held in memory.
 _STREAM_SHUFFLE_BUFFER = 10_000
+# Each input pipeline (one per host) shuffles with `seed + stride * pipeline_id`: a
+# prime, so that hosts' shuffle orders differ for every run seed.
+_PIPELINE_SEED_STRIDE = 7919
 # Seed streams, so noise, flips and crops never share random numbers.
 _EVAL_NOISE, _TRAIN_NOISE, _TRAIN_FLIP, _TRAIN_CROP = 0, 1, 2, 3
 
@@ -153,7 +156,8 @@ def _training_pipeline(ds, info, batch_size, seed, num_pipelines, pipeline_id, r
     buffer = info.num_train
   else:
     buffer = _STREAM_SHUFFLE_BUFFER
-  ds = ds.shuffle(buffer, seed=seed + 7919 * pipeline_id, reshuffle_each_iteration=True)
+  ds = ds.shuffle(buffer, seed=seed + _PIPELINE_SEED_STRIDE * pipeline_id,
+                  reshuffle_each_iteration=True)
   ds = ds.repeat(repeat)
   if info.crop:  # random crops, one seed per image drawn
     crop_shape = tuple(info.crop) + (info.image_shape[-1],)

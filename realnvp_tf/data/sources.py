@@ -7,10 +7,10 @@ import functools
 import hashlib
 import os
 
-import numpy as np
 import tensorflow as tf
 
 from realnvp_tf.data import image_folder
+from realnvp_tf.data import registry
 from realnvp_tf.data import tfds_describe
 from realnvp_tf.data import transforms
 from realnvp_tf.data.registry import DatasetInfo
@@ -62,9 +62,8 @@ class TfDataSource:
 
   def split_labels(self, split):
     """The int32 labels of a split, read through the dataset (checked)."""
-    labels = self.images(split, labels=True).map(lambda image, label: label)
-    return np.concatenate(list(labels.batch(65_536).as_numpy_iterator()) +
-                          [np.zeros([0], np.int32)])
+    return registry.collect_labels(
+        self.images(split, labels=True).map(lambda image, label: label))
 
 
 def _count(dataset):

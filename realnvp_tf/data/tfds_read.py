@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from realnvp_tf.data import registry
 from realnvp_tf.data import tfds_fetch
 from realnvp_tf.data.registry import DatasetInfo
 
@@ -37,5 +38,5 @@ def read_labels(info: DatasetInfo, split: str, data_dir, manual_dir) -> np.ndarr
   key = info.label_key
   ds = builder.as_dataset(split=split, read_config=tfds.ReadConfig(try_autocache=False),
                           decoders=tfds.decode.PartialDecoding({key: True}))
-  ds = ds.map(lambda example: tf.cast(example[key], tf.int32)).batch(65_536)
-  return np.concatenate(list(ds.as_numpy_iterator()) + [np.zeros([0], np.int32)])
+  return registry.collect_labels(
+      ds.map(lambda example: tf.cast(example[key], tf.int32)))

@@ -41,8 +41,8 @@ def evaluate_bits_per_dim(log_prob_fn, dataset, image_shape, num_dequant_samples
     log_probs = [log_prob_fn(batch, *labels)]
     pixels = tf.floor(batch)
     for s in range(1, num_dequant_samples):
-      noise = tf.random.stateless_uniform(tf.shape(batch),
-                                          [seed * 1_000_003 + s, batch_index])
+      noise = tf.random.stateless_uniform(
+          tf.shape(batch), [dequantization.derived_seed(seed, s), batch_index])
       log_probs.append(log_prob_fn(dequantization.add_noise(pixels, noise), *labels))
     log_probs = tf.cast(tf.stack(log_probs), tf.float64)
     # log mean_s p(x + u_s); for S = 1 exactly log p(x + u_1).

@@ -6,6 +6,7 @@ import os
 from absl import logging
 import tensorflow as tf
 
+from realnvp_tf.data import errors
 from realnvp_tf.runs import checkpoints
 from realnvp_tf.runs import directory as directory_lib
 
@@ -62,7 +63,7 @@ def read_best(best_dir):
     return int(saved["step"]), float(saved["validation_bits_per_dim"])
   except (tf.errors.OpError, ValueError, KeyError, TypeError) as e:
     raise ValueError(f"{path} cannot be read ({type(e).__name__}: "
-                     f"{checkpoints.first_line(e)})") from None
+                     f"{errors.first_line(e)})") from None
 
 
 def restore(checkpoint, best_dir):

@@ -8,6 +8,8 @@ import re
 from absl import logging
 import tensorflow as tf
 
+from realnvp_tf.data import errors
+
 MAX_CHECKPOINTS = 3
 
 
@@ -68,7 +70,7 @@ def restore_newest(checkpoint, directory, partial=False, warn=True):
     except Exception as e:  # pylint: disable=broad-except
       # Corrupt files fail in many ways (DataLossError, IndexError from the
       # reader, ...); whatever it is, this checkpoint cannot be used.
-      reason = first_line(e)
+      reason = errors.first_line(e)
       failures.append(f"{os.path.basename(path)}: {reason}")
       if warn:
         logging.warning("Skipped checkpoint %s: it cannot be restored (%s).", path,
@@ -80,10 +82,3 @@ def restore_newest(checkpoint, directory, partial=False, warn=True):
         f"No checkpoint in {directory} can be restored ({'; '.join(failures)}); move "
         f"the directory aside or pass a new --model_dir.")
   return None
-
-
-def first_line(error):
-  """The first line of an error's message (at most 200 characters), for one-line
-  reports."""
-  text = getattr(error, "message", None) or str(error)
-  return text.strip().splitlines()[0][:200] if text.strip() else type(error).__name__

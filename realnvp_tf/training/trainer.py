@@ -111,7 +111,7 @@ class Trainer:
     """The seed of the training stream of the epoch that `step` falls in: a resumed
     run starts its epoch afresh, with that epoch's own shuffle and noise."""
     steps_per_epoch = max(1, self.info.num_train // self.config.batch_size)
-    return self.config.seed * 1_000_003 + step // steps_per_epoch
+    return data.derived_seed(self.config.seed, step // steps_per_epoch)
 
   def train_dataset(self, start_step):
     """The distributed training stream from `start_step` on."""
