@@ -138,13 +138,7 @@ def decode(contents, channels):
 
 def load_image(path, size, channels):
   """A file -> uint8 [height, width, channels], as training uses it."""
-  return _fitted(decode(tf.io.read_file(path), channels), size, channels)
-
-
-def _fitted(image, size, channels):
-  image = transforms.fit(image, size)
-  image.set_shape(tuple(size) + (channels,))
-  return image
+  return transforms.fit(decode(tf.io.read_file(path), channels), size, channels)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -240,7 +234,10 @@ def _decode_all(paths, size, channels):
   paths: those that are not images; other errors raise)."""
   if not paths:
     return np.zeros((0,) + tuple(size) + (channels,), np.uint8), [], []
-  load = lambda data: _fitted(decode(data, channels), size, channels)  # noqa: E731
+
+  def load(contents):
+    return transforms.fit(decode(contents, channels), size, channels)
+
   indices, arrays = [], []
   for batch_indices, batch_images in decoded_files(paths, load).batch(256):
     indices.append(batch_indices.numpy())

@@ -7,14 +7,14 @@ Sources (`open_inputs`):
 - a `.npy` array, or a `.npz` archive (its array `images`, its only array, or the one
   named after a colon: `data.npz:x_test`): uint8 (or integer-valued) pixels 0..255,
   shaped [N, H, W] or [N, H, W, C];
-- a dataset split (`dataset_images`): a registered name or tfds:NAME.
+- a dataset split (`dataset_inputs`): a registered name or tfds:NAME.
 
 Every image is brought to the model's images the way training brings a folder's:
 converted to the model's channels (grey <-> RGB), resized with antialiasing to cover
 the model's size and centre-cropped to it, then mapped to the model's K levels
 (floor(x * K / levels of the source)). Files that are not decodable images are left
-out and listed (`bad_files()` says which once the images were read); a file that
-cannot be read stops the reading with its own error.
+out and listed (`ImageInputs.bad_files(served indices)` says which, once the images
+were read); a file that cannot be read stops the reading with its own error.
 """
 
 from __future__ import annotations
@@ -81,9 +81,8 @@ def _file_inputs(paths, description, image_shape, num_levels):
 
   def load(contents):
     image = image_folder.decode(contents, channels)
-    image = transforms.fit(image, (height, width))
-    image.set_shape((height, width, channels))
-    return adapt(image, image_shape, num_levels)
+    return adapt(transforms.fit(image, (height, width), channels), image_shape,
+                 num_levels)
 
   images = image_folder.decoded_files(paths, load)
   return ImageInputs(description, images, len(paths), lambda i: paths[i], list(paths),

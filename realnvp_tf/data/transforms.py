@@ -1,8 +1,10 @@
-"""Per-image steps of the input pipelines: resizing, crops, flips, dequantization.
+"""Image steps of the input pipelines: resizing, crops, flips, and the seeds of their
+random draws (the noise of dequantization is `dequantization`'s).
 
-The deterministic steps (`Resize`, `CentralCrop`, `ResizeSmallestSide`) are small frozen
-dataclasses, so that a dataset's registry entry can list them as data; each maps a uint8
-`[H, W, C]` image to a uint8 image.
+The deterministic steps (`Resize`, `CentralCrop`, `ResizeSmallestSide`, `Fit`) are
+small frozen dataclasses, so that a dataset's registry entry can list them as data;
+each maps a uint8 `[H, W, C]` image to a uint8 image. `random_flip_batch` flips a
+batch's images at random; `element_seed` gives each image its own stateless seed.
 """
 
 from __future__ import annotations
@@ -61,15 +63,18 @@ class ResizeSmallestSide:
     return resize(image, tf.maximum(new_size, self.size))
 
 
-def fit(image: tf.Tensor, size) -> tf.Tensor:
+def fit(image: tf.Tensor, size, channels=None) -> tf.Tensor:
   """Resizes (antialiased, aspect ratio kept) to cover `size` = (height, width), then
-  centre-crops to it."""
+  centre-crops to it. The result's static shape is (height, width, `channels`): the
+  crop's own is unknown, and the batching that follows needs it."""
   height, width = size
   shape = tf.cast(tf.shape(image)[:2], tf.float32)
   scale = tf.maximum(height / shape[0], width / shape[1])
   covering = tf.cast(tf.math.ceil(shape * scale - 1e-3), tf.int32)
   covering = tf.maximum(covering, [height, width])
-  return center_crop(resize(image, covering), height, width)
+  image = center_crop(resize(image, covering), height, width)
+  image.set_shape((height, width, channels))
+  return image
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,9 +83,7 @@ class Fit:
   size: tuple
 
   def __call__(self, image):
-    image = fit(image, self.size)
-    image.set_shape(tuple(self.size) + (None,))
-    return image
+    return fit(image, self.size)
 
 
 def random_flip_batch(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
