@@ -4,6 +4,8 @@ import dataclasses
 import math
 from typing import Tuple
 
+from realnvp_tf.model.nets import batch_statistics
+
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 # The Keras dtype policy of the s/t networks for each compute dtype: variables stay
 # float32, the networks compute in the named type.
@@ -60,8 +62,8 @@ class RealNVPConfig:
   num_levels: int = 256
   logit_alpha: float = 0.05
   use_batch_norm: bool = True
-  batch_norm_momentum: float = 0.9
-  batch_norm_epsilon: float = 1e-4
+  batch_norm_momentum: float = batch_statistics.MOMENTUM
+  batch_norm_epsilon: float = batch_statistics.EPSILON
   compute_dtype: str = "float32"
   num_classes: int = 0
   class_embedding_dim: int = 8

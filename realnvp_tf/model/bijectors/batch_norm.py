@@ -24,7 +24,8 @@ class FlowBatchNorm(fused.FusedBijector):
   statistics of, so it always uses the moving averages.
   """
 
-  def __init__(self, num_channels, momentum=0.9, epsilon=1e-4, validate_args=False,
+  def __init__(self, num_channels, momentum=batch_statistics.MOMENTUM,
+               epsilon=batch_statistics.EPSILON, validate_args=False,
                name="batch_norm"):
     parameters = dict(locals())
     if num_channels <= 0:

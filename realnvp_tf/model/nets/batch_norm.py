@@ -17,7 +17,8 @@ class BatchNorm(keras.layers.Layer):
   data each way, rather than a chain of elementwise ops.
   """
 
-  def __init__(self, momentum=0.9, epsilon=1e-4, **kwargs):
+  def __init__(self, momentum=batch_statistics.MOMENTUM,
+               epsilon=batch_statistics.EPSILON, **kwargs):
     super().__init__(**kwargs)
     self.momentum = float(momentum)
     self.epsilon = float(epsilon)

@@ -6,6 +6,12 @@ moving averages stay equal on every replica.
 
 import tensorflow as tf
 
+# Every batch norm's defaults (the flow's and the s/t networks'; RealNVPConfig's
+# batch_norm_momentum and batch_norm_epsilon): the moving averages keep this share
+# of their value at each training step, and epsilon is added to the variance.
+MOMENTUM = 0.9
+EPSILON = 1e-4
+
 
 def batch_moments(x):
   """Per-channel mean and (biased) variance of a [B, H, W, C] batch, over all replicas.

@@ -12,6 +12,7 @@ The last convolution starts with zero gain, so every coupling starts as the iden
 import keras
 import tensorflow as tf
 
+from realnvp_tf.model.nets import batch_statistics
 from realnvp_tf.model.nets.batch_norm import BatchNorm
 from realnvp_tf.model.nets.weight_norm import WeightNormConv2D
 
@@ -32,8 +33,9 @@ def _relu_conv(norm, conv, inputs, training):
 class ResidualBlock(keras.layers.Layer):
   """`x + conv(relu(bn(conv(relu(bn(x))))))`, pre-activation as in the paper."""
 
-  def __init__(self, filters, use_batch_norm=True, batch_norm_momentum=0.9,
-               batch_norm_epsilon=1e-4, **kwargs):
+  def __init__(self, filters, use_batch_norm=True,
+               batch_norm_momentum=batch_statistics.MOMENTUM,
+               batch_norm_epsilon=batch_statistics.EPSILON, **kwargs):
     super().__init__(**kwargs)
     self.filters = int(filters)
     self.use_batch_norm = bool(use_batch_norm)
@@ -87,7 +89,8 @@ class CouplingResNet(keras.layers.Layer):
   """
 
   def __init__(self, out_channels, num_filters, num_blocks, use_batch_norm=True,
-               batch_norm_momentum=0.9, batch_norm_epsilon=1e-4, **kwargs):
+               batch_norm_momentum=batch_statistics.MOMENTUM,
+               batch_norm_epsilon=batch_statistics.EPSILON, **kwargs):
     super().__init__(**kwargs)
     if out_channels <= 0 or num_filters <= 0 or num_blocks < 0:
       raise ValueError(
