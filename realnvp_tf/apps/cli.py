@@ -14,6 +14,7 @@ from realnvp_tf.apps import process
 from realnvp_tf.model import config as model_config_lib
 from realnvp_tf.model.config import COMPUTE_DTYPES
 from realnvp_tf.model.config import RealNVPConfig
+from realnvp_tf.runs import loading
 from realnvp_tf.training import schedule
 from realnvp_tf.training.config import TrainConfig
 
@@ -107,6 +108,35 @@ def define_data_flags():
   flags.DEFINE_bool("allow_data_change", False, "Resume a run on other data than it "
                     "was trained on (a folder moved or extended on purpose, other "
                     "split fractions); by default such a resume is refused.")
+
+
+def define_trained_model_flags():
+  """--saved_model, --model_dir and --select: the trained model an app reads
+  (`load_trained_model` loads it)."""
+  flags.DEFINE_string("saved_model", None, "An export/ directory written by train.py.")
+  flags.DEFINE_string("model_dir", None, "A train.py model_dir: the weights it "
+                      "selects (its best validation figure's by default, see "
+                      "--select).")
+  flags.DEFINE_enum("select", None, ["best", "last"], "With --model_dir: the weights "
+                    "of the best validation figure (model_dir/best/) or the last ones "
+                    "(default: what the run selects).")
+
+
+def load_trained_model(mixed_precision=None):
+  """The model that exactly one of --saved_model and --model_dir names, with --select
+  and, for a checkpoint, s/t networks in `mixed_precision` (None: as trained). Raises
+  ValueError (one line) for neither or both, or a setting a SavedModel cannot take."""
+  if bool(FLAGS.saved_model) == bool(FLAGS.model_dir):
+    raise ValueError("pass exactly one of --saved_model and --model_dir.")
+  if not FLAGS.saved_model:
+    return loading.load_checkpoint(FLAGS.model_dir, mixed_precision, FLAGS.select)
+  if mixed_precision:
+    raise ValueError("--mixed_precision applies to --model_dir; a SavedModel keeps the "
+                     "precision it was exported with.")
+  if FLAGS.select:
+    raise ValueError("--select applies to --model_dir; a SavedModel holds the weights "
+                     "it was exported with.")
+  return loading.load_saved_model(FLAGS.saved_model)
 
 
 def define_model_flags():

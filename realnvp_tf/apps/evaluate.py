@@ -34,16 +34,11 @@ from realnvp_tf.evaluation import likelihood  # noqa: E402
 from realnvp_tf.evaluation import model_images  # noqa: E402
 from realnvp_tf.model.config import COMPUTE_DTYPES  # noqa: E402
 from realnvp_tf.ood import evaluation as ood_evaluation  # noqa: E402
-from realnvp_tf.runs import loading  # noqa: E402
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("saved_model", None, "An export/ directory written by train.py.")
-flags.DEFINE_string("model_dir", None, "A train.py model_dir: the weights it selects "
-                    "(its best validation figure's by default, see --select).")
-flags.DEFINE_enum("select", None, ["best", "last"], "With --model_dir: the weights of "
-                  "the best validation figure (model_dir/best/) or the last ones "
-                  "(default: what the run selects).")
+cli.define_trained_model_flags()
+flags.adopt_module_key_flags(cli)  # --help lists the shared flags too
 flags.DEFINE_string("dataset", None, "Dataset: a name or tfds:NAME[/CONFIG] (default: "
                     "the images the model was trained on).")
 flags.DEFINE_string("image_dir", None, "Evaluate the images of this folder instead "
@@ -85,17 +80,13 @@ flags.DEFINE_string("ood_histogram", None, "Write a PNG of both sets' score hist
 flags.register_multi_flags_validator(
     ["ood_dataset", "ood_images"], lambda v: not (v["ood_dataset"] and v["ood_images"]),
     message="pass at most one of --ood_dataset and --ood_images")
-flags.register_multi_flags_validator(
-    ["saved_model", "model_dir"],
-    lambda v: bool(v["saved_model"]) != bool(v["model_dir"]),
-    message="pass exactly one of --saved_model and --model_dir")
 
 
 def main(argv):
   del argv
   tf.get_logger().setLevel("ERROR")
   try:
-    model = _load_model()
+    model = cli.load_trained_model(FLAGS.mixed_precision)
     info = model_images.data_info(model, FLAGS.dataset, FLAGS.image_dir,
                                   FLAGS.data_dir, FLAGS.manual_dir)
     if model.num_classes:
@@ -117,18 +108,6 @@ def main(argv):
     with tf.io.gfile.GFile(FLAGS.output, "w") as f:
       json.dump(metrics, f, indent=2)
   print(_summary(metrics))
-
-
-def _load_model():
-  if FLAGS.saved_model and FLAGS.mixed_precision:
-    raise ValueError("--mixed_precision applies to --model_dir; a SavedModel keeps the "
-                     "precision it was exported with.")
-  if FLAGS.saved_model and FLAGS.select:
-    raise ValueError("--select applies to --model_dir; a SavedModel holds the weights "
-                     "it was exported with.")
-  if FLAGS.saved_model:
-    return loading.load_saved_model(FLAGS.saved_model)
-  return loading.load_checkpoint(FLAGS.model_dir, FLAGS.mixed_precision, FLAGS.select)
 
 
 def _likelihood(model, info, images):

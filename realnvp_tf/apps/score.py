@@ -26,16 +26,11 @@ from realnvp_tf import data  # noqa: E402
 from realnvp_tf.apps import cli  # noqa: E402
 from realnvp_tf.data import image_folder  # noqa: E402
 from realnvp_tf.ood import scoring  # noqa: E402
-from realnvp_tf.runs import loading  # noqa: E402
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("saved_model", None, "An export/ directory written by train.py.")
-flags.DEFINE_string("model_dir", None, "A train.py model_dir: the weights it selects "
-                    "(its best validation figure's by default, see --select).")
-flags.DEFINE_enum("select", None, ["best", "last"], "With --model_dir: the weights of "
-                  "the best validation figure (model_dir/best/) or the last ones "
-                  "(default: what the run selects).")
+cli.define_trained_model_flags()
+flags.adopt_module_key_flags(cli)  # --help lists the shared flags too
 flags.DEFINE_string("images", None, "Images to score: a folder (searched recursively), "
                     "a glob pattern, or a .npy/.npz file (uint8 [N, H, W(, C)]; "
                     "FILE.npz:NAME picks an array).")
@@ -73,17 +68,10 @@ def main(argv):
 
 def _load_model():
   """The model, once the flags that need no model are checked."""
-  if bool(FLAGS.saved_model) == bool(FLAGS.model_dir):
-    raise ValueError("pass exactly one of --saved_model and --model_dir.")
   if not FLAGS.output:
     raise ValueError("pass --output=FILE.csv or FILE.jsonl for the rows.")
   scoring.output_format(FLAGS.output)
-  if FLAGS.saved_model:
-    if FLAGS.select:
-      raise ValueError("--select applies to --model_dir; a SavedModel holds the "
-                       "weights it was exported with.")
-    return loading.load_saved_model(FLAGS.saved_model)
-  return loading.load_checkpoint(FLAGS.model_dir, select=FLAGS.select)
+  return cli.load_trained_model()
 
 
 def run():
