@@ -2,6 +2,7 @@
 lost (docs/reliability.md lists them)."""
 
 import glob
+import json
 import os
 import shutil
 import signal
@@ -355,6 +356,28 @@ def test_resuming_on_other_data_is_refused_in_one_line_unless_allowed(tmp_path, 
   assert int(resumed.state.step.numpy()) == 3
   # The extended folder is now the run's data: resuming on it needs no flag.
   _folder_trainer(run, first, train_steps=3).close()
+
+
+def test_a_run_from_before_data_fingerprints_resumes_on_its_settings(tmp_path):
+  # config.json without "data", as runs wrote it before the data fingerprint: a resume
+  # still compares the data settings, and cannot compare the files.
+  folder, run = tmp_path / "images", tmp_path / "run"
+  _write_pngs(folder, 60, seed=1)
+  _folder_trainer(run, folder).fit(progress=False)
+  path = run / directory.CONFIG_FILE
+  values = json.loads(path.read_text())
+  del values["data"]
+  path.write_text(json.dumps(values))
+  assert directory.read_data_fingerprint(str(run)) is None
+  with pytest.raises(ValueError, match=r"validation_fraction=0\.1 \(now 0\.3\)"):
+    _folder_trainer(run, folder, validation_fraction=0.3)
+  _write_pngs(folder, 12, seed=3, start=60)  # more files: nothing records the old ones
+  resumed = _folder_trainer(run, folder, train_steps=3)
+  assert resumed.restore() == 2
+  resumed.fit(progress=False)
+  assert int(resumed.state.step.numpy()) == 3
+  # The finished resume records the fingerprint of the data it went on with.
+  assert directory.read_data_fingerprint(str(run)) is not None
 
 
 def test_a_changed_dataset_is_refused_by_train_py(tmp_path):
