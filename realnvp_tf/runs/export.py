@@ -175,6 +175,19 @@ class ConditionalServing(RealNVPServing):
             "bits_per_dim": flow_lib.bits_per_dim(out["log_prob"], self._image_shape)}
 
 
+def model_metadata(dataset, data_spec, step, typicality_reference=None,
+                   class_counts=None, class_names=None, **more):
+  """The metadata of trained weights, as an export keeps it and a run directory
+  loaded for inference carries it: the dataset and data settings they were trained
+  on, their step and, when known, the typicality reference (the typicality scores'),
+  a class-conditional model's class counts (its prior) and class names, and `more`
+  (e.g. `select`). Values that are None are left out."""
+  values = dict(dataset=dataset, data=data_spec, step=step,
+                typicality_reference=typicality_reference, class_counts=class_counts,
+                class_names=class_names, **more)
+  return {name: value for name, value in values.items() if value is not None}
+
+
 def serving_module(flow, metadata=None):
   """The serving module of `flow`: `ConditionalServing` for a class-conditional one,
   else `RealNVPServing`."""

@@ -212,11 +212,10 @@ def restore_for_inference(model_dir, compute_dtype=None, select=None):
   if restored is None:
     selected, restored = "last", _restore_last(flow, model_dir, train)
   path, step = restored[:2]
-  metadata = {"dataset": train["dataset"],
-              "data": {name: train.get(name) for name in data.DATA_SPEC_FIELDS},
-              "step": step, "select": selected,
-              "model": dataclasses.asdict(model_config)}
-  metadata.update(_finished_run_metadata(model_dir, step))
+  metadata = export.model_metadata(
+      train["dataset"], {name: train.get(name) for name in data.DATA_SPEC_FIELDS},
+      step, select=selected, model=dataclasses.asdict(model_config),
+      **_finished_run_metadata(model_dir, step))
   return flow, metadata, path
 
 

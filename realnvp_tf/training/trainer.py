@@ -221,10 +221,10 @@ class Trainer:
                       loss_scale_skipped_steps=int(self.state.loss_scale.skipped.numpy()))
       self.run_dir.write_metrics(result)
       if self.config.export:
-        export.export_saved_model(self.state.flow, self.run_dir.export_dir, metadata={
-            "dataset": self.config.dataset, "data": self.config.data_spec(),
-            "step": chosen[0], "typicality_reference": reference,
-            **self.class_metadata()})
+        export.export_saved_model(
+            self.state.flow, self.run_dir.export_dir, metadata=export.model_metadata(
+                self.config.dataset, self.config.data_spec(), chosen[0], reference,
+                **self.class_metadata()))
     return result
 
   def class_metadata(self):
