@@ -245,16 +245,16 @@ def require_labels(info: DatasetInfo, num_classes: Optional[int] = None) -> None
                      f"conditioned on num_classes={num_classes}.")
 
 
+# Labels are scalars: large batches keep the host round trips of reading a split's
+# labels few (ImageNet's 1.28 million in 20).
+LABEL_BATCH = 65_536
+
+
 def collect_labels(labels) -> np.ndarray:
   """The int32 labels of a `tf.data.Dataset` of scalar labels as one numpy array (an
   empty one for an empty dataset), read in batches of `LABEL_BATCH`."""
   return np.concatenate(list(labels.batch(LABEL_BATCH).as_numpy_iterator()) +
                         [np.zeros([0], np.int32)])
-
-
-# Labels are scalars: large batches keep the host round trips of reading a split's
-# labels few (ImageNet's 1.28 million in 20).
-LABEL_BATCH = 65_536
 
 
 def require_image_format(info: DatasetInfo, image_shape, num_levels: int) -> None:
