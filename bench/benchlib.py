@@ -186,3 +186,45 @@ def clean_json(value, digits=5):
   if isinstance(value, float):
     return round(value, digits) if math.isfinite(value) else None
   return value
+
+
+# The reference convolution: a 3x3 conv 64->64 on [64, 14, 14, 64], forward and
+# backward, at the speed this machine's convolutions reach (see docs/performance.md).
+CONV_INPUT = (64, 14, 14, 64)
+CONV_FILTERS = 64
+CONV_KERNEL = 3
+
+
+def conv_step(tf, dtype, input_shape, kernel_shape):
+  """A convolution's training step: (step, FLOPs per call, x, kernel, upstream).
+
+  `step()` returns `sum(conv(x) * upstream)` and its gradients with respect to x and
+  the kernel: forward and backward (input and filter gradients) all run. (Asking the
+  tape for `gradient(y, output_gradients=upstream)` instead lets grappler prune the
+  forward conv, which nothing reads: the step would run 2/3 of the counted work.)
+  """
+  batch, height, width, _ = input_shape
+  k_h, k_w, c_in, c_out = kernel_shape
+  x = tf.cast(tf.random.stateless_normal(input_shape, [1, 2]), dtype)
+  kernel = tf.Variable(tf.cast(tf.random.stateless_normal(
+      kernel_shape, [3, 4], stddev=0.05), dtype))
+  upstream = tf.cast(tf.random.stateless_normal((batch, height, width, c_out), [5, 6]),
+                     dtype)
+
+  @tf.function
+  def step():
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
+      loss = tf.reduce_sum(tf.cast(y * upstream, tf.float32))
+    dx, dk = tape.gradient(loss, [x, kernel])
+    return loss, dx, dk
+
+  flops = 3 * 2 * batch * height * width * k_h * k_w * c_in * c_out
+  return step, flops, x, kernel, upstream
+
+
+def reference_conv(tf, dtype):
+  """The reference convolution's `conv_step`."""
+  return conv_step(tf, dtype, CONV_INPUT,
+                   (CONV_KERNEL, CONV_KERNEL, CONV_INPUT[-1], CONV_FILTERS))

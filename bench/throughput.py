@@ -74,13 +74,6 @@ flags.DEFINE_integer("num_classes", 0, "Time the class-conditional model with th
                      "many classes (random labels; 0: the unconditional model).",
                      lower_bound=0)
 
-# The reference convolution: a 3x3 conv 64->64 on [64, 14, 14, 64], forward and
-# backward, at the speed this machine's convolutions reach (see docs/performance.md).
-CONV_INPUT = (64, 14, 14, 64)
-CONV_FILTERS = 64
-CONV_KERNEL = 3
-
-
 def conv_only_step_seconds(tf, flow, batch, dtype, repeats, steps):
   """Seconds of the model's convolutions alone: every s/t conv forward + backward.
 
@@ -90,8 +83,8 @@ def conv_only_step_seconds(tf, flow, batch, dtype, repeats, steps):
   """
   total = 0.0
   for (height, width, *kernel_shape), count in flops.model_conv_shapes(flow).items():
-    step, _, _, _, _ = conv_step(tf, dtype, (batch, height, width, kernel_shape[2]),
-                                 tuple(kernel_shape))
+    step, _, _, _, _ = benchlib.conv_step(
+        tf, dtype, (batch, height, width, kernel_shape[2]), tuple(kernel_shape))
     # Bound to this iteration's step (timed() makes every call before it returns).
     seconds, _, _ = timed(lambda step=step: step()[0].numpy(), 2, repeats, steps)
     total += count * seconds
@@ -120,41 +113,6 @@ def timed(fn, warmup, repeats, steps, after_first=None, after_each=None):
     if after_each is not None:
       after_each()
   return statistics.median(timings), timings, first
-
-
-def conv_step(tf, dtype, input_shape, kernel_shape):
-  """A convolution's training step: (step, FLOPs per call, x, kernel, upstream).
-
-  `step()` returns `sum(conv(x) * upstream)` and its gradients with respect to x and
-  the kernel: forward and backward (input and filter gradients) all run. (Asking the
-  tape for `gradient(y, output_gradients=upstream)` instead lets grappler prune the
-  forward conv, which nothing reads: the step would run 2/3 of the counted work.)
-  """
-  batch, height, width, _ = input_shape
-  k_h, k_w, c_in, c_out = kernel_shape
-  x = tf.cast(tf.random.stateless_normal(input_shape, [1, 2]), dtype)
-  kernel = tf.Variable(tf.cast(tf.random.stateless_normal(
-      kernel_shape, [3, 4], stddev=0.05), dtype))
-  upstream = tf.cast(tf.random.stateless_normal((batch, height, width, c_out), [5, 6]),
-                     dtype)
-
-  @tf.function
-  def step():
-    with tf.GradientTape() as tape:
-      tape.watch(x)
-      y = tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
-      loss = tf.reduce_sum(tf.cast(y * upstream, tf.float32))
-    dx, dk = tape.gradient(loss, [x, kernel])
-    return loss, dx, dk
-
-  flops = 3 * 2 * batch * height * width * k_h * k_w * c_in * c_out
-  return step, flops, x, kernel, upstream
-
-
-def reference_conv(tf, dtype):
-  """The reference convolution's `conv_step`."""
-  return conv_step(tf, dtype, CONV_INPUT,
-                   (CONV_KERNEL, CONV_KERNEL, CONV_INPUT[-1], CONV_FILTERS))
 
 
 def conv_benchmark(reference, warmup, repeats, steps):
@@ -203,9 +161,9 @@ def main(argv):
   # Measured again at the end: on a shared machine the two differ when the load
   # changed during the run.
   conv_dtype = tf.as_dtype(FLAGS.mixed_precision)
-  reference = reference_conv(tf, conv_dtype)
+  reference = benchlib.reference_conv(tf, conv_dtype)
   float_reference = (reference if conv_dtype == tf.float32 else
-                     reference_conv(tf, tf.float32))
+                     benchlib.reference_conv(tf, tf.float32))
   conv_rate, conv_best = conv_benchmark(float_reference, warmup, repeats, conv_steps)
   result["conv_gflops_per_s"] = conv_rate
   if conv_dtype != tf.float32:
