@@ -19,11 +19,13 @@ from realnvp_tf import data
 from realnvp_tf.data import dequantization
 from realnvp_tf.data import errors
 from realnvp_tf.data import tfds_fetch
+from realnvp_tf.data import tfds_source
 from realnvp_tf.data import transforms
 
 import tfds_mocks
 
-TFDS_NAMES = [n for n in data.DATASET_NAMES if data.get_dataset_info(n).tfds_name]
+TFDS_NAMES = [n for n in data.DATASET_NAMES
+              if isinstance(data.get_dataset_info(n).source, tfds_source.TfdsSource)]
 FLIP_NAMES = [n for n in data.DATASET_NAMES if data.get_dataset_info(n).random_flips]
 # The real functions, before the fixtures below replace them.
 _REAL_PREREQUISITES_CHECK = tfds_fetch.check_prepare_prerequisites
@@ -100,11 +102,11 @@ def test_bad_batch_size():
 @pytest.mark.parametrize("name", TFDS_NAMES)
 def test_manual_file_names_are_the_ones_tfds_registers(name):
   """The names in error messages are what tfds looks up in manual_dir."""
-  info = data.get_dataset_info(name)
-  builder_cls = tfds.builder_cls(info.tfds_name.split("/")[0])
+  source = data.get_dataset_info(name).source
+  builder_cls = tfds.builder_cls(source.tfds_name.split("/")[0])
   registered = {ui.filename for ui in builder_cls.url_infos.values()}
-  assert set(info.manual_files) <= registered
-  assert len(tfds_fetch.download_urls(info)) == len(info.manual_files)
+  assert set(source.manual_files) <= registered
+  assert len(tfds_fetch.download_urls(source)) == len(source.manual_files)
 
 
 # ------------------------------------------------------------------ mocked pipelines
@@ -376,12 +378,12 @@ def test_offline_without_data_fails_fast_with_instructions(name, tmp_path, offli
   info = data.get_dataset_info(name)
   start = time.monotonic()
   with pytest.raises(data.DataUnavailableError) as err:
-    data.make_dataset(name, data_dir=str(tmp_path))
+    data.make_dataset(data.get_dataset_info(name, data_dir=str(tmp_path)))
   assert time.monotonic() - start < 15.0
   assert isinstance(err.value, RuntimeError)
   message = str(err.value)
   assert "--manual_dir" in message
-  for filename in info.manual_files:
+  for filename in info.source.manual_files:
     assert filename in message
   assert len(offline) == 1 and offline[0].startswith("http")  # checked, not fetched
 
@@ -391,7 +393,8 @@ def test_manual_dir_missing_files_named(tmp_path):
   manual.mkdir()
   (manual / "train-images-idx3-ubyte.gz").write_bytes(b"")
   with pytest.raises(data.DataUnavailableError) as err:
-    data.make_dataset("mnist", data_dir=str(tmp_path / "tfds"), manual_dir=str(manual))
+    data.make_dataset(data.get_dataset_info(
+        "mnist", data_dir=str(tmp_path / "tfds"), manual_dir=str(manual)))
   message = str(err.value)
   assert "--manual_dir" in message and "t10k-labels-idx1-ubyte.gz" in message
   assert "missing train-labels-idx1-ubyte.gz" in message
@@ -402,10 +405,10 @@ def test_lsun_prerequisite_reported_before_any_download():
     import tensorflow_io  # noqa: F401
   except Exception:  # the normal case here: not installed
     with pytest.raises(data.DataUnavailableError, match="tensorflow-io"):
-      _REAL_PREREQUISITES_CHECK(data.get_dataset_info("lsun_bedroom"))
+      _REAL_PREREQUISITES_CHECK(data.get_dataset_info("lsun_bedroom").source)
   else:
-    _REAL_PREREQUISITES_CHECK(data.get_dataset_info("lsun_bedroom"))
-  _REAL_PREREQUISITES_CHECK(data.get_dataset_info("mnist"))  # nothing needed
+    _REAL_PREREQUISITES_CHECK(data.get_dataset_info("lsun_bedroom").source)
+  _REAL_PREREQUISITES_CHECK(data.get_dataset_info("mnist").source)  # nothing needed
 
 
 def test_network_check_is_quick_against_a_closed_local_port():
@@ -432,7 +435,8 @@ def test_prepare_from_official_files_into_one_data_dir(prepared_data_dir, offlin
     manual_dir = os.path.join(SHARED_DATA, name)
     info = data.get_dataset_info(name)
     missing = [
-        f for f in info.manual_files if not os.path.isfile(os.path.join(manual_dir, f))
+        f for f in info.source.manual_files
+        if not os.path.isfile(os.path.join(manual_dir, f))
     ]
     assert not missing, (
         f"REALNVP_TF_SHARED_DATA is set but {manual_dir} lacks {missing}")
@@ -443,7 +447,7 @@ def test_prepare_from_official_files_into_one_data_dir(prepared_data_dir, offlin
                                 (("test",), 10_000, REAL_STATS[name][1])]:
       total, n = 0, 0
       for split in splits:
-        raw = data.make_uint8_dataset(name, split, data_dir=data_dir)
+        raw = data.make_uint8_dataset(data.get_dataset_info(name, data_dir), split)
         for batch in raw.batch(10_000):
           total += int(tf.reduce_sum(tf.cast(batch, tf.int64)))
           n += int(batch.shape[0])
@@ -451,7 +455,8 @@ def test_prepare_from_official_files_into_one_data_dir(prepared_data_dir, offlin
       assert round(total / (n * 784), 2) == mean, (name, splits)
     # The prepared data is then reused with no network and no manual_dir.
     batch = next(
-        iter(data.make_dataset(name, "train", batch_size=64, data_dir=data_dir)))
+        iter(data.make_dataset(data.get_dataset_info(name, data_dir), "train",
+                               batch_size=64)))
     assert batch.shape == (64, 28, 28, 1)
   assert offline == []
 
@@ -472,3 +477,96 @@ def test_derived_seeds_of_a_run_differ_by_stream_and_by_run():
   seeds = {data.derived_seed(seed, index) for seed in range(3) for index in range(1000)}
   assert len(seeds) == 3000
   assert data.derived_seed(2, 5) == 2 * dequantization.SEED_STRIDE + 5
+
+
+# ------------------------------------------------------------- the source interface
+
+
+class _ArraysWithLabels(data.DataSource):
+  """A source written the way a user adds one: numpy arrays per split, labels."""
+
+  def __init__(self, arrays, labels):
+    self.arrays, self.labels, self.calls = arrays, labels, []
+
+  def images(self, split, shuffle=False, seed=0, labels=False):
+    self.calls.append((split, labels))
+    if labels:
+      return tf.data.Dataset.from_tensor_slices((self.arrays[split],
+                                                 self.labels[split]))
+    return tf.data.Dataset.from_tensor_slices(self.arrays[split])
+
+  def split_labels(self, split):
+    return self.labels[split]
+
+
+def test_a_new_source_is_one_class_the_pipelines_take_as_they_are():
+  rng = np.random.default_rng(3)
+  counts = {"train": 40, "validation": 8, "test": 12}
+  arrays = {split: rng.integers(0, 5, (n, 4, 4, 1)).astype(np.uint8)
+            for split, n in counts.items()}
+  labels = {split: rng.integers(0, 3, n).astype(np.int32)
+            for split, n in counts.items()}
+  source = _ArraysWithLabels(arrays, labels)
+  info = data.DatasetInfo(name="mine", image_shape=(4, 4, 1), num_levels=5,
+                          num_train=40, num_validation=8, num_test=12, source=source,
+                          num_classes=3, in_memory=True)
+  # Evaluation: every test image in order, x + u with u in [0, 1), labels with them.
+  batches = list(data.make_dataset(info, "test", batch_size=5, training=False,
+                                   labels=True))
+  images = np.concatenate([b[0].numpy() for b in batches])
+  served = np.concatenate([b[1].numpy() for b in batches])
+  np.testing.assert_array_equal(np.floor(images).astype(np.uint8), arrays["test"])
+  np.testing.assert_array_equal(served, labels["test"])
+  # Training: shuffled batches of the training images, each label still its image's.
+  table = {image.tobytes(): int(label)
+           for image, label in zip(arrays["train"], labels["train"], strict=True)}
+  for batch, batch_labels in data.make_dataset(info, "train", batch_size=8, seed=1,
+                                               labels=True).take(10):
+    for image, label in zip(np.floor(batch.numpy()).astype(np.uint8), batch_labels,
+                            strict=True):
+      assert table[image.tobytes()] == int(label)
+  np.testing.assert_array_equal(data.label_counts(info, "validation"),
+                                np.bincount(labels["validation"], minlength=3))
+  assert ("test", True) in source.calls and ("train", True) in source.calls
+  # The fingerprint a run records: the split sizes and what the base class adds.
+  assert data.fingerprint(info)["splits"] == {
+      "train": ["train", 40], "validation": ["validation", 8], "test": ["test", 12]}
+  assert data.fingerprint(info)["tfds_name"] is None
+  # A source that implements neither method is refused when it is made.
+  with pytest.raises(TypeError):
+    type("Incomplete", (data.DataSource,), {})()
+
+
+def test_fingerprints_of_registered_sets_are_the_ones_earlier_versions_recorded():
+  # Recorded by the version before data sources were objects (commit 2f6b207): a run
+  # of that version resumes without being told its data changed.
+  assert data.fingerprint(data.get_dataset_info("mnist")) == {
+      "class_names": list("0123456789"), "image_shape": [28, 28, 1], "name": "mnist",
+      "num_classes": 10, "num_levels": 256, "tfds_name": "mnist",
+      "splits": {"test": ["test", 10000], "train": ["train[:55000]", 55000],
+                 "validation": ["train[55000:]", 5000]}}
+  assert data.fingerprint(data.get_dataset_info("digits"))["splits"] == {
+      "test": ["test", 297], "train": ["train", 1300],
+      "validation": ["validation", 200]}
+
+
+def test_data_spec_is_checked_when_made_and_round_trips_through_its_record():
+  with pytest.raises(ValueError) as folder_without_name:
+    data.DataSpec("mnist", image_dir="/some/folder", image_size="8")
+  assert "\n" not in str(folder_without_name.value)
+  assert "dataset='image_dir'" in str(folder_without_name.value)
+  with pytest.raises(ValueError, match="image_size"):
+    data.DataSpec(data.IMAGE_DIR, image_dir="/some/folder")
+  with pytest.raises(ValueError, match="known datasets"):
+    data.DataSpec("no_such_set")
+  spec = data.DataSpec(data.IMAGE_DIR, image_dir="/some/folder", image_size=[8, 6],
+                       channels=1, test_fraction=0.2)
+  assert spec.image_size == (8, 6)  # a JSON list: hashable again, for the cache
+  assert data.DataSpec.from_dict(spec.as_dict()) == spec
+  # Records without a key take the defaults (older runs recorded fewer).
+  assert data.DataSpec.from_dict({"dataset": "digits", "image_dir": None}) == (
+      data.DataSpec("digits"))
+  # A registered set located elsewhere reads its files from there.
+  located = data.get_dataset_info("mnist", data_dir="/tmp/x", manual_dir="/tmp/y")
+  assert (located.source.data_dir, located.source.manual_dir) == ("/tmp/x", "/tmp/y")
+  assert data.get_dataset_info("mnist").source.data_dir is None

@@ -20,6 +20,7 @@ from realnvp_tf import data
 from realnvp_tf.data import image_folder
 from realnvp_tf.data import tfds_describe
 from realnvp_tf.data import tfds_fetch
+from realnvp_tf.data import tfds_source
 
 import tfds_mocks
 
@@ -59,12 +60,13 @@ def test_registry_classes_match_tfds_features():
     assert info.num_classes == (1000 if "imagenet" in name else
                                 10 if name in LABELLED else 0), name
     assert not info.class_names or len(info.class_names) == info.num_classes
-    if info.tfds_name is None:
+    if not isinstance(info.source, tfds_source.TfdsSource):
       continue
-    features = tfds.builder(info.tfds_name, data_dir="/nonexistent").info.features
+    source = info.source
+    features = tfds.builder(source.tfds_name, data_dir="/nonexistent").info.features
     if info.num_classes:
-      assert isinstance(features[info.label_key], tfds.features.ClassLabel)
-      assert features[info.label_key].num_classes == info.num_classes
+      assert isinstance(features[source.label_key], tfds.features.ClassLabel)
+      assert features[source.label_key].num_classes == info.num_classes
     else:
       assert not any(isinstance(f, tfds.features.ClassLabel) and k == "label"
                      for k, f in features.items())
@@ -318,8 +320,8 @@ def test_a_test_class_missing_from_train_fails_only_when_labels_are_asked(tmp_pa
   _class_folder(tmp_path, "train")
   _write_png(tmp_path / "test" / "dog" / "a.png", 0)
   _write_png(tmp_path / "test" / "zebra" / "z.png", 7)
-  info = data.resolve(data.IMAGE_DIR, image_dir=str(tmp_path), image_size="6",
-                      channels=1)
+  info = data.resolve(data.DataSpec(data.IMAGE_DIR, image_dir=str(tmp_path),
+                                    image_size="6", channels=1))
   assert info.num_classes == 3
   assert len(list(data.make_uint8_dataset(info, "test"))) == 2  # unconditional: fine
   for call in (lambda: data.make_dataset(info, "train", labels=True),
@@ -373,7 +375,7 @@ def test_a_tfds_set_by_name_serves_its_class_labels(monkeypatch, tmp_path):
   tfds_mocks.mock_metadata(tmp_path, "mnist", train=200, test=30)
   with tfds_mocks.mock_tfds(monkeypatch, num_examples=30, data_dir=str(tmp_path)):
     info = data.resolve("tfds:mnist")
-    assert (info.num_classes, info.label_key) == (10, "label")
+    assert (info.num_classes, info.source.label_key) == (10, "label")
     assert info.class_names == tuple("0123456789")
     images, labels = _pairs(data.make_dataset(info, "test", batch_size=8,
                                               training=False, labels=True))
@@ -422,15 +424,16 @@ def test_mnist_labels_are_the_idx_files_labels(mnist_dir):
   table = {}
   for image, label in zip(want_images, want_labels, strict=True):
     table.setdefault(image.tobytes(), set()).add(int(label))
-  ds = data.make_uint8_dataset("mnist", "test", data_dir=mnist_dir, labels=True)
+  mnist = data.get_dataset_info("mnist", data_dir=mnist_dir)
+  ds = data.make_uint8_dataset(mnist, "test", labels=True)
   images, labels = _pairs(ds.batch(2_500))
   assert len(labels) == 10_000 and labels.dtype == np.int32
   # tfds stores the examples in its own order: each image keeps its file label.
   assert all(int(label) in table[image.tobytes()]
              for image, label in zip(images[..., 0], labels, strict=True))
-  counts = data.label_counts("mnist", "test", data_dir=mnist_dir)
+  counts = data.label_counts(mnist, "test")
   np.testing.assert_array_equal(counts, np.bincount(want_labels, minlength=10))
   train = _idx("train-labels-idx1-ubyte.gz", 8, (-1,))
-  both = sum(data.label_counts("mnist", split, data_dir=mnist_dir)
+  both = sum(data.label_counts(mnist, split)
              for split in ("train", "validation"))
   np.testing.assert_array_equal(both, np.bincount(train, minlength=10))

@@ -205,8 +205,8 @@ def test_train_export_and_evaluate_an_image_folder(tmp_path):
   assert abs(evaluated["bits_per_dim"] - metrics["bits_per_dim"]) < 1e-4
   # And the images are the files': the first test image, decoded here, is the
   # pipeline's first test image.
-  info = data.resolve(data.IMAGE_DIR, image_dir=str(folder), image_size="28",
-                      channels=1)
+  info = data.resolve(data.DataSpec(data.IMAGE_DIR, image_dir=str(folder),
+                                    image_size="28", channels=1))
   first = next(iter(data.make_uint8_dataset(info, "test"))).numpy()
   by_hand = tf.io.decode_image(tf.io.read_file(info.source.files["test"][0]),
                                channels=1).numpy()
@@ -222,10 +222,12 @@ def test_any_tfds_image_set_by_name(monkeypatch, tmp_path):
   with tfds.testing.mock_data(num_examples=40, data_dir=str(tmp_path / "meta")):
     info = data.resolve("tfds:svhn_cropped")
     assert info.image_shape == (32, 32, 3) and info.num_levels == 256
-    assert info.tfds_name == "svhn_cropped" and info.image_key == "image"
+    source = info.source
+    assert source.tfds_name == "svhn_cropped" and source.image_key == "image"
     assert (info.num_train, info.num_validation, info.num_test) == (360, 40, 60)
-    assert (info.train_split, info.validation_split) == ("train[:360]", "train[360:]")
-    resized = data.resolve("tfds:svhn_cropped", image_size="16x8")
+    assert (source.split_name("train"), source.split_name("validation")) == (
+        "train[:360]", "train[360:]")
+    resized = data.resolve(data.DataSpec("tfds:svhn_cropped", image_size="16x8"))
     assert resized.image_shape == (16, 8, 3)
     batch = next(iter(data.make_dataset(resized, "train", batch_size=4)))
     assert batch.shape == (4, 16, 8, 3)

@@ -131,6 +131,35 @@ def test_no_module_imports_one_that_imports_it_back():
       visit(name, [name])
 
 
+# More than this many parameters is a config object's job.
+MAX_PARAMETERS = 8
+
+
+def _long_signatures(source, path):
+  """"path:line name (n)" of every function of `source` with more than
+  MAX_PARAMETERS parameters (self and cls aside)."""
+  found = []
+  for node in ast.walk(ast.parse(source)):
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+      arguments = node.args.posonlyargs + node.args.args + node.args.kwonlyargs
+      names = [a.arg for a in arguments if a.arg not in ("self", "cls")]
+      if len(names) > MAX_PARAMETERS:
+        found.append(f"{path}:{node.lineno} {node.name} ({len(names)})")
+  return found
+
+
+def test_no_function_takes_more_than_eight_parameters():
+  paths = list(_modules().values()) + [
+      os.path.join(REPO, folder, name) for folder in ("bench", ".")
+      for name in os.listdir(os.path.join(REPO, folder)) if name.endswith(".py")]
+  long = [entry for path in paths
+          for entry in _long_signatures(open(path).read(), path)]
+  assert not long, "functions with more than 8 parameters: " + "; ".join(long)
+  # The check sees a long signature, keyword-only parameters included.
+  assert _long_signatures("def f(self, a, b, c, d, e, f, g, *, h, i): pass", "x")
+  assert not _long_signatures("def f(self, a, b, c, d, e, f, g, h): pass", "x")
+
+
 def test_importing_the_package_changes_nothing_in_the_process():
   # Not stderr's file descriptor, not TensorFlow's log level; the public names load on
   # first use.

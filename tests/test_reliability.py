@@ -236,7 +236,7 @@ def test_two_writers_on_one_run_directory(tmp_path):
 
 def _fake_idx_files(folder, content):
   folder.mkdir()
-  for name in data.get_dataset_info("mnist").manual_files:
+  for name in data.get_dataset_info("mnist").source.manual_files:
     (folder / name).write_bytes(content(name))
 
 
@@ -311,7 +311,8 @@ def _write_pngs(folder, count, seed, start=0):
 
 
 def _folder_config(folder, **kwargs):
-  values = dict(image_dir=str(folder), image_size="8", channels=1, batch_size=8,
+  values = dict(dataset=data.IMAGE_DIR, image_dir=str(folder), image_size="8",
+                channels=1, batch_size=8,
                 train_steps=2, checkpoint_every=1, eval_every=0, log_every=1,
                 export=False, batch_norm_recalibration_batches=0)
   return training.TrainConfig(**dict(values, **kwargs))

@@ -16,6 +16,7 @@ from realnvp_tf.model.config import COMPUTE_DTYPES
 from realnvp_tf.model.config import RealNVPConfig
 from realnvp_tf.runs import loading
 from realnvp_tf.training import schedule
+from realnvp_tf.training import trainer as trainer_lib
 from realnvp_tf.training.config import TrainConfig
 
 FLAGS = flags.FLAGS
@@ -283,7 +284,7 @@ def register_model_validators():
 def model_config_from_flags():
   """The RealNVPConfig of the flags, for the images the data flags name (a folder is
   decoded and a tfds set prepared here, once per process)."""
-  info = train_config_from_flags().dataset_info()
+  info = trainer_lib.resolve_data(train_config_from_flags())
   if FLAGS.class_conditional:
     data.require_labels(info)
   return RealNVPConfig(
@@ -303,4 +304,6 @@ def train_config_from_flags(config_class=TrainConfig):
             if f.name in FLAGS}
   if "channels" in values:
     values["channels"] = int(values["channels"])
+  if values.get("image_dir"):  # --image_dir names the images; --dataset is ignored
+    values["dataset"] = data.IMAGE_DIR
   return config_class(**values)

@@ -92,8 +92,7 @@ def main(argv):
     if model.num_classes:
       data.require_labels(info, model.num_classes)  # its own classes
     images = data.make_dataset(
-        info, FLAGS.split, batch_size=FLAGS.batch_size, training=False,
-        data_dir=FLAGS.data_dir, manual_dir=FLAGS.manual_dir, seed=FLAGS.seed,
+        info, FLAGS.split, batch_size=FLAGS.batch_size, training=False, seed=FLAGS.seed,
         labels=bool(model.num_classes))
     metrics = _likelihood(model, info, images)
     if model.num_classes:

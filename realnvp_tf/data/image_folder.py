@@ -32,10 +32,12 @@ import tensorflow as tf
 from realnvp_tf.data import errors
 from realnvp_tf.data import registry
 from realnvp_tf.data import transforms
-from realnvp_tf.data.registry import DatasetInfo
+from realnvp_tf.data.dataset_info import SPLITS
+from realnvp_tf.data.dataset_info import DatasetInfo
+from realnvp_tf.data.dataset_info import DataSource
+from realnvp_tf.data.dataset_info import check_split
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
-SPLITS = ("train", "validation", "test")
 # Decoded images up to this size are held in memory (uint8 bytes; tf.data takes them
 # as one constant per split, which must stay under 2 GB).
 IN_MEMORY_BYTES = 1024**3
@@ -142,7 +144,7 @@ def load_image(path, size, channels):
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class FolderSource:
+class FolderSource(DataSource):
   """The images of one folder, decoded once; `images(split, ...)` serves a split."""
 
   root: str
@@ -163,11 +165,19 @@ class FolderSource:
 
   def split_labels(self, split):
     """The int32 labels of a split's images, in `files` order."""
+    check_split(self.root, split)
     self.check_labels()
     return self.label_arrays[split]
 
+  def fingerprint(self):
+    """A hash of each split's file list (relative paths: a moved folder keeps it)."""
+    return {"tfds_name": None,
+            "files": {split: _list_hash(self.root, paths)
+                      for split, paths in self.files.items()}}
+
   def images(self, split, shuffle=False, seed=0, labels=False):
     """uint8 images of a split; `(image, int32 label)` pairs with `labels`."""
+    check_split(self.root, split)
     if labels:
       self.check_labels()
     if self.arrays is not None:  # the pipeline caches and shuffles them all
@@ -354,12 +364,17 @@ def open_folder(root, image_size, channels, validation_fraction=0.1,
                       arrays if in_memory else None, **_folder_labels(root, files))
 
 
+def _list_hash(root, paths):
+  relative = "\n".join(sorted(os.path.relpath(path, root) for path in paths))
+  return hashlib.sha256(relative.encode()).hexdigest()[:16]
+
+
 def describe(source, name="image_dir"):
   """The `DatasetInfo` of a `FolderSource`."""
   counts = {split: len(paths) for split, paths in source.files.items()}
   return DatasetInfo(
-      name, source.image_shape, 256, counts["train"], counts["test"], "train", "test",
-      None, in_memory=source.arrays is not None, validation_split="validation",
-      num_validation=counts["validation"], source=source,
+      name=name, image_shape=source.image_shape, num_levels=256,
+      num_train=counts["train"], num_validation=counts["validation"],
+      num_test=counts["test"], source=source, in_memory=source.arrays is not None,
       num_classes=len(source.class_names), class_names=source.class_names)
 

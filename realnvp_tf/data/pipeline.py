@@ -20,10 +20,8 @@ import numpy as np
 import tensorflow as tf
 
 from realnvp_tf.data import dequantization
-from realnvp_tf.data import tfds_fetch
-from realnvp_tf.data import tfds_read
 from realnvp_tf.data import transforms
-from realnvp_tf.data.registry import DatasetInfo
+from realnvp_tf.data.dataset_info import DatasetInfo
 from realnvp_tf.data.registry import get_dataset_info
 from realnvp_tf.data.registry import require_labels
 
@@ -57,42 +55,13 @@ def _on_indexed_image(fn, labels):
   return lambda index, pair: (fn(index, pair[0]), pair[1])
 
 
-def _array_labels(info: DatasetInfo, split: str) -> np.ndarray:
-  if info.load_labels is None:
-    raise ValueError(f"{info.name} has {info.num_classes} classes but no load_labels "
-                     f"in its registry entry; add one.")
-  return info.load_labels(split).astype(np.int32)
-
-
-def _arrays(info: DatasetInfo, split: str, labels: bool):
-  if not labels:
-    return info.load_arrays(split)
-  return info.load_arrays(split), _array_labels(info, split)
-
-
-def _check_source_split(info: DatasetInfo, split: str) -> None:
-  if split not in ("train", "validation", "test"):
-    raise ValueError(f"{info.name} has the splits train, validation and test, not "
-                     f"{split!r}.")
-
-
-def _source(info: DatasetInfo, split: str, training: bool, data_dir, manual_dir,
-            seed: int, labels: bool = False) -> tf.data.Dataset:
+def _source(info: DatasetInfo, split: str, training: bool, seed: int,
+            labels: bool = False) -> tf.data.Dataset:
   """uint8 images after the entry's deterministic preprocessing (before any crop);
   `(image, int32 label)` pairs with `labels`."""
   if labels:
     require_labels(info)
-  if info.source is not None:
-    _check_source_split(info, split)
-    if labels:
-      return info.source.images(split, training, seed, labels=True)
-    return info.source.images(split, training, seed)
-  split = info.split_name(split)
-  if info.load_arrays is not None:
-    ds = tf.data.Dataset.from_tensor_slices(_arrays(info, split, labels))
-  else:
-    ds = tfds_read.read_images(info, split, training, data_dir, manual_dir, seed,
-                               labels=labels)
+  ds = info.source.images(split, training, seed, labels=labels)
   for step in info.preprocess:
     ds = ds.map(_on_image(step, labels), num_parallel_calls=AUTOTUNE)
   return ds
@@ -110,8 +79,7 @@ def _center_crop(info: DatasetInfo):
   return lambda image: transforms.center_crop(image, height, width)
 
 
-def make_uint8_dataset(name: str, split: str = "train", data_dir: str | None = None,
-                       manual_dir: str | None = None,
+def make_uint8_dataset(name, split: str = "train",
                        labels: bool = False) -> tf.data.Dataset:
   """The integer pixels of a split, unbatched uint8 `[H, W, C]`, in file order;
   `(image, int32 label)` pairs with `labels`.
@@ -121,7 +89,7 @@ def make_uint8_dataset(name: str, split: str = "train", data_dir: str | None = N
   """
   info = _info(name)
   _check_args(split, 1)
-  ds = _source(info, split, False, data_dir, manual_dir, 0, labels)
+  ds = _source(info, split, False, 0, labels)
   if info.crop:
     ds = ds.map(_on_image(_center_crop(info), labels), num_parallel_calls=AUTOTUNE)
   return ds
@@ -183,9 +151,8 @@ def _training_pipeline(ds, info, batch_size, seed, num_pipelines, pipeline_id, r
   return ds.prefetch(AUTOTUNE)
 
 
-def make_dataset(name: str, split: str = "train", batch_size: int = 64,
-                 training: bool = True, data_dir: str | None = None,
-                 manual_dir: str | None = None, seed: int = 0,
+def make_dataset(name, split: str = "train", batch_size: int = 64,
+                 training: bool = True, seed: int = 0,
                  input_context: tf.distribute.InputContext | None = None,
                  repeat: int | None = None, labels: bool = False) -> tf.data.Dataset:
   """A `tf.data.Dataset` of float32 `[B, H, W, C]` images in `[0, K)` (with
@@ -193,7 +160,8 @@ def make_dataset(name: str, split: str = "train", batch_size: int = 64,
 
   Args:
     name: one of `DATASET_NAMES`, or a `DatasetInfo` (e.g. of `resolve`: an image
-      folder, a `tfds:` set).
+      folder, a `tfds:` set; `get_dataset_info(name, data_dir, manual_dir)` for a
+      registered set whose files are elsewhere than tfds's default).
     split: "train", "validation" or "test" (the entry's splits), or any other tfds
       split string, passed through as it is.
     batch_size: the global batch size; with `input_context` each pipeline batches
@@ -202,8 +170,6 @@ def make_dataset(name: str, split: str = "train", batch_size: int = 64,
       them, fresh noise every epoch, `drop_remainder`, repeats forever by default) or
       evaluation pipeline (file order, no flips, central crops, every image kept, noise
       of image `i` seeded by `(seed, i)`, one pass by default).
-    data_dir: tfds data directory (tfds's default when `None`).
-    manual_dir: folder with the official raw files, for machines without internet.
     seed: seed of every random choice (shuffle order, noise, flips, crops).
     input_context: a `tf.distribute.InputContext`: shard by input pipeline and batch
       per replica (for `strategy.distribute_datasets_from_function`).
@@ -227,7 +193,7 @@ def make_dataset(name: str, split: str = "train", batch_size: int = 64,
     repeat = -1 if training else 1
   # Sharded by element so every pipeline reads a disjoint part with the same file
   # order; tfds file shuffling uses the same seed in every pipeline.
-  ds = _source(info, split, training, data_dir, manual_dir, seed, labels)
+  ds = _source(info, split, training, seed, labels)
   build = _training_pipeline if training else _evaluation_pipeline
   return build(ds, info, batch_size, seed, num_pipelines, pipeline_id, repeat, labels)
 
@@ -238,8 +204,7 @@ def make_distributed_dataset(strategy: tf.distribute.Strategy, name: str,
   """`make_dataset` per input pipeline through
   `strategy.distribute_datasets_from_function`; each replica gets
   `global_batch_size / num_replicas` images per step (with their labels when
-  `labels`). `kwargs` are `make_dataset`'s (`data_dir`, `manual_dir`, `seed`,
-  `repeat`).
+  `labels`). `kwargs` are `make_dataset`'s (`seed`, `repeat`).
 
   The data is prepared once here, before the per-pipeline functions run.
   """
@@ -248,9 +213,7 @@ def make_distributed_dataset(strategy: tf.distribute.Strategy, name: str,
   info = _info(name)
   if labels:
     require_labels(info)
-  if info.source is None:
-    tfds_fetch.prepare_dataset(info, data_dir=kwargs.get("data_dir"),
-                              manual_dir=kwargs.get("manual_dir"))
+  info.source.prepare()
 
   def dataset_fn(input_context):
     return make_dataset(info, split, batch_size=global_batch_size, training=training,
@@ -259,19 +222,7 @@ def make_distributed_dataset(strategy: tf.distribute.Strategy, name: str,
   return strategy.distribute_datasets_from_function(dataset_fn)
 
 
-def _split_labels(info: DatasetInfo, split: str, data_dir, manual_dir) -> np.ndarray:
-  """A split's labels in file order, without decoding its images."""
-  if info.source is not None:
-    _check_source_split(info, split)
-    return info.source.split_labels(split)
-  split = info.split_name(split)
-  if info.load_arrays is not None:
-    return _array_labels(info, split)
-  return tfds_read.read_labels(info, split, data_dir, manual_dir)
-
-
-def label_counts(name, split: str = "train", data_dir: str | None = None,
-                 manual_dir: str | None = None) -> np.ndarray:
+def label_counts(name, split: str = "train") -> np.ndarray:
   """How many images of each class a split has: int64 `[num_classes]`.
 
   A generative classifier's prior p(y) is estimated from the training split's
@@ -284,9 +235,24 @@ def label_counts(name, split: str = "train", data_dir: str | None = None,
   info = _info(name)
   require_labels(info)
   _check_args(split, 1)
-  labels = np.asarray(_split_labels(info, split, data_dir, manual_dir), np.int64)
+  labels = np.asarray(info.source.split_labels(split), np.int64)
   if labels.size and (labels.min() < 0 or labels.max() >= info.num_classes):
     raise ValueError(f"{info.name}/{split} has labels outside 0..{info.num_classes - 1}"
                      f" (from {labels.min()} to {labels.max()}); fix its labels or "
                      f"num_classes.")
   return np.bincount(labels, minlength=info.num_classes).astype(np.int64)
+
+
+def prepare_dataset(name, data_dir: str | None = None,
+                    manual_dir: str | None = None):
+  """Makes the images of `name` (a registered name or a `DatasetInfo`) readable:
+  prepares a tfds set in `data_dir` (from the official files in `manual_dir`, or
+  downloaded) and returns its tfds builder; returns None for sets that need nothing
+  (digits, folders, tf.data datasets).
+
+  Raises:
+    ValueError: unknown `name`.
+    DataUnavailableError: files missing from `manual_dir`, or no network and no
+      prepared data.
+  """
+  return _info(name).located(data_dir, manual_dir).source.prepare()

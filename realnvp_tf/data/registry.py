@@ -6,96 +6,16 @@ Adding a dataset is adding an entry here: the pipelines read everything they do 
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Callable, Optional
+import functools
+from typing import Optional
 
 import numpy as np
 
+from realnvp_tf.data import tfds_fetch
 from realnvp_tf.data import transforms
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetInfo:
-  """Static description of a dataset as the flow sees it.
-
-  Attributes:
-    name: the name used by this package (one of `DATASET_NAMES`).
-    image_shape: `(H, W, C)` of the images fed to the flow (after preprocessing).
-    num_levels: K, the number of pixel values (pixels are integers 0..K-1).
-    num_train: images in the training split.
-    num_test: images in the test split.
-    train_split: tfds split string used for `split="train"`.
-    test_split: tfds split string used for `split="test"`.
-    tfds_name: tfds builder name (`None` for sets with a `source` or `load_arrays`).
-    random_flips: training applies random horizontal flips (the paper's augmentation).
-    in_memory: the decoded images are cached in memory.
-    manual_files: file names tfds expects in `manual_dir` (empty without tfds).
-    preprocess: deterministic steps applied to every decoded image, in order (e.g.
-      `transforms.CentralCrop(148)`, then `transforms.Resize((64, 64))`).
-    crop: `(height, width)` of a crop taken after `preprocess`: random in training,
-      central in evaluation; `None` for no crop.
-    prepare_requires: modules tfds needs to prepare the dataset (checked before any
-      download).
-    load_arrays: for sets without tfds: `split -> uint8 [N, H, W, C]` array.
-    validation_split: tfds split string (or `load_arrays` key) of the validation
-      images, held out from training; sets without a validation split of their own
-      hold out the end of the training split (see `DATASET_NAMES`' entries).
-    num_validation: images in the validation split.
-    image_key: the image feature of a tfds set.
-    source: for sets that are neither tfds sets nor arrays (image folders, a user's
-      tf.data datasets): an object whose `images(split, shuffle, seed)` gives uint8
-      `[H, W, C]` images; a labelled source also takes `labels=True` (then
-      `(image, int32 label)` pairs) and has `split_labels(split)` (an array of the
-      split's labels, for `label_counts`).
-    num_classes: classes of the labels (0: the set has no class labels).
-    class_names: the classes' names in label order (may be empty).
-    label_key: the class label feature of a tfds set.
-    load_labels: for array sets with labels: `split -> int [N]` array, in the order
-      of `load_arrays`' images.
-  """
-
-  name: str
-  image_shape: tuple[int, int, int]
-  num_levels: int
-  num_train: int
-  num_test: int
-  train_split: str
-  test_split: str
-  tfds_name: Optional[str]
-  random_flips: bool = False
-  in_memory: bool = False
-  manual_files: tuple[str, ...] = ()
-  preprocess: tuple = ()
-  crop: Optional[tuple[int, int]] = None
-  prepare_requires: tuple[str, ...] = ()
-  load_arrays: Optional[Callable[[str], np.ndarray]] = None
-  validation_split: Optional[str] = None
-  num_validation: int = 0
-  image_key: str = "image"
-  source: Optional[object] = None
-  num_classes: int = 0
-  class_names: tuple = ()
-  label_key: str = "label"
-  load_labels: Optional[Callable[[str], np.ndarray]] = None
-
-  @property
-  def num_dims(self) -> int:
-    """D = H * W * C, the number of dimensions of one image."""
-    height, width, channels = self.image_shape
-    return height * width * channels
-
-  def split_name(self, split: str) -> str:
-    """The tfds split string of "train", "validation" or "test"; other strings pass
-    through."""
-    if split == "validation" and self.validation_split is None:
-      raise ValueError(f"{self.name} has no validation split.")
-    return {"train": self.train_split, "validation": self.validation_split,
-            "test": self.test_split}.get(split, split)
-
-  def num_images(self, split: str) -> int:
-    return {"train": self.num_train, "validation": self.num_validation,
-            "test": self.num_test}[split]
-
+from realnvp_tf.data.array_source import ArraySource
+from realnvp_tf.data.dataset_info import DatasetInfo
+from realnvp_tf.data.tfds_source import TfdsSource
 
 # Digits: a fixed permutation of the 1,797 images (legacy RandomState stream, stable
 # across numpy versions): the first 1,300 train, the next 200 validation, 297 test.
@@ -159,68 +79,100 @@ _CIFAR_TRAIN, _CIFAR_VALIDATION, _CIFAR_KEPT = _held_out(50_000, 5_000)
 _IMAGENET_TRAIN, _IMAGENET_VALIDATION, _IMAGENET_KEPT = _held_out(1_281_167, 10_000)
 _LSUN_TRAIN, _LSUN_VALIDATION, _LSUN_KEPT = _held_out(3_033_042, 3_000)
 
+@functools.lru_cache(maxsize=1)
+def file_owners() -> dict[str, str]:
+  """{SHA-256: dataset name} of the official files of every tfds set here."""
+  owners = {}
+  for name, info in _INFOS.items():
+    if isinstance(info.source, TfdsSource):
+      for digest in tfds_fetch.official_checksums(info.source).values():
+        owners.setdefault(digest, name)
+  return owners
+
+
+def _tfds(name, tfds_name, splits, manual_files, **kwargs):
+  """A `TfdsSource` of this registry (it knows the others' official files)."""
+  train, validation, test = splits
+  return TfdsSource(name, tfds_name,
+                    {"train": train, "validation": validation, "test": test},
+                    manual_files=manual_files, file_owners=file_owners, **kwargs)
+
+
+_MNIST_SPLITS = (_MNIST_TRAIN, _MNIST_VALIDATION, "test")
+_IMAGENET_SPLITS = (_IMAGENET_TRAIN, _IMAGENET_VALIDATION, "validation")
 _INFOS = {
     info.name: info for info in (
-        DatasetInfo("mnist", (28, 28, 1), 256, _MNIST_KEPT, 10_000, _MNIST_TRAIN,
-                    "test", "mnist", in_memory=True, manual_files=_IDX_FILES,
-                    validation_split=_MNIST_VALIDATION, num_validation=5_000,
-                    num_classes=10, class_names=_DIGIT_NAMES),
-        DatasetInfo("fashion_mnist", (28, 28, 1), 256, _MNIST_KEPT, 10_000,
-                    _MNIST_TRAIN, "test", "fashion_mnist", in_memory=True,
-                    manual_files=_IDX_FILES, validation_split=_MNIST_VALIDATION,
-                    num_validation=5_000, num_classes=10,
-                    class_names=_FASHION_NAMES),
-        DatasetInfo("cifar10", (32, 32, 3), 256, _CIFAR_KEPT, 10_000, _CIFAR_TRAIN,
-                    "test", "cifar10", random_flips=True, in_memory=True,
-                    manual_files=("cifar-10-binary.tar.gz",),
-                    validation_split=_CIFAR_VALIDATION, num_validation=5_000,
-                    num_classes=10, class_names=_CIFAR10_NAMES),
-        DatasetInfo("celeb_a", (64, 64, 3), 256, 162_770, 19_962, "train", "test",
-                    "celeb_a", random_flips=True, preprocess=_CELEBA,
-                    manual_files=("img_align_celeba.zip", "list_eval_partition.txt",
-                                  "list_attr_celeba.txt",
-                                  "list_landmarks_align_celeba.txt",
-                                  "identity_CelebA.txt"),
-                    validation_split="validation", num_validation=19_867),
-        DatasetInfo("imagenet32", (32, 32, 3), 256, _IMAGENET_KEPT, 50_000,
-                    _IMAGENET_TRAIN, "validation", "imagenet_resized/32x32",
-                    manual_files=("Imagenet32_train_npz.zip",
-                                  "Imagenet32_val_npz.zip"),
-                    validation_split=_IMAGENET_VALIDATION, num_validation=10_000,
-                    num_classes=1_000),
-        DatasetInfo("imagenet64", (64, 64, 3), 256, _IMAGENET_KEPT, 50_000,
-                    _IMAGENET_TRAIN, "validation", "imagenet_resized/64x64",
-                    manual_files=("Imagenet64_train_part1_npz.zip",
-                                  "Imagenet64_train_part2_npz.zip",
-                                  "Imagenet64_val_npz.zip"),
-                    validation_split=_IMAGENET_VALIDATION, num_validation=10_000,
-                    num_classes=1_000),
+        DatasetInfo(
+            name="mnist", image_shape=(28, 28, 1), num_levels=256,
+            num_train=_MNIST_KEPT, num_validation=5_000, num_test=10_000,
+            source=_tfds("mnist", "mnist", _MNIST_SPLITS, _IDX_FILES),
+            in_memory=True, num_classes=10, class_names=_DIGIT_NAMES),
+        DatasetInfo(
+            name="fashion_mnist", image_shape=(28, 28, 1), num_levels=256,
+            num_train=_MNIST_KEPT, num_validation=5_000, num_test=10_000,
+            source=_tfds("fashion_mnist", "fashion_mnist", _MNIST_SPLITS, _IDX_FILES),
+            in_memory=True, num_classes=10, class_names=_FASHION_NAMES),
+        DatasetInfo(
+            name="cifar10", image_shape=(32, 32, 3), num_levels=256,
+            num_train=_CIFAR_KEPT, num_validation=5_000, num_test=10_000,
+            source=_tfds("cifar10", "cifar10",
+                         (_CIFAR_TRAIN, _CIFAR_VALIDATION, "test"),
+                         ("cifar-10-binary.tar.gz",)),
+            random_flips=True, in_memory=True, num_classes=10,
+            class_names=_CIFAR10_NAMES),
+        DatasetInfo(
+            name="celeb_a", image_shape=(64, 64, 3), num_levels=256,
+            num_train=162_770, num_validation=19_867, num_test=19_962,
+            source=_tfds("celeb_a", "celeb_a", ("train", "validation", "test"),
+                         ("img_align_celeba.zip", "list_eval_partition.txt",
+                          "list_attr_celeba.txt", "list_landmarks_align_celeba.txt",
+                          "identity_CelebA.txt")),
+            random_flips=True, preprocess=_CELEBA),
+        DatasetInfo(
+            name="imagenet32", image_shape=(32, 32, 3), num_levels=256,
+            num_train=_IMAGENET_KEPT, num_validation=10_000, num_test=50_000,
+            source=_tfds("imagenet32", "imagenet_resized/32x32", _IMAGENET_SPLITS,
+                         ("Imagenet32_train_npz.zip", "Imagenet32_val_npz.zip")),
+            num_classes=1_000),
+        DatasetInfo(
+            name="imagenet64", image_shape=(64, 64, 3), num_levels=256,
+            num_train=_IMAGENET_KEPT, num_validation=10_000, num_test=50_000,
+            source=_tfds("imagenet64", "imagenet_resized/64x64", _IMAGENET_SPLITS,
+                         ("Imagenet64_train_part1_npz.zip",
+                          "Imagenet64_train_part2_npz.zip", "Imagenet64_val_npz.zip")),
+            num_classes=1_000),
         # tfds reads LSUN's LMDB files through tensorflow-io.
-        DatasetInfo("lsun_bedroom", (64, 64, 3), 256, _LSUN_KEPT, 300, _LSUN_TRAIN,
-                    "validation", "lsun/bedroom", random_flips=True,
-                    preprocess=_LSUN, crop=(64, 64),
-                    prepare_requires=("tensorflow_io",),
-                    manual_files=("bedroom_train_lmdb.zip", "bedroom_val_lmdb.zip"),
-                    validation_split=_LSUN_VALIDATION, num_validation=3_000),
-        DatasetInfo("digits", (8, 8, 1), 17, 1_300, 297, "train", "test", None,
-                    in_memory=True, load_arrays=_digits_arrays,
-                    validation_split="validation", num_validation=200,
-                    num_classes=10, class_names=_DIGIT_NAMES,
-                    load_labels=_digits_labels),
+        DatasetInfo(
+            name="lsun_bedroom", image_shape=(64, 64, 3), num_levels=256,
+            num_train=_LSUN_KEPT, num_validation=3_000, num_test=300,
+            source=_tfds("lsun_bedroom", "lsun/bedroom",
+                         (_LSUN_TRAIN, _LSUN_VALIDATION, "validation"),
+                         ("bedroom_train_lmdb.zip", "bedroom_val_lmdb.zip"),
+                         prepare_requires=("tensorflow_io",)),
+            random_flips=True, preprocess=_LSUN, crop=(64, 64)),
+        DatasetInfo(
+            name="digits", image_shape=(8, 8, 1), num_levels=17, num_train=1_300,
+            num_validation=200, num_test=297,
+            source=ArraySource("digits", _digits_arrays, _digits_labels),
+            in_memory=True, num_classes=10, class_names=_DIGIT_NAMES),
     )
 }
 
 DATASET_NAMES = tuple(_INFOS)
 
 
-def get_dataset_info(name: str) -> DatasetInfo:
-  """Returns the `DatasetInfo` of `name`; ValueError for unknown names."""
+def get_dataset_info(name: str, data_dir: Optional[str] = None,
+                     manual_dir: Optional[str] = None) -> DatasetInfo:
+  """Returns the `DatasetInfo` of `name`, its files read from `data_dir` (tfds's data
+  directory; tfds's default when None) and `manual_dir` (the official raw files, for
+  machines without internet); ValueError for unknown names."""
   try:
-    return _INFOS[name]
+    info = _INFOS[name]
   except (KeyError, TypeError):
     raise ValueError(
         f"Unknown dataset {name!r}; known datasets: {', '.join(DATASET_NAMES)}"
     ) from None
+  return info.located(data_dir, manual_dir)
 
 
 def no_labels_message(info: DatasetInfo) -> str:
@@ -243,18 +195,6 @@ def require_labels(info: DatasetInfo, num_classes: Optional[int] = None) -> None
   if num_classes is not None and info.num_classes != num_classes:
     raise ValueError(f"{info.name} has {info.num_classes} classes, but the model is "
                      f"conditioned on num_classes={num_classes}.")
-
-
-# Labels are scalars: large batches keep the host round trips of reading a split's
-# labels few (ImageNet's 1.28 million in 20).
-LABEL_BATCH = 65_536
-
-
-def collect_labels(labels) -> np.ndarray:
-  """The int32 labels of a `tf.data.Dataset` of scalar labels as one numpy array (an
-  empty one for an empty dataset), read in batches of `LABEL_BATCH`."""
-  return np.concatenate(list(labels.batch(LABEL_BATCH).as_numpy_iterator()) +
-                        [np.zeros([0], np.int32)])
 
 
 def require_image_format(info: DatasetInfo, image_shape, num_levels: int) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from realnvp_tf.data import tfds_fetch
+from realnvp_tf.data import registry
 from realnvp_tf.data import transforms
-from realnvp_tf.data.registry import DatasetInfo
+from realnvp_tf.data.dataset_info import DatasetInfo
+from realnvp_tf.data.tfds_source import TfdsSource
 
 TFDS_PREFIX = "tfds:"
 # Validation held out of the training split of a tfds set that has none besides its
@@ -33,7 +34,8 @@ def _class_label(features) -> str | None:
 
 
 def _label_fields(features) -> dict:
-  """`DatasetInfo` fields of the builder's class labels (none without labels)."""
+  """The builder's class labels: `DatasetInfo`'s `num_classes` and `class_names`, and
+  the source's `label_key` (empty without labels)."""
   key = _class_label(features)
   if key is None:
     return {}
@@ -74,10 +76,12 @@ def describe(spec: str, data_dir=None, manual_dir=None, image_size=None) -> Data
   elif height is None or width is None:
     raise ValueError(f"--dataset={spec} has images of varying size; pass "
                      f"--image_size=HxW.")
-  info = DatasetInfo(spec, (height, width, channels), 256, 0, 0, "train", "test",
-                     name, image_key=images[0], preprocess=preprocess)
-  builder = tfds_fetch.prepare_dataset(info, data_dir=data_dir, manual_dir=manual_dir)
-  counts = {split: info.num_examples for split, info in builder.info.splits.items()}
+  source = TfdsSource(spec, name, {}, image_key=images[0],
+                      file_owners=registry.file_owners, data_dir=data_dir,
+                      manual_dir=manual_dir)
+  builder = source.prepare()
+  counts = {split: split_info.num_examples
+            for split, split_info in builder.info.splits.items()}
   if "train" not in counts:
     raise ValueError(f"--dataset={spec} has no 'train' split (it has "
                      f"{', '.join(counts)}).")
@@ -99,7 +103,11 @@ def describe(spec: str, data_dir=None, manual_dir=None, image_size=None) -> Data
   else:
     num_test = counts[test]
   # Labels from the prepared builder: some sets name their classes only then.
-  return dataclasses.replace(
-      info, num_train=num_train, train_split=train, validation_split=validation,
-      num_validation=num_validation, test_split=test, num_test=num_test,
-      **_label_fields(builder.info.features))
+  labels = _label_fields(builder.info.features)
+  splits = {"train": train, "validation": validation, "test": test}
+  source = dataclasses.replace(source, splits=splits,
+                               label_key=labels.pop("label_key", "label"))
+  return DatasetInfo(name=spec, image_shape=(height, width, channels), num_levels=256,
+                     num_train=num_train, num_validation=num_validation,
+                     num_test=num_test, source=source, preprocess=preprocess,
+                     **labels)

@@ -9,16 +9,11 @@ prepared, no `manual_dir` is given and the download host cannot be reached, a
 from __future__ import annotations
 
 import concurrent.futures
-import functools
 import hashlib
 import importlib
 import os
 import socket
 import urllib.parse
-
-from realnvp_tf.data.registry import DATASET_NAMES
-from realnvp_tf.data.registry import DatasetInfo
-from realnvp_tf.data.registry import get_dataset_info
 
 # Seconds the network check waits for a TCP connection to a download host.
 NETWORK_TIMEOUT_S = 3.0
@@ -32,14 +27,14 @@ class DataUnavailableError(RuntimeError):
 _FALLBACK_HOST = "https://storage.googleapis.com"
 
 
-def download_urls(info: DatasetInfo) -> list[str]:
-  """The tfds download URLs of `info`'s files (from tfds's registered checksums; all
+def download_urls(source) -> list[str]:
+  """The tfds download URLs of `source`'s files (from tfds's registered checksums; all
   of them for a set without a list of files)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-  builder_name = info.tfds_name.split("/")[0]
+  builder_name = source.tfds_name.split("/")[0]
   url_infos = tfds.builder_cls(builder_name).url_infos or {}
-  wanted = set(info.manual_files)
+  wanted = set(source.manual_files)
   return sorted(url for url, ui in url_infos.items()
                 if not wanted or ui.filename in wanted)
 
@@ -70,27 +65,15 @@ def network_available(url: str, timeout: float = NETWORK_TIMEOUT_S) -> bool:
     pool.shutdown(wait=False)
 
 
-def official_checksums(info: DatasetInfo) -> dict[str, str]:
-  """{file name: SHA-256} of `info`'s official files, as tfds registers them (empty
+def official_checksums(source) -> dict[str, str]:
+  """{file name: SHA-256} of `source`'s official files, as tfds registers them (empty
   where tfds registers none)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-  url_infos = tfds.builder_cls(info.tfds_name.split("/")[0]).url_infos or {}
-  wanted = set(info.manual_files)
+  url_infos = tfds.builder_cls(source.tfds_name.split("/")[0]).url_infos or {}
+  wanted = set(source.manual_files)
   return {ui.filename: ui.checksum for ui in url_infos.values()
           if ui.filename in wanted and ui.checksum}
-
-
-@functools.lru_cache(maxsize=1)
-def _checksum_owners() -> dict[str, str]:
-  """{SHA-256: dataset name} over every dataset of the registry."""
-  owners = {}
-  for name in DATASET_NAMES:
-    info = get_dataset_info(name)
-    if info.tfds_name is not None:
-      for digest in official_checksums(info).values():
-        owners.setdefault(digest, name)
-  return owners
 
 
 def _sha256(path: str) -> str:
@@ -101,112 +84,107 @@ def _sha256(path: str) -> str:
   return digest.hexdigest()
 
 
-def verify_manual_files(info: DatasetInfo, manual_dir: str) -> None:
-  """Refuses files in `manual_dir` that are not `info`'s official ones (by the
+def verify_manual_files(source, manual_dir: str) -> None:
+  """Refuses files in `manual_dir` that are not `source`'s official ones (by the
   SHA-256 tfds registers), saying whose they are when they belong to another known
   dataset: tfds itself prepares whatever files carry the expected names."""
-  official = official_checksums(info)
+  official = official_checksums(source)
   wrong = {name: _sha256(os.path.join(manual_dir, name))
-           for name in info.manual_files if name in official}
+           for name in source.manual_files if name in official}
   wrong = {name: digest for name, digest in wrong.items() if digest != official[name]}
   if not wrong:
     return
-  owners = {_checksum_owners().get(digest) for digest in wrong.values()}
+  owners = {source.file_owners().get(digest) for digest in wrong.values()}
   files = ", ".join(sorted(wrong))
   if len(owners) == 1 and None not in owners:
     owner = owners.pop()
     raise DataUnavailableError(
         f"--manual_dir {manual_dir!r}: {files} are {owner}'s official files, not "
-        f"{info.name}'s; pass the folder of {info.name}'s files (or use "
+        f"{source.name}'s; pass the folder of {source.name}'s files (or use "
         f"--dataset={owner}).")
   raise DataUnavailableError(
-      f"--manual_dir {manual_dir!r}: {files} are not the official {info.name} files "
+      f"--manual_dir {manual_dir!r}: {files} are not the official {source.name} files "
       f"(their SHA-256 matches no dataset this package knows: a partial download or "
-      f"other data?). " + _manual_dir_hint(info))
+      f"other data?). " + _manual_dir_hint(source))
 
 
-def _manual_dir_hint(info: DatasetInfo) -> str:
-  if not info.manual_files:
-    return (f"Prepare {info.tfds_name} on a machine with internet into a --data_dir "
+def _manual_dir_hint(source) -> str:
+  if not source.manual_files:
+    return (f"Prepare {source.tfds_name} on a machine with internet into a --data_dir "
             f"and pass that folder here, or pass --manual_dir with the files tfds "
             f"documents for it.")
-  files = ", ".join(info.manual_files)
+  files = ", ".join(source.manual_files)
   return (
       f"Download the official files on a machine with internet and pass their folder "
-      f"with --manual_dir (make_dataset(..., manual_dir=...)); for {info.name} tfds "
+      f"as manual_dir (--manual_dir); for {source.name} tfds "
       f"expects these file names in it: {files}. The dataset is then prepared once "
       f"into --data_dir and reused from there.")
 
 
-def check_prepare_prerequisites(info: DatasetInfo) -> None:
-  """Fails before any download if tfds could not prepare `info` here.
+def check_prepare_prerequisites(source) -> None:
+  """Fails before any download if tfds could not prepare `source` here.
 
   tfds prepares LSUN from LMDB files through `tensorflow-io` (not a dependency of this
   package: its releases lag TensorFlow's); without it a download of tens of GB would
   be wasted. Tests that mock tfds replace this function.
   """
-  for module in info.prepare_requires:
+  for module in source.prepare_requires:
     try:
       importlib.import_module(module)
     except Exception as e:  # ImportError, or a binary built for another TF
       raise DataUnavailableError(
-          f"Preparing {info.name} with tfds needs the `{module}` module "
+          f"Preparing {source.name} with tfds needs the `{module}` module "
           f"(pip: {module.replace('_', '-')}), which cannot be imported here ({e}). "
           f"Prepare it on a machine where it matches TensorFlow and pass that "
           f"--data_dir.") from e
 
 
-def prepare_dataset(name, data_dir: str | None = None,
-                    manual_dir: str | None = None):
-  """Makes sure `name` is prepared in `data_dir` and returns its tfds builder.
+def prepare(source, data_dir: str | None = None, manual_dir: str | None = None):
+  """Makes sure the tfds set of `source` (a `TfdsSource`) is prepared in `data_dir`
+  and returns its tfds builder.
 
   Order: data already prepared in `data_dir` -> reuse it; `manual_dir` given -> check
   that the expected files are there and prepare from them with no network; otherwise
-  check that the download host answers (a few seconds) and let tfds download. Returns
-  `None` for sets without tfds (digits), which need nothing.
+  check that the download host answers (a few seconds) and let tfds download.
 
   Raises:
-    ValueError: unknown `name`.
-    DataUnavailableError: files missing from `manual_dir`, or no network and no
-      prepared data.
+    DataUnavailableError: files missing from `manual_dir` or not the official ones,
+      or no network and no prepared data.
   """
-  info = name if isinstance(name, DatasetInfo) else get_dataset_info(name)
-  if info.tfds_name is None:
-    return None
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-  builder = tfds.builder(info.tfds_name, data_dir=data_dir)
+  builder = tfds.builder(source.tfds_name, data_dir=data_dir)
   if builder.is_prepared():
     return builder
   if manual_dir is not None:
     manual_dir = os.path.expanduser(os.fspath(manual_dir))
-    missing = [f for f in info.manual_files
+    missing = [f for f in source.manual_files
                if not os.path.isfile(os.path.join(manual_dir, f))]
     if missing:
       raise DataUnavailableError(
           f"--manual_dir {manual_dir!r} lacks the files tfds needs to prepare "
-          f"{info.name}: missing {', '.join(missing)} (expected all of: "
-          f"{', '.join(info.manual_files)}).")
-    verify_manual_files(info, manual_dir)
-    check_prepare_prerequisites(info)
+          f"{source.name}: missing {', '.join(missing)} (expected all of: "
+          f"{', '.join(source.manual_files)}).")
+    verify_manual_files(source, manual_dir)
+    check_prepare_prerequisites(source)
     config = tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False)
-    builder.download_and_prepare(download_dir=_download_dir(builder, info),
+    builder.download_and_prepare(download_dir=_download_dir(builder, source),
                                  download_config=config)
     return builder
-  urls = download_urls(info) or [_FALLBACK_HOST]
+  urls = download_urls(source) or [_FALLBACK_HOST]
   if not network_available(urls[0]):
     host = urllib.parse.urlsplit(urls[0]).hostname
     raise DataUnavailableError(
-        f"Dataset {info.name!r} is not prepared in data_dir "
+        f"Dataset {source.name!r} is not prepared in data_dir "
         f"{builder.data_dir_root!s} and {host} cannot be reached (no network?). "
-        + _manual_dir_hint(info))
-  check_prepare_prerequisites(info)
-  builder.download_and_prepare(download_dir=_download_dir(builder, info))
+        + _manual_dir_hint(source))
+  check_prepare_prerequisites(source)
+  builder.download_and_prepare(download_dir=_download_dir(builder, source))
   return builder
 
 
-def _download_dir(builder, info: DatasetInfo) -> str:
+def _download_dir(builder, source) -> str:
   """A download folder per dataset. tfds extracts manual files by their base name
   into `downloads/extracted/`, and MNIST and Fashion-MNIST use the same names: in one
   shared folder, the second dataset prepared would get the first one's images."""
-  return os.path.join(builder.data_dir_root, "downloads", info.name)
+  return os.path.join(builder.data_dir_root, "downloads", source.name)

@@ -1,6 +1,8 @@
 """The images a trained model is evaluated or scored on: a dataset (by default the
 model's own, as its metadata records) or a folder, resolved for the model."""
 
+import dataclasses
+
 from realnvp_tf import data
 from realnvp_tf.data import image_inputs
 
@@ -14,17 +16,18 @@ def data_info(model, dataset=None, image_dir=None, data_dir=None, manual_dir=Non
   height, width, channels = model.image_shape
   size = f"{height}x{width}"
   if image_dir:
-    spec = dict(dataset=data.IMAGE_DIR, image_dir=image_dir, image_size=size,
-                channels=channels)
+    spec = data.DataSpec(data.IMAGE_DIR, image_dir=image_dir, image_size=size,
+                         channels=channels)
   elif dataset:
-    spec = dict(dataset=dataset)
+    spec = data.DataSpec(dataset)
   else:
-    spec = dict(model.metadata.get("data") or {"dataset": model.dataset})
-    if spec.get("dataset") is None:
+    recorded = model.metadata.get("data") or {"dataset": model.dataset}
+    if recorded.get("dataset") is None:
       raise ValueError("The model does not record its dataset; pass --dataset.")
-  if data.is_tfds_name(spec["dataset"]):
-    spec["image_size"] = size
-  info = data.resolve(**spec, data_dir=data_dir, manual_dir=manual_dir)
+    spec = data.DataSpec.from_dict(recorded)
+  if data.is_tfds_name(spec.dataset):
+    spec = dataclasses.replace(spec, image_size=size)
+  info = data.resolve(spec, data_dir, manual_dir)
   if model_images:
     data.require_image_format(info, model.image_shape, model.num_levels)
   return info
@@ -35,7 +38,6 @@ def split_inputs(model, dataset=None, image_dir=None, split="test", data_dir=Non
   """`data.image_inputs.ImageInputs` of a split of `dataset` or `image_dir` (default:
   the model's own images), brought to the model's shape and K."""
   info = data_info(model, dataset, image_dir, data_dir, manual_dir, model_images=False)
-  images = data.make_uint8_dataset(info, split, data_dir=data_dir,
-                                   manual_dir=manual_dir)
+  images = data.make_uint8_dataset(info, split)
   return image_inputs.dataset_inputs(info, split, model.image_shape, model.num_levels,
                                      images)

@@ -213,7 +213,7 @@ def restore_for_inference(model_dir, compute_dtype=None, select=None):
     selected, restored = "last", _restore_last(flow, model_dir, train)
   path, step = restored[:2]
   metadata = export.model_metadata(
-      train["dataset"], {name: train.get(name) for name in data.DATA_SPEC_FIELDS},
+      train["dataset"], data.DataSpec.from_dict(train).as_dict(),
       step, select=selected, model=dataclasses.asdict(model_config),
       **_finished_run_metadata(model_dir, step))
   return flow, metadata, path

@@ -13,5 +13,6 @@ what runs between steps (`actions`), model selection on the validation split
 from realnvp_tf.training.actions import NonFiniteLossError
 from realnvp_tf.training.config import TrainConfig
 from realnvp_tf.training.trainer import Trainer
+from realnvp_tf.training.trainer import resolve_data
 
-__all__ = ["NonFiniteLossError", "TrainConfig", "Trainer"]
+__all__ = ["NonFiniteLossError", "TrainConfig", "Trainer", "resolve_data"]

@@ -16,15 +16,11 @@ class TrainConfig:
   """Optimisation and bookkeeping settings (paper defaults).
 
   Attributes:
-    dataset: one of `data.DATASET_NAMES`, `tfds:NAME[/CONFIG]` (any
-      tensorflow-datasets image set), `data.IMAGE_DIR` with `image_dir`, or
+    dataset, image_dir, image_size, channels, validation_fraction, test_fraction:
+      which images (`data_spec()`, see `data.DataSpec`): one of
+      `data.DATASET_NAMES`, `tfds:NAME[/CONFIG]` (any tensorflow-datasets image
+      set), `data.IMAGE_DIR` with `image_dir` (a folder of image files), or
       `data.CUSTOM` for datasets given to the Trainer (`data.from_tf_data`).
-    image_dir: a folder of image files to train on (see `data.image_folder`).
-    image_size: "H" or "HxW": images are resized to cover it and centre-cropped
-      (needed with `image_dir`; optional for the others).
-    channels: 1 or 3, for `image_dir`.
-    validation_fraction, test_fraction: the hash split of an `image_dir` without
-      train/validation/test subfolders.
     fail_on_bad_images: refuse an `image_dir` with files that cannot be decoded
       (otherwise they are left out and reported once).
     allow_data_change: resume a run on other data than it was trained on (a folder
@@ -113,19 +109,11 @@ class TrainConfig:
   def __post_init__(self):
     config_lib.check_finite(self)
     if self.image_dir:
-      object.__setattr__(self, "dataset", data.IMAGE_DIR)
       # Recorded in config.json and the export: absolute, so it means the same
       # folder from any working directory.
       object.__setattr__(self, "image_dir",
                          os.path.abspath(os.path.expanduser(self.image_dir)))
-    if self.dataset == data.IMAGE_DIR and not self.image_dir:
-      raise ValueError(f"dataset={data.IMAGE_DIR!r} needs image_dir (--image_dir=DIR).")
-    if self.dataset == data.IMAGE_DIR and not self.image_size:
-      raise ValueError("An image folder needs an image size: pass --image_size=H or "
-                       "HxW (TrainConfig(image_size=...)) with --image_dir.")
-    if (self.dataset not in (data.IMAGE_DIR, data.CUSTOM)
-        and not data.is_tfds_name(self.dataset)):
-      data.get_dataset_info(self.dataset)  # unknown names fail here, with the list
+    self.data_spec()  # a bad combination or an unknown name fails here
     schedule.check_decay(self.decay, self.decay_fraction)
     if self.select not in SELECT:
       raise ValueError(f"select must be one of {SELECT}; got {self.select!r}.")
@@ -146,14 +134,8 @@ class TrainConfig:
     if not 0.0 <= self.ema_decay < 1.0:
       raise ValueError(f"ema_decay must be in [0, 1); got {self.ema_decay}.")
 
-  def data_spec(self):
-    """The settings that say which images the run means (`data.resolve`'s
-    arguments): recorded with the model, so evaluation reads the same images."""
-    return {name: getattr(self, name) for name in data.DATA_SPEC_FIELDS}
-
-  def dataset_info(self):
-    """The run's `data.DatasetInfo` (`data.resolve`: a folder is decoded, a tfds set
-    prepared, once per process)."""
-    return data.resolve(**self.data_spec(), fail_on_bad_images=self.fail_on_bad_images,
-                        data_dir=self.data_dir, manual_dir=self.manual_dir,
-                        min_train_images=self.batch_size)
+  def data_spec(self) -> data.DataSpec:
+    """Which images the run means: recorded with the model, so evaluation reads the
+    same images."""
+    return data.DataSpec(**{field.name: getattr(self, field.name)
+                            for field in dataclasses.fields(data.DataSpec)})

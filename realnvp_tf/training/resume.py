@@ -7,7 +7,6 @@ import os
 from absl import logging
 import tensorflow as tf
 
-from realnvp_tf import data
 from realnvp_tf.runs import directory
 
 # Model settings a run may change when it resumes: they create no variables.
@@ -56,9 +55,9 @@ def check_resumable(run_directory, model_config, train_config, fingerprint=None)
 def data_changes(saved_train, saved_fingerprint, train_config, fingerprint):
   """What differs between the data a run recorded and the data given, as
   "name=old (now new)" strings."""
-  now = train_config.data_spec()
-  changes = [_change(name, saved_train.get(name), now[name])
-             for name in data.DATA_SPEC_FIELDS if saved_train.get(name) != now[name]]
+  now = train_config.data_spec().as_dict()
+  changes = [_change(name, saved_train.get(name), value)
+             for name, value in now.items() if saved_train.get(name) != value]
   if saved_fingerprint is None or fingerprint is None:
     return changes  # a run from before fingerprints: its settings only
   for key, value in fingerprint.items():

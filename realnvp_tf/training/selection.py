@@ -88,7 +88,6 @@ class ModelSelection:
     with labels when the flow is class-conditional (or as `labels` says)."""
     ds = data.make_dataset(
         self.info, split, batch_size=self.config.eval_batch_size, training=False,
-        data_dir=self.config.data_dir, manual_dir=self.config.manual_dir,
         seed=self.config.seed,
         labels=bool(self.num_classes) if labels is None else labels)
     if max_images:

@@ -38,6 +38,14 @@ from realnvp_tf.training import step as step_lib
 from realnvp_tf.training import strategies
 
 
+def resolve_data(train_config):
+  """The `data.DatasetInfo` of the images `train_config` names (`data.resolve`: a
+  folder is decoded and a tfds set prepared, once per process)."""
+  return data.resolve(train_config.data_spec(), train_config.data_dir,
+                      train_config.manual_dir, train_config.fail_on_bad_images,
+                      min_train_images=train_config.batch_size)
+
+
 def _require_finite_model(flow, test_bits_per_dim, step):
   """A model that is not finite is neither recorded nor exported."""
   finite = all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in flow.variables)
@@ -62,9 +70,10 @@ class Trainer:
                dataset_info=None):
     """`dataset_info`: the images to train on when they are not named by
     `train_config` (e.g. `data.from_tf_data(...)`, with `dataset=data.CUSTOM`)."""
-    info = dataset_info or train_config.dataset_info()
+    info = (dataset_info.located(train_config.data_dir, train_config.manual_dir)
+            if dataset_info else resolve_data(train_config))
     data.require_image_format(info, model_config.image_shape, model_config.num_levels)
-    self.class_counts = _class_counts(model_config, train_config, info)
+    self.class_counts = _class_counts(model_config, info)
     self.model_config, self.config, self.info = model_config, train_config, info
     self.strategy = strategy or strategies.make_strategy()
     strategies.check_batch_size(train_config.batch_size, self.strategy)
@@ -118,7 +127,6 @@ class Trainer:
     return data.make_distributed_dataset(
         self.strategy, self.info, "train",
         global_batch_size=self.config.batch_size, training=True,
-        data_dir=self.config.data_dir, manual_dir=self.config.manual_dir,
         seed=self.data_seed(start_step), labels=self.model_config.conditional)
 
   def writer(self, name):
@@ -213,7 +221,7 @@ class Trainer:
           validation_history=self.selection.history,
           train_bits_per_dim=self._loss.last,
           nonfinite_steps=int(self.state.nonfinite_total.numpy()),
-          dataset=self.config.dataset, data=self.config.data_spec(),
+          dataset=self.config.dataset, data=self.config.data_spec().as_dict(),
           model_config=dataclasses.asdict(self.model_config),
           typicality_reference=reference, **self.class_metadata())
       if self.state.loss_scale is not None:
@@ -223,8 +231,8 @@ class Trainer:
       if self.config.export:
         export.export_saved_model(
             self.state.flow, self.run_dir.export_dir, metadata=export.model_metadata(
-                self.config.dataset, self.config.data_spec(), chosen[0], reference,
-                **self.class_metadata()))
+                self.config.dataset, self.config.data_spec().as_dict(), chosen[0],
+                reference, **self.class_metadata()))
     return result
 
   def class_metadata(self):
@@ -269,11 +277,10 @@ def _make_deterministic(seed):
   tf.config.experimental.enable_op_determinism()
 
 
-def _class_counts(model_config, train_config, info):
+def _class_counts(model_config, info):
   """The training split's label counts of a class-conditional run (None for an
   unconditional one); refuses data without labels or with other classes."""
   if not model_config.conditional:
     return None
   data.require_labels(info, model_config.num_classes)
-  return data.label_counts(info, "train", train_config.data_dir,
-                           train_config.manual_dir)
+  return data.label_counts(info, "train")
