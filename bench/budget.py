@@ -137,7 +137,7 @@ def main(argv):
     # tfds prints its progress to stdout, which is for the JSON line alone.
     with contextlib.redirect_stdout(sys.stderr):
       model_config = cli.model_config_from_flags()
-      info = train_config.dataset_info()
+      info = training.resolve_data(train_config)
     prepare_s = time.perf_counter() - prepare_start
 
     trainer = training.Trainer(model_config, train_config, model_dir=(
