@@ -45,6 +45,7 @@ from absl import flags
 
 import benchlib
 from realnvp_tf.apps import cli
+from realnvp_tf.apps import messages
 from realnvp_tf.training import actions
 
 FLAGS = flags.FLAGS
@@ -161,7 +162,7 @@ def main(argv):
     eval_s = time.perf_counter() - eval_start
   except (ValueError, OSError, data.DataUnavailableError,
           training.NonFiniteLossError) as e:
-    raise SystemExit(f"budget.py: error: {e}") from None
+    raise SystemExit(messages.error_line("budget.py", e)) from None
   finally:
     if trainer is not None:
       trainer.close()

@@ -192,7 +192,7 @@ def test_score_of_arrays_and_of_a_dataset_split(served, tmp_path):
     ("nothing*.png", "o.csv", "matches no files"),
     ("bad.npy", "o.csv", "shape (4, 3)"),
     ("float.npy", "o.csv", "not integer pixels 0..255"),
-    ("two.npz", "o.csv", "name one as --images="),
+    ("two.npz", "o.csv", "name one as images="),
     ("undecodable", "o.csv", "could be decoded as an image"),
     ("undecodable", "o.txt", "use a .csv or .jsonl file"),
 ])

@@ -10,6 +10,7 @@ from absl import app
 from absl import flags
 
 from realnvp_tf import data
+from realnvp_tf.apps import messages
 from realnvp_tf.apps import process
 from realnvp_tf.model import config as model_config_lib
 from realnvp_tf.model.config import COMPUTE_DTYPES
@@ -265,7 +266,8 @@ def register_model_validators():
       try:
         shape = data.image_folder.parse_size(values["image_size"])
       except ValueError as e:
-        raise flags.ValidationError(str(e)) from None
+        raise flags.ValidationError(
+            messages.as_flags(str(e), messages.program_flag_names())) from None
     elif values["dataset"] in data.DATASET_NAMES:
       shape = data.get_dataset_info(values["dataset"]).image_shape
     else:  # a tfds set's shape is known once its builder is read (later)

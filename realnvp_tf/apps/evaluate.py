@@ -28,6 +28,7 @@ import tensorflow as tf  # noqa: E402
 
 from realnvp_tf import data  # noqa: E402
 from realnvp_tf.apps import cli  # noqa: E402
+from realnvp_tf.apps import messages  # noqa: E402
 from realnvp_tf.evaluation import classifier  # noqa: E402
 from realnvp_tf.evaluation import figures  # noqa: E402
 from realnvp_tf.evaluation import likelihood  # noqa: E402
@@ -101,7 +102,7 @@ def main(argv):
     if FLAGS.ood_dataset or FLAGS.ood_images:
       metrics["ood"] = _ood(model, info.name, metrics["num_images"])
   except (ValueError, data.DataUnavailableError) as e:
-    print(f"eval.py: error: {e}", file=sys.stderr)
+    print(messages.error_line("eval.py", e), file=sys.stderr)
     sys.exit(1)
   if FLAGS.output:
     with tf.io.gfile.GFile(FLAGS.output, "w") as f:

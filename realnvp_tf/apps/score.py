@@ -24,6 +24,7 @@ import tensorflow as tf  # noqa: E402
 
 from realnvp_tf import data  # noqa: E402
 from realnvp_tf.apps import cli  # noqa: E402
+from realnvp_tf.apps import messages  # noqa: E402
 from realnvp_tf.data import image_folder  # noqa: E402
 from realnvp_tf.ood import scoring  # noqa: E402
 
@@ -57,7 +58,7 @@ def main(argv):
     summary = scoring.score_to_file(model, inputs, FLAGS.output, FLAGS.batch_size,
                                     FLAGS.seed, FLAGS.fail_on_bad_images)
   except (ValueError, OSError, data.DataUnavailableError) as e:
-    print(f"score.py: error: {e}", file=sys.stderr)
+    print(messages.error_line("score.py", e), file=sys.stderr)
     sys.exit(1)
   if summary["bad_files"]:
     logging.warning("%d files cannot be decoded as images and have no row: %s",

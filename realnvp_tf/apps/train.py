@@ -21,6 +21,7 @@ import tensorflow as tf  # noqa: E402
 from realnvp_tf import data  # noqa: E402
 from realnvp_tf import training  # noqa: E402
 from realnvp_tf.apps import cli  # noqa: E402
+from realnvp_tf.apps import messages  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -44,7 +45,7 @@ def main(argv):
     metrics = trainer.fit()
   except (ValueError, OSError, data.DataUnavailableError,
           training.NonFiniteLossError) as e:
-    print(f"train.py: error: {e}", file=sys.stderr)
+    print(messages.error_line("train.py", e), file=sys.stderr)
     sys.exit(1)
   if metrics:
     print(closing_lines(metrics))

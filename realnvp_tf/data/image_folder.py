@@ -58,10 +58,10 @@ def parse_size(text) -> tuple[int, int]:
         raise ValueError
       height, width = int(parts[0]), int(parts[-1])
     except ValueError:
-      raise ValueError(f"--image_size={text} is not a size; use H or HxW, e.g. 64 or "
+      raise ValueError(f"image_size={text} is not a size; use H or HxW, e.g. 64 or "
                        f"64x48.") from None
   if height <= 0 or width <= 0:
-    raise ValueError(f"--image_size={text}: sides must be positive.")
+    raise ValueError(f"image_size={text}: sides must be positive.")
   return height, width
 
 
@@ -98,7 +98,7 @@ def find_splits(root, validation_fraction=0.1, test_fraction=0.1):
   """{split: [absolute paths]} of the folder (see the module docstring)."""
   root = os.path.expanduser(root)
   if not os.path.isdir(root):
-    raise ImageFolderError(f"--image_dir={root}: no such directory.")
+    raise ImageFolderError(f"image_dir={root}: no such directory.")
   if not 0.0 <= validation_fraction < 1.0 or not 0.0 <= test_fraction < 1.0 or (
       validation_fraction + test_fraction >= 1.0):
     raise ValueError(
@@ -296,17 +296,17 @@ def _folder_labels(root, files):
                     if name is not None and folder in ("", "train")})
   if loose:
     example = os.path.relpath(loose[0], root)
-    return {"no_labels_reason": f"--image_dir={root}: {len(loose)} of "
+    return {"no_labels_reason": f"image_dir={root}: {len(loose)} of "
                                 f"{len(everything)} images sit outside class "
                                 f"subfolders, e.g. {example}"}
   if len(classes) < 2:
     found = f"only the class folder {classes[0]}" if classes else "no class folders"
-    return {"no_labels_reason": f"--image_dir={root} has {found}; labels need two"}
+    return {"no_labels_reason": f"image_dir={root} has {found}; labels need two"}
   index = {name: label for label, name in enumerate(classes)}
   unknown = sorted({f"{folder}/{name}/" for folder, name in everything
                     if name not in index})
   label_error = "" if not unknown else (
-      f"--image_dir={root}: class folders missing from train/ ({listing(unknown)}), "
+      f"image_dir={root}: class folders missing from train/ ({listing(unknown)}), "
       f"so their images have no label; rename them to classes of train/ "
       f"({listing(classes)}) or add those classes to train/.")
   return {"class_names": tuple(classes), "label_error": label_error,
@@ -330,13 +330,13 @@ def open_folder(root, image_size, channels, validation_fraction=0.1,
       `fail_on_bad_images`) any file that cannot be decoded.
   """
   if channels not in (1, 3):
-    raise ValueError(f"--channels must be 1 or 3; got {channels}.")
+    raise ValueError(f"channels must be 1 or 3; got {channels}.")
   size = parse_size(image_size)
   splits = find_splits(root, validation_fraction, test_fraction)
   total = sum(len(paths) for paths in splits.values())
   if not total:
     raise ImageFolderError(
-        f"--image_dir={root} holds no image files ({', '.join(IMAGE_EXTENSIONS)}, "
+        f"image_dir={root} holds no image files ({', '.join(IMAGE_EXTENSIONS)}, "
         f"searched recursively).")
   image_bytes = size[0] * size[1] * channels
   in_memory = total * image_bytes <= max_in_memory_bytes
@@ -347,19 +347,19 @@ def open_folder(root, image_size, channels, validation_fraction=0.1,
     if in_memory:
       arrays[split] = images
   if not sum(len(good) for good in files.values()):
-    raise ImageFolderError(f"--image_dir={root}: none of its {total} image files can "
+    raise ImageFolderError(f"image_dir={root}: none of its {total} image files can "
                            f"be decoded.")
   if bad:
     listed = listing(bad)
     if fail_on_bad_images:
-      raise ImageFolderError(f"--image_dir={root}: {len(bad)} of {total} files cannot "
+      raise ImageFolderError(f"image_dir={root}: {len(bad)} of {total} files cannot "
                              f"be decoded as images: {listed}.")
-    logging.warning("--image_dir=%s: %d of %d files cannot be decoded as images and "
+    logging.warning("image_dir=%s: %d of %d files cannot be decoded as images and "
                     "are left out: %s", root, len(bad), total, listed)
   if len(files["train"]) < min_train_images:
     raise ImageFolderError(
-        f"--image_dir={root} has {len(files['train'])} training images, fewer than "
-        f"one batch ({min_train_images}); add images or lower --batch_size.")
+        f"image_dir={root} has {len(files['train'])} training images, fewer than "
+        f"one batch ({min_train_images}); add images or lower batch_size.")
   return FolderSource(root, tuple(size) + (channels,), files,
                       arrays if in_memory else None, **_folder_labels(root, files))
 

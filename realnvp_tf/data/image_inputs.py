@@ -89,37 +89,37 @@ def _file_inputs(paths, description, image_shape, num_levels):
                      channels)
 
 
-def _folder(root, image_shape, num_levels, flag):
+def _folder(root, image_shape, num_levels, argument):
   if not os.path.isdir(root):
-    raise ImageInputError(f"{flag}={root}: no such directory, file or pattern.")
+    raise ImageInputError(f"{argument}={root}: no such directory, file or pattern.")
   paths = [os.path.join(root, p) for p in image_folder.list_images(root)]
   if not paths:
     raise ImageInputError(
-        f"{flag}={root} holds no image files "
+        f"{argument}={root} holds no image files "
         f"({', '.join(image_folder.IMAGE_EXTENSIONS)}"
         f", searched recursively).")
   return _file_inputs(paths, f"{len(paths)} files under {root}", image_shape,
                       num_levels)
 
 
-def _glob(pattern, image_shape, num_levels, flag):
+def _glob(pattern, image_shape, num_levels, argument):
   paths = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
   if not paths:
-    raise ImageInputError(f"{flag}={pattern} matches no files.")
+    raise ImageInputError(f"{argument}={pattern} matches no files.")
   return _file_inputs(paths, f"{len(paths)} files matching {pattern}", image_shape,
                       num_levels)
 
 
-def _read_array(spec, flag):
+def _read_array(spec, argument):
   path, key = (spec.rsplit(":", 1) if ":" in spec and not os.path.exists(spec)
                else (spec, ""))
   if not os.path.isfile(path):
-    raise ImageInputError(f"{flag}={spec}: no such file.")
+    raise ImageInputError(f"{argument}={spec}: no such file.")
   try:
     loaded = np.load(path, allow_pickle=False)
   except (ValueError, OSError) as e:
     raise ImageInputError(
-        f"{flag}={spec} cannot be read as a NumPy file: {e}") from None
+        f"{argument}={spec} cannot be read as a NumPy file: {e}") from None
   if isinstance(loaded, np.ndarray):
     return loaded, os.path.basename(path)
   with loaded:
@@ -128,24 +128,24 @@ def _read_array(spec, flag):
       key = ("images" if "images" in names else names[0] if len(names) == 1 else None)
     if key not in names:
       raise ImageInputError(
-          f"{flag}={spec}: the archive holds {', '.join(names) or 'no arrays'}; name "
-          f"one as {flag}={path}:NAME.")
+          f"{argument}={spec}: the archive holds {', '.join(names) or 'no arrays'}; "
+          f"name one as {argument}={path}:NAME.")
     return loaded[key], f"{os.path.basename(path)}:{key}"
 
 
-def _array(spec, image_shape, num_levels, flag):
-  array, label = _read_array(spec, flag)
+def _array(spec, image_shape, num_levels, argument):
+  array, label = _read_array(spec, argument)
   if array.ndim == 3:
     array = array[..., None]
   if array.ndim != 4 or array.shape[-1] not in (1, 3) or not array.shape[0]:
     raise ImageInputError(
-        f"{flag}={spec} holds an array of shape {array.shape}; pass images shaped "
+        f"{argument}={spec} holds an array of shape {array.shape}; pass images shaped "
         f"[N, H, W] or [N, H, W, C] with C = 1 or 3.")
   if array.dtype != np.uint8:
     if not np.issubdtype(array.dtype, np.number) or not np.all(np.isfinite(array)) or (
         np.any(array != np.round(array))) or array.min() < 0 or array.max() > 255:
       raise ImageInputError(
-          f"{flag}={spec} holds {array.dtype} values that are not integer pixels "
+          f"{argument}={spec} holds {array.dtype} values that are not integer pixels "
           f"0..255; pass uint8 images (scale [0, 1] floats by 255 and round).")
     array = array.astype(np.uint8)
   images = tf.data.Dataset.from_tensor_slices(
@@ -156,22 +156,22 @@ def _array(spec, image_shape, num_levels, flag):
                      lambda i: f"{label}[{i}]")
 
 
-def open_inputs(spec, image_shape, num_levels, flag="--images"):
+def open_inputs(spec, image_shape, num_levels, argument="images"):
   """`ImageInputs` of a folder, a glob pattern or a .npy/.npz file (see the module
   docstring). Raises `ImageInputError` with the problem and the fix (naming the
-  command-line `flag` that gave `spec`)."""
+  `argument` that gave `spec`: a function's, or a program's argument)."""
   spec = os.fspath(spec)
   if not spec:
-    raise ImageInputError(f"{flag} is empty; pass a folder, a glob pattern, or a "
+    raise ImageInputError(f"{argument} is empty; pass a folder, a glob pattern, or a "
                           f".npy/.npz file.")
   expanded = os.path.expanduser(spec)
   if expanded.split(":")[0].lower().endswith(ARRAY_EXTENSIONS):
-    return _array(expanded, image_shape, num_levels, flag)
+    return _array(expanded, image_shape, num_levels, argument)
   if glob.has_magic(expanded) and not os.path.exists(expanded):
-    return _glob(expanded, image_shape, num_levels, flag)
+    return _glob(expanded, image_shape, num_levels, argument)
   if os.path.isfile(expanded):
     return _file_inputs([expanded], expanded, image_shape, num_levels)
-  return _folder(expanded, image_shape, num_levels, flag)
+  return _folder(expanded, image_shape, num_levels, argument)
 
 
 def dataset_inputs(info, split, image_shape, num_levels, uint8_images):

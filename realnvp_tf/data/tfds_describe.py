@@ -60,12 +60,12 @@ def describe(spec: str, data_dir=None, manual_dir=None, image_size=None) -> Data
   try:
     builder = tfds.builder(name, data_dir=data_dir)
   except Exception as e:  # pylint: disable=broad-except  (tfds's not-found errors vary)
-    raise ValueError(f"--dataset={spec}: tensorflow-datasets has no such dataset "
+    raise ValueError(f"dataset={spec}: tensorflow-datasets has no such dataset "
                      f"({str(e).splitlines()[0][:200]}).") from None
   images = [key for key, feature in builder.info.features.items()
             if isinstance(feature, tfds.features.Image)]
   if not images:
-    raise ValueError(f"--dataset={spec} has no image feature; its features are "
+    raise ValueError(f"dataset={spec} has no image feature; its features are "
                      f"{', '.join(builder.info.features)}.")
   feature = builder.info.features[images[0]]
   height, width, channels = feature.shape
@@ -74,8 +74,8 @@ def describe(spec: str, data_dir=None, manual_dir=None, image_size=None) -> Data
     height, width = image_size
     preprocess = (transforms.Fit((height, width)),)
   elif height is None or width is None:
-    raise ValueError(f"--dataset={spec} has images of varying size; pass "
-                     f"--image_size=HxW.")
+    raise ValueError(f"dataset={spec} has images of varying size; pass "
+                     f"image_size=HxW.")
   source = TfdsSource(spec, name, {}, image_key=images[0],
                       file_owners=registry.file_owners, data_dir=data_dir,
                       manual_dir=manual_dir)
@@ -83,7 +83,7 @@ def describe(spec: str, data_dir=None, manual_dir=None, image_size=None) -> Data
   counts = {split: split_info.num_examples
             for split, split_info in builder.info.splits.items()}
   if "train" not in counts:
-    raise ValueError(f"--dataset={spec} has no 'train' split (it has "
+    raise ValueError(f"dataset={spec} has no 'train' split (it has "
                      f"{', '.join(counts)}).")
   test = ("test" if "test" in counts else
           "validation" if "validation" in counts else None)

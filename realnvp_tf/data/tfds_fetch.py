@@ -99,26 +99,26 @@ def verify_manual_files(source, manual_dir: str) -> None:
   if len(owners) == 1 and None not in owners:
     owner = owners.pop()
     raise DataUnavailableError(
-        f"--manual_dir {manual_dir!r}: {files} are {owner}'s official files, not "
+        f"manual_dir={manual_dir!r}: {files} are {owner}'s official files, not "
         f"{source.name}'s; pass the folder of {source.name}'s files (or use "
-        f"--dataset={owner}).")
+        f"dataset={owner}).")
   raise DataUnavailableError(
-      f"--manual_dir {manual_dir!r}: {files} are not the official {source.name} files "
+      f"manual_dir={manual_dir!r}: {files} are not the official {source.name} files "
       f"(their SHA-256 matches no dataset this package knows: a partial download or "
       f"other data?). " + _manual_dir_hint(source))
 
 
 def _manual_dir_hint(source) -> str:
   if not source.manual_files:
-    return (f"Prepare {source.tfds_name} on a machine with internet into a --data_dir "
-            f"and pass that folder here, or pass --manual_dir with the files tfds "
+    return (f"Prepare {source.tfds_name} on a machine with internet into a data_dir "
+            f"and pass that folder here, or pass manual_dir with the files tfds "
             f"documents for it.")
   files = ", ".join(source.manual_files)
   return (
       f"Download the official files on a machine with internet and pass their folder "
-      f"as manual_dir (--manual_dir); for {source.name} tfds "
+      f"as manual_dir; for {source.name} tfds "
       f"expects these file names in it: {files}. The dataset is then prepared once "
-      f"into --data_dir and reused from there.")
+      f"into data_dir and reused from there.")
 
 
 def check_prepare_prerequisites(source) -> None:
@@ -136,7 +136,7 @@ def check_prepare_prerequisites(source) -> None:
           f"Preparing {source.name} with tfds needs the `{module}` module "
           f"(pip: {module.replace('_', '-')}), which cannot be imported here ({e}). "
           f"Prepare it on a machine where it matches TensorFlow and pass that "
-          f"--data_dir.") from e
+          f"data_dir.") from e
 
 
 def prepare(source, data_dir: str | None = None, manual_dir: str | None = None):
@@ -162,7 +162,7 @@ def prepare(source, data_dir: str | None = None, manual_dir: str | None = None):
                if not os.path.isfile(os.path.join(manual_dir, f))]
     if missing:
       raise DataUnavailableError(
-          f"--manual_dir {manual_dir!r} lacks the files tfds needs to prepare "
+          f"manual_dir={manual_dir!r} lacks the files tfds needs to prepare "
           f"{source.name}: missing {', '.join(missing)} (expected all of: "
           f"{', '.join(source.manual_files)}).")
     verify_manual_files(source, manual_dir)

@@ -55,7 +55,8 @@ def manifold_grid(model, images, size=8, labels=None):
     cls = int(labels[0])
     images = images[labels == cls]
     if len(images) < 4:
-      raise ValueError(f"--manifold needs 4 images of class {cls} in the first batch.")
+      raise ValueError(f"The manifold figure needs 4 images of class {cls} in the "
+                       f"first batch.")
 
   def per_image(n):
     return None if cls is None else np.full([n], cls, np.int32)

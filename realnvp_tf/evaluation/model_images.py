@@ -23,7 +23,7 @@ def data_info(model, dataset=None, image_dir=None, data_dir=None, manual_dir=Non
   else:
     recorded = model.metadata.get("data") or {"dataset": model.dataset}
     if recorded.get("dataset") is None:
-      raise ValueError("The model does not record its dataset; pass --dataset.")
+      raise ValueError("The model does not record its dataset; pass dataset=NAME.")
     spec = data.DataSpec.from_dict(recorded)
   if data.is_tfds_name(spec.dataset):
     spec = dataclasses.replace(spec, image_size=size)

@@ -43,7 +43,7 @@ def ood_inputs(model, ood_dataset=None, ood_images=None, split="test", count=10_
   images."""
   if ood_images:
     return image_inputs.open_inputs(ood_images, model.image_shape, model.num_levels,
-                                    flag="--ood_images")
+                                    argument="ood_images")
   if ood_dataset in SYNTHETIC:
     return synthetic_inputs(ood_dataset, count, model.image_shape, model.num_levels,
                             seed)

@@ -32,7 +32,7 @@ def output_format(path):
   """"csv" or "jsonl" from the file's extension (.csv, .jsonl, .json)."""
   extension = os.path.splitext(path)[1].lower()
   if extension not in FORMATS:
-    raise ValueError(f"--output={path}: use a .csv or .jsonl file (JSON lines).")
+    raise ValueError(f"output={path}: use a .csv or .jsonl file (JSON lines).")
   return FORMATS[extension]
 
 
@@ -41,8 +41,8 @@ def open_images(model, images=None, dataset=None, split="test", data_dir=None,
   """The images to score, brought to `model`'s shape and K: `images` (a folder, glob
   or .npy/.npz, see `data.image_inputs`) or the `split` of `dataset`."""
   if bool(images) == bool(dataset):
-    raise ValueError("pass exactly one of --images (a folder, glob or .npy/.npz) and "
-                     "--dataset.")
+    raise ValueError("pass exactly one of images= (a folder, glob or .npy/.npz) and "
+                     "dataset=.")
   if images:
     return image_inputs.open_inputs(images, model.image_shape, model.num_levels)
   return model_images.split_inputs(model, dataset, None, split, data_dir, manual_dir)

@@ -80,5 +80,5 @@ def restore_newest(checkpoint, directory, partial=False, warn=True):
   if failures:
     raise ValueError(
         f"No checkpoint in {directory} can be restored ({'; '.join(failures)}); move "
-        f"the directory aside or pass a new --model_dir.")
+        f"the directory aside or pass a new model_dir.")
   return None

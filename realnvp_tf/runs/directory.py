@@ -74,8 +74,8 @@ class RunDirectory:
       holder = lock.read().strip() or "another process"
       lock.close()
       raise ValueError(
-          f"--model_dir={self.path} is in use by another training run ({holder}); "
-          f"wait for it to end, or pass another --model_dir.") from None
+          f"model_dir={self.path} is in use by another training run ({holder}); "
+          f"wait for it to end, or pass another model_dir.") from None
     lock.seek(0)
     lock.truncate()
     lock.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
@@ -111,14 +111,14 @@ class RunDirectory:
 
 def _check_writable(path):
   if os.path.exists(path) and not os.path.isdir(path):
-    raise ValueError(f"--model_dir={path} is a file, not a directory; pass a "
+    raise ValueError(f"model_dir={path} is a file, not a directory; pass a "
                      f"directory (it is created if missing).")
   try:
     os.makedirs(path, exist_ok=True)
     with tempfile.TemporaryFile(dir=path):
       pass
   except OSError as e:
-    raise ValueError(f"--model_dir={path} cannot be created or written "
+    raise ValueError(f"model_dir={path} cannot be created or written "
                      f"({e.strerror}); pass a directory you can write to.") from None
 
 

@@ -89,7 +89,7 @@ class LoadedModel:
     if not hasattr(self.serving, "ood_scores"):
       raise ValueError(f"{self.source} was exported before the ood_scores signature "
                        f"existed; re-export it by running train.py again with the same "
-                       f"flags and --model_dir (a finished run only re-exports).")
+                       f"flags and model_dir (a finished run only re-exports).")
     out = self.serving.ood_scores(tf.convert_to_tensor(images, tf.uint8),
                                   tf.constant(seed, tf.int32))
     return {name: value.numpy() for name, value in out.items()}
@@ -100,7 +100,7 @@ class LoadedModel:
     [N, n], bits_per_dim of p(x) [N]."""
     if not self.num_classes:
       raise ValueError(f"{self.source} is not class-conditional: it cannot classify; "
-                       f"train with --class_conditional.")
+                       f"train one with class labels (class_conditional).")
     out = self.serving.classify(tf.convert_to_tensor(images, tf.uint8),
                                 tf.constant(seed, tf.int32))
     return {name: value.numpy() for name, value in out.items()}
@@ -136,13 +136,13 @@ class LoadedModel:
 def load_saved_model(path):
   """Loads an export of `export.export_saved_model`."""
   if not tf.io.gfile.isdir(path):
-    raise ValueError(f"--saved_model={path}: no such directory.")
+    raise ValueError(f"saved_model={path}: no such directory.")
   if not _is_saved_model(path):
-    raise ValueError(f"--saved_model={path} is not a SavedModel (no saved_model.pb); "
+    raise ValueError(f"saved_model={path} is not a SavedModel (no saved_model.pb); "
                      f"pass the export/ directory that train.py wrote.")
   serving = tf.saved_model.load(path)
   if not hasattr(serving, "metadata"):
-    raise ValueError(f"--saved_model={path} is a SavedModel, but not one exported by "
+    raise ValueError(f"saved_model={path} is a SavedModel, but not one exported by "
                      f"realnvp_tf (it has no metadata).")
   return LoadedModel(serving, json.loads(serving.metadata.numpy()), path)
 
@@ -207,7 +207,7 @@ def restore_for_inference(model_dir, compute_dtype=None, select=None):
       restored = best.restore(tf.train.Checkpoint(flow=flow), best_dir)
     except ValueError as e:
       logging.warning("%s: using the latest checkpoint instead, the run's last weights "
-                      "rather than its best (--select=last chooses them without "
+                      "rather than its best (select=last chooses them without "
                       "this warning).", e)
   if restored is None:
     selected, restored = "last", _restore_last(flow, model_dir, train)
@@ -230,7 +230,7 @@ def _restore_last(flow, model_dir, train):
   path = checkpoints.restore_newest(
       checkpoint, os.path.join(model_dir, directory.CHECKPOINT_DIR), partial=True)
   if path is None:
-    raise ValueError(f"--model_dir={model_dir} has no checkpoint in "
+    raise ValueError(f"model_dir={model_dir} has no checkpoint in "
                      f"{directory.CHECKPOINT_DIR}/.")
   for variable, average in zip(variables, ema or []):
     variable.assign(average)

@@ -79,7 +79,7 @@ class NonFiniteGuard:
       raise NonFiniteLossError(
           f"{streak} consecutive steps had a non-finite loss or gradient (last at step "
           f"{result.step}); stopped. The last checkpoint in {self.checkpoint_dir} "
-          f"holds the last good weights. Lower --learning_rate or add --warmup_steps.")
+          f"holds the last good weights. Lower learning_rate or add warmup_steps.")
     logging.warning("Step %d: non-finite loss or gradient; update skipped.",
                     result.step)
 
@@ -238,7 +238,7 @@ class SignalStop:
       logging.warning(
           "Training runs outside the main thread (%s): SIGTERM and SIGINT cannot be "
           "caught here, so they will not save a checkpoint before stopping; the "
-          "periodic checkpoints (--checkpoint_every) still are. Run fit() in the main "
+          "periodic checkpoints (checkpoint_every) still are. Run fit() in the main "
           "thread for that.", threading.current_thread().name)
       return self
     for signum in self.signals:

@@ -39,17 +39,17 @@ def check_resumable(run_directory, model_config, train_config, fingerprint=None)
                          train_config, fingerprint)
   if differences:  # (another dataset usually changes the model's shape too)
     raise ValueError(
-        f"--model_dir={path} holds a run with other settings: "
+        f"model_dir={path} holds a run with other settings: "
         f"{', '.join(differences + changed)}. Resume it with its own settings, or "
-        f"pass a new --model_dir.")
+        f"pass a new model_dir.")
   if changed and train_config.allow_data_change:
     logging.warning("Resuming %s on other data than it was trained on (%s), as "
-                    "--allow_data_change says.", path, ", ".join(changed))
+                    "allow_data_change says.", path, ", ".join(changed))
   elif changed:
     raise ValueError(
-        f"--model_dir={path} was trained on other data: {', '.join(changed)}. Resume "
-        f"it on its own data, pass --allow_data_change to continue on this data on "
-        f"purpose, or pass a new --model_dir.")
+        f"model_dir={path} was trained on other data: {', '.join(changed)}. Resume "
+        f"it on its own data, pass allow_data_change=True to continue on this data on "
+        f"purpose, or pass a new model_dir.")
 
 
 def data_changes(saved_train, saved_fingerprint, train_config, fingerprint):

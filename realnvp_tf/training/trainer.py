@@ -54,7 +54,7 @@ def _require_finite_model(flow, test_bits_per_dim, step):
         f"Training ended at step {step} with "
         + ("non-finite weights" if not finite else
            f"a non-finite test figure ({test_bits_per_dim})")
-        + "; nothing was exported. Lower --learning_rate or add --warmup_steps.")
+        + "; nothing was exported. Lower learning_rate or add warmup_steps.")
 
 
 class Trainer:
@@ -78,8 +78,8 @@ class Trainer:
     self.strategy = strategy or strategies.make_strategy()
     strategies.check_batch_size(train_config.batch_size, self.strategy)
     if train_config.train_minutes and strategies.is_multi_worker(self.strategy):
-      raise ValueError("--train_minutes works on one host only: each worker's clock "
-                       "would stop it at another step. Use --train_steps across hosts.")
+      raise ValueError("train_minutes works on one host only: each worker's clock "
+                       "would stop it at another step. Use train_steps across hosts.")
     self.run_dir = directory.RunDirectory(model_dir,
                                           strategies.is_chief(self.strategy))
     # Before the model is built: bad directories and mismatched settings fail at once.
