@@ -155,10 +155,10 @@ def main(argv):
     steps = metrics["step"]
     with trainer.state.averaged_weights():  # the last weights
       test = (metrics if metrics["selected_step"] == steps else
-              trainer.selection.bits_per_dim("test"))
+              trainer.evaluator.bits_per_dim("test"))
       train_eval = None
       if FLAGS.train_eval_images:
-        train_eval = trainer.selection.bits_per_dim("train", FLAGS.train_eval_images)
+        train_eval = trainer.evaluator.bits_per_dim("train", FLAGS.train_eval_images)
     eval_s = time.perf_counter() - eval_start
   except (ValueError, OSError, data.DataUnavailableError,
           training.NonFiniteLossError) as e:

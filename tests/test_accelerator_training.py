@@ -228,8 +228,8 @@ def test_loops_end_at_every_checkpoint_and_evaluation_step(tmp_path):
     return step_fn(iterator, num_steps)
 
   trainer.step_fn = counting_step
-  trainer.selection.validate = lambda *a, **k: evaluated.append(
-      int(trainer.state.step.numpy()))
+  # A validation action, as KeepBestWeights is: told each figure and its step.
+  trainer.validation.actions.append(lambda step, result: evaluated.append(step))
   seen = []
   trainer.train(actions=[lambda result: seen.append((result.step, result.current))],
                 progress=False)

@@ -309,7 +309,7 @@ def test_best_validation_weights_are_selected_and_exported(tmp_path):
       history[best_step])
   # The export holds the best step's weights: its checkpoint (best/) scores the
   # validation images as the export does, and the last weights score them worse.
-  batch = next(iter(trainer.selection.dataset("validation")))
+  batch = next(iter(trainer.evaluator.dataset("validation")))
   exported = tf.saved_model.load(str(tmp_path / "export"))
   best = realnvp_tf.build_realnvp(fx.model_config())
   tf.train.Checkpoint(flow=best).restore(
@@ -322,7 +322,7 @@ def test_best_validation_weights_are_selected_and_exported(tmp_path):
   # The best survives a resume; realnvp_tf.load of the run directory gives it too.
   resumed = training.Trainer(fx.model_config(), config, str(tmp_path),
                              strategy=fx.strategy(1))
-  assert resumed.selection.best.step == best_step
+  assert resumed.best.step == best_step
   resumed.close()
   np.testing.assert_allclose(realnvp_tf.load(str(tmp_path)).log_prob(batch),
                              best.log_prob(batch), rtol=1e-5)

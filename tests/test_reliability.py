@@ -18,6 +18,7 @@ from realnvp_tf import data
 from realnvp_tf import training
 from realnvp_tf.model import config as config_lib
 from realnvp_tf.runs import directory
+from realnvp_tf.training import selection
 
 import trainer_fixtures as fx
 
@@ -458,10 +459,10 @@ def test_training_that_ends_with_a_corrupt_best_exports_the_last_weights(tmp_pat
       train_steps=6, eval_every=3, export=False), str(tmp_path),
       strategy=fx.strategy(1))
   resumed.restore()
-  resumed.selection.best.step = 3  # a best older than the last step, on disk
+  resumed.best.step = 3  # a best older than the last step, on disk
   before = [v.numpy() for v in resumed.state.flow.variables]
   caplog.clear()
-  with resumed.selection.selected_weights("best") as (step, _):
+  with selection.selected_weights(resumed.state, resumed.best, "best") as (step, _):
     assert step == 6  # the last weights, not a half-restored mix
     for variable, value in zip(resumed.state.flow.variables, before, strict=True):
       np.testing.assert_array_equal(variable.numpy(), value)

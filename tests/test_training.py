@@ -143,13 +143,13 @@ def test_evaluation_and_export_use_the_ema_weights(tmp_path):
 
   def score():
     return likelihood.evaluate_bits_per_dim(
-        trainer.state.flow.log_prob, trainer.selection.dataset("test"),
+        trainer.state.flow.log_prob, trainer.evaluator.dataset("test"),
         fx.IMAGE_SHAPE)["bits_per_dim"]
 
   raw = score()
   with trainer.state.averaged_weights():
     averaged = score()
-    batch = next(iter(trainer.selection.dataset("test")))
+    batch = next(iter(trainer.evaluator.dataset("test")))
     averaged_log_prob = trainer.state.flow.log_prob(batch).numpy()
   assert abs(raw - averaged) > 1e-3  # the two weight sets score differently
   assert metrics["bits_per_dim"] == pytest.approx(averaged, abs=1e-5)
@@ -167,7 +167,7 @@ def test_ema_validation_uses_statistics_of_the_averaged_weights(tmp_path):
   trainer.train(progress=False)
   statistics = trainer.state.flow.non_trainable_variables
   moving = [v.numpy() for v in statistics]
-  figure = trainer.selection.validate()["bits_per_dim"]
+  figure = trainer.validation()["bits_per_dim"]
   # The moving averages are put back afterwards.
   for variable, value in zip(statistics, moving, strict=True):
     np.testing.assert_array_equal(variable.numpy(), value)
@@ -176,7 +176,7 @@ def test_ema_validation_uses_statistics_of_the_averaged_weights(tmp_path):
   # batches, then the validation images; the moving averages alone score otherwise.
   def score():
     return likelihood.evaluate_bits_per_dim(
-        trainer.state.flow.log_prob, trainer.selection.dataset("validation"),
+        trainer.state.flow.log_prob, trainer.evaluator.dataset("validation"),
         fx.IMAGE_SHAPE)["bits_per_dim"]
 
   with trainer.state.averaged_weights():

@@ -1,5 +1,7 @@
 """The state of a training run: every variable it creates, and its checkpoint."""
 
+import contextlib
+
 import keras
 import tensorflow as tf
 
@@ -8,6 +10,7 @@ from realnvp_tf.runs import checkpoints
 from realnvp_tf.training import adam
 from realnvp_tf.training import loss_scale as loss_scale_lib
 from realnvp_tf.training import schedule
+from realnvp_tf.training import weights
 
 
 class TrainState:
@@ -80,24 +83,8 @@ class TrainState:
       average.assign(decay * average + (1.0 - decay) * variable)
 
   def averaged_weights(self):
-    """Context manager: the EMA weights in place of the raw ones (if EMA is on)."""
-    return _SwappedWeights(self.variables, self.ema)
-
-
-class _SwappedWeights:
-
-  def __init__(self, variables, averages):
-    self._variables, self._averages = variables, averages
-    self._saved = None
-
-  def __enter__(self):
-    if self._averages is not None:
-      self._saved = [v.numpy() for v in self._variables]
-      for variable, average in zip(self._variables, self._averages, strict=True):
-        variable.assign(average)
-
-  def __exit__(self, *exc):
-    if self._saved is not None:
-      for variable, value in zip(self._variables, self._saved, strict=True):
-        variable.assign(value)
-    return False
+    """Context manager: the EMA weights in place of the raw ones (if EMA is on), the
+    raw ones put back on exit."""
+    if self.ema is None:
+      return contextlib.nullcontext()
+    return weights.swapped(self.variables, self.ema)

@@ -9,13 +9,12 @@ command line:
 
 The parts, each in its own module of this package: `state.TrainState` (every
 variable), `step.TrainStep` (one distributed step), `controller.Controller` (the
-loop) with the `actions` between steps, `selection.ModelSelection` (validation and the
-best weights), `batch_norm_estimation` (statistics for the final weights),
-`strategies` and `resume`; `realnvp_tf.runs` holds the files and checkpoints.
+loop) with the `actions` between steps, `evaluator.Evaluator` (the figures),
+`selection` (validation and the weights kept), `closing` (the steps of the run's
+end), `batch_norm_estimation` (statistics for the final weights), `strategies` and
+`resume`; `realnvp_tf.runs` holds the files and checkpoints.
 """
 
-import dataclasses
-import math
 import os
 import signal
 
@@ -25,12 +24,14 @@ import tensorflow as tf
 
 from realnvp_tf import data
 from realnvp_tf.model import conditional
+from realnvp_tf.runs import best
 from realnvp_tf.runs import checkpoints
 from realnvp_tf.runs import directory
-from realnvp_tf.runs import export
 from realnvp_tf.training import actions as actions_lib
 from realnvp_tf.training import batch_norm_estimation
+from realnvp_tf.training import closing
 from realnvp_tf.training import controller as controller_lib
+from realnvp_tf.training import evaluator as evaluator_lib
 from realnvp_tf.training import resume
 from realnvp_tf.training import selection
 from realnvp_tf.training import state as state_lib
@@ -46,24 +47,14 @@ def resolve_data(train_config):
                       min_train_images=train_config.batch_size)
 
 
-def _require_finite_model(flow, test_bits_per_dim, step):
-  """A model that is not finite is neither recorded nor exported."""
-  finite = all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in flow.variables)
-  if not (finite and math.isfinite(test_bits_per_dim)):
-    raise actions_lib.NonFiniteLossError(
-        f"Training ended at step {step} with "
-        + ("non-finite weights" if not finite else
-           f"a non-finite test figure ({test_bits_per_dim})")
-        + "; nothing was exported. Lower learning_rate or add warmup_steps.")
-
-
 class Trainer:
   """One training run: its state, step, directory, loop and final evaluation/export.
 
   `fit()` = `train()` (the loop, resumed from the latest checkpoint, validating every
-  `eval_every` steps) then `finish()` (batch-norm statistics for the final weights,
-  checkpoint, the selected weights' test figure, metrics, export). `fit` and
-  `train` take extra actions and stop conditions for the loop.
+  `eval_every` steps) then `finish()` (the `closing_steps`: batch-norm statistics for
+  the final weights, checkpoint, the selected weights' test figure, metrics, export).
+  `fit` and `train` take extra actions and stop conditions for the loop; `fit` and
+  `finish` take extra closing steps.
   """
 
   def __init__(self, model_config, train_config, model_dir, strategy=None,
@@ -95,15 +86,19 @@ class Trainer:
     self.manager = checkpoints.make_manager(self.state.checkpoint,
                                             self.run_dir.checkpoint_dir)
     self._writers = {}
-    self._loss = actions_lib.LossTracker()
+    self.loss_tracker = actions_lib.LossTracker()
     self._estimate_statistics = batch_norm_estimation.BatchNormEstimator(
         self.state.flow, self.strategy)
-    self.selection = selection.ModelSelection(
-        info, train_config, self.state, self.run_dir, self.writer,
-        reestimate=lambda: self.recalibrate_batch_norm(
-            train_config.batch_norm_recalibration_batches),
+    self.evaluator = evaluator_lib.Evaluator(
+        info, train_config, self.state.flow,
         log_prior=conditional.log_prior(self.class_counts, model_config.num_classes)
         if model_config.conditional else None)
+    self.best = best.BestCheckpoint(self.run_dir, self.state.flow)
+    self.keep_best = selection.KeepBestWeights(self.best)
+    self.validation = selection.Validation(
+        self.evaluator, self.state, self.writer, [self.keep_best],
+        reestimate=lambda: self.recalibrate_batch_norm(
+            train_config.batch_norm_recalibration_batches))
 
   def restore(self):
     """Restores the newest checkpoint of the run that restores (see
@@ -142,7 +137,7 @@ class Trainer:
         None if cfg.train_minutes else cfg.train_steps,
         stateful_metrics=["bits/dim", "images/s", "val bits/dim"],
         verbose=1 if (progress and self.run_dir.is_chief) else 0)
-    self.selection.progress_bar = bool(bar.verbose)
+    self.validation.quiet = self.keep_best.quiet = bool(bar.verbose)
     return [
         actions_lib.NonFiniteGuard(self.state.nonfinite_streak, cfg.max_nonfinite_steps,
                                    self.manager.directory),
@@ -150,9 +145,9 @@ class Trainer:
                                    cfg.log_every, cfg.train_steps,
                                    loss_scaling=self.state.loss_scale is not None),
         actions_lib.ShowProgress(bar, cfg.batch_size, cfg.log_every, cfg.train_steps,
-                                 start, lambda: self.selection.latest),
+                                 start, lambda: self.validation.latest),
         actions_lib.SaveCheckpoint(self.manager, cfg.checkpoint_every),
-        actions_lib.PeriodicEvaluation(lambda step: self.selection.validate(),
+        actions_lib.PeriodicEvaluation(lambda step: self.validation(),
                                        cfg.eval_every, cfg.train_steps),
     ]
 
@@ -164,7 +159,7 @@ class Trainer:
     is saved when training is interrupted: a signal, a preemption)."""
     start = self.restore()
     self.run_dir.write_config(self.model_config, self.config, self.data_fingerprint)
-    self._loss = actions_lib.LossTracker()
+    self.loss_tracker = actions_lib.LossTracker()
     extra, signals = [], (signal.SIGTERM, signal.SIGINT)
     budget = []
     if self.config.train_minutes:  # the clock starts here, the first step's tracing in
@@ -179,7 +174,7 @@ class Trainer:
     with actions_lib.SignalStop(signals) as signal_stop:
       loop = controller_lib.Controller(
           self.step_fn, self.state.step,
-          self.default_actions(start, progress) + extra + [self._loss, *actions],
+          self.default_actions(start, progress) + extra + [self.loss_tracker, *actions],
           [signal_stop, *budget, *stop_conditions],
           steps_per_loop=self.config.steps_per_loop)
       try:
@@ -194,46 +189,27 @@ class Trainer:
                       getattr(stopped, "reason", type(stopped).__name__), step)
     return stopped
 
-  def finish(self):
-    """After the loop: batch-norm statistics for the final weights and a checkpoint of
-    them; their validation figure (a candidate for the best); then, with the weights
-    `select` names, the test figure (the test split's one reading), metrics.json
-    and the export. Returns the metrics."""
-    step = int(self.state.step.numpy())
-    with self.state.averaged_weights():
-      recalibrated = self.recalibrate_batch_norm(
-          self.config.batch_norm_recalibration_batches)
-    if recalibrated or self.manager.latest_checkpoint != os.path.join(
-        self.manager.directory, f"ckpt-{step}"):
-      self.manager.save(checkpoint_number=step)
-    last = self.selection.validate(statistics_ready=True)
-    last_value = last["bits_per_dim"] if last else None
-    with self.selection.selected_weights(self.config.select, last_value) as chosen:
-      result = self.selection.evaluate("test")
-      if self.model_config.conditional:  # a conditional model's headline figure
-        result["classifier"] = self.selection.classify("test")
-      _require_finite_model(self.state.flow, result["bits_per_dim"], step)
-      reference = self.selection.typicality_reference()
-      result.update(
-          step=step, select=self.config.select, selected_step=chosen[0],
-          selected_validation_bits_per_dim=chosen[1],
-          last_validation_bits_per_dim=last_value,
-          validation_history=self.selection.history,
-          train_bits_per_dim=self._loss.last,
-          nonfinite_steps=int(self.state.nonfinite_total.numpy()),
-          dataset=self.config.dataset, data=self.config.data_spec().as_dict(),
-          model_config=dataclasses.asdict(self.model_config),
-          typicality_reference=reference, **self.class_metadata())
-      if self.state.loss_scale is not None:
-        result.update(loss_scale=float(self.state.loss_scale.scale.numpy()),
-                      loss_scale_skipped_steps=int(self.state.loss_scale.skipped.numpy()))
-      self.run_dir.write_metrics(result)
-      if self.config.export:
-        export.export_saved_model(
-            self.state.flow, self.run_dir.export_dir, metadata=export.model_metadata(
-                self.config.dataset, self.config.data_spec().as_dict(), chosen[0],
-                reference, **self.class_metadata()))
-    return result
+  def closing_steps(self, extra=()):
+    """The steps of the run's end (see `closing`), `extra` among those that run with
+    the selected weights, before the metrics are written."""
+    with_selected = [closing.TestFigure()]
+    if self.model_config.conditional:
+      with_selected.append(closing.ClassifierFigure())
+    with_selected += [closing.RequireFinite(), closing.TypicalityReference(),
+                      closing.RunRecord(), *extra, closing.WriteMetrics()]
+    if self.config.export:
+      with_selected.append(closing.Export())
+    return [closing.ReestimateBatchNorm(self.config.batch_norm_recalibration_batches),
+            closing.ValidateLastWeights(),
+            closing.WithSelectedWeights(self.config.select, with_selected)]
+
+  def finish(self, closing_steps=()):
+    """After the loop: `closing_steps()` with `closing_steps` of your own. Returns the
+    metrics (also in model_dir/metrics.json)."""
+    end = closing.RunEnd(self, int(self.state.step.numpy()))
+    for step in self.closing_steps(closing_steps):
+      step(end)
+    return end.metrics
 
   def class_metadata(self):
     """A class-conditional run's classes for metrics.json and the export: the
@@ -243,15 +219,16 @@ class Trainer:
     return {"class_counts": [int(c) for c in self.class_counts],
             "class_names": list(self.info.class_names)}
 
-  def fit(self, progress=True, actions=(), stop_conditions=()):
-    """Trains up to `train_steps`, then `finish()`es. Returns the final metrics (also in
-    model_dir/metrics.json), or None when a signal stopped training."""
+  def fit(self, progress=True, actions=(), stop_conditions=(), closing_steps=()):
+    """Trains up to `train_steps`, then `finish(closing_steps)`es. Returns the final
+    metrics (also in model_dir/metrics.json), or None when a signal stopped
+    training."""
     try:
       stopped = self.train(actions, stop_conditions, progress)
       if isinstance(stopped, actions_lib.Interrupted) or getattr(
           stopped, "interrupts", False):
         return None
-      return self.finish()
+      return self.finish(closing_steps)
     finally:
       self.close()
 
