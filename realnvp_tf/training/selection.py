@@ -79,15 +79,20 @@ class Validation:
     if not self.evaluator.has_validation:
       return None
     step = int(self.state.step.numpy())
-    reestimate = (None if statistics_ready or self.state.ema is None
-                  else self.reestimate)
-    with self.state.averaged_weights(), weights.swapped(
-        self.state.statistics if reestimate else (), reestimate):
+    with self.state.averaged_weights(), self._statistics_for_averages(
+        statistics_ready):
       result = self.report("validation", self.evaluator.config.eval_images or None)
       self.history.append((step, result["bits_per_dim"]))
       for action in self.actions:
         action(step, result)
     return result
+
+  def _statistics_for_averages(self, ready):
+    """Context: with EMA, the batch-norm statistics re-estimated for the averaged
+    weights (unless `ready`), the moving averages put back afterwards."""
+    if ready or self.state.ema is None or self.reestimate is None:
+      return contextlib.nullcontext()
+    return weights.swapped(self.state.statistics, self.reestimate)
 
 
 @contextlib.contextmanager
