@@ -43,6 +43,12 @@ def flow():
   return flow
 
 
+def _per_class(flow, x, num_classes=CLASSES):
+  """log p(x | y) [B, n] of every class, in a traced function."""
+  return tf.function(conditional.class_log_likelihoods)(
+      lambda images, y: flow_lib.log_prob(flow, images, y), x, num_classes).numpy()
+
+
 def _pixels(n, seed, shape=(4, 4, 2), levels=17):
   return tf.random.stateless_uniform((n,) + shape, [seed, 0], 0.5, levels - 0.5)
 
@@ -98,7 +104,7 @@ def test_each_class_density_integrates_to_one():
 
 def test_the_label_changes_the_density_and_the_samples(flow):
   x = _pixels(4, 9)
-  per_class = tf.function(conditional.class_log_likelihoods)(flow, x, CLASSES).numpy()
+  per_class = _per_class(flow, x)
   for label in range(CLASSES):  # column y is log p(x | y), computed alone
     np.testing.assert_allclose(
         per_class[:, label], flow_lib.log_prob(flow, x, tf.fill([4], label)), rtol=1e-5)
@@ -117,9 +123,8 @@ def test_the_couplings_see_the_label():
   assert isinstance(prior, bijectors.ClassPrior)
   prior.mean.assign(tf.zeros_like(prior.mean))
   prior.log_scale.assign(tf.zeros_like(prior.log_scale))
-  per_class = tf.function(conditional.class_log_likelihoods)(flow, _pixels(3, 4),
-                                                              CLASSES)
-  assert np.all(np.ptp(per_class.numpy(), axis=1) > 1e-3), per_class
+  per_class = _per_class(flow, _pixels(3, 4))
+  assert np.all(np.ptp(per_class, axis=1) > 1e-3), per_class
 
 
 def test_labels_are_required_checked_and_refused_by_unconditional_flows(flow):
@@ -185,13 +190,12 @@ def test_one_training_step_makes_the_density_depend_on_the_label(tmp_path):
                              trainer_fixtures.train_config(), str(tmp_path / "run"),
                              trainer_fixtures.strategy(1))
   x = trainer_fixtures.images(5, count=4)
-  per_class = tf.function(conditional.class_log_likelihoods)
-  before = per_class(trainer.state.flow, x, 10).numpy()
+  before = _per_class(trainer.state.flow, x, 10)
   # At initialisation every class has the same density: zero prior parameters and
   # zero last-layer gains hide the label.
   np.testing.assert_allclose(before, before[:, :1].repeat(10, axis=1), rtol=1e-6)
   trainer_fixtures.one_step(trainer, (trainer_fixtures.images(6), tf.range(16) % 10))
-  after = per_class(trainer.state.flow, x, 10).numpy()
+  after = _per_class(trainer.state.flow, x, 10)
   assert np.all(np.ptp(after, axis=1) > 1e-4), after
   trainer.close()
 
@@ -447,18 +451,47 @@ def test_a_tensorflow_only_process_serves_the_conditional_export(digits_run, tmp
 def test_loaded_models_refuse_bad_labels_in_one_line(digits_run):
   model = loading.load(os.path.join(digits_run[0], "export"))
   x = np.full((2, 8, 8, 1), 3.5, np.float32)
-  for labels, message in [(None, "class-conditional .10 classes.: pass labels"),
-                          ([0, 10], r"class indices in \[0, 10\); got 10 at index 1"),
+  for labels, message in [([0, 10], r"class indices in \[0, 10\); got 10 at index 1"),
                           ([-2, 0], r"got -2 at index 0"),
                           ([0], "a vector of 2 classes"),
                           ([0.5, 1.0], "integers")]:
-    with pytest.raises(ValueError, match=message) as error:
-      model.log_prob(x, labels)
-    assert "\n" not in str(error.value)
-  with pytest.raises(ValueError, match="one class per sample"):
-    model.sample(4)
+    for method, args in ((model.log_prob, (x,)), (model.encode, (x,)),
+                         (model.sample, (2,))):
+      with pytest.raises(ValueError, match=message) as error:
+        method(*args, labels=labels)
+      assert "\n" not in str(error.value)
+  with pytest.raises(ValueError, match="decode needs labels, one class per image"):
+    model.decode(x)
   samples = model.sample(temperature=0.0, labels=[3, 3])["values"].numpy()
   np.testing.assert_allclose(samples[0], samples[1], atol=1e-5)  # T = 0: the mode
+
+
+def test_without_labels_a_conditional_model_is_its_marginal(digits_run):
+  # One interface: no labels means p(x) = sum_y p(x | y) p(y), for the run
+  # directory's model as for its export, against numpy on the per-class figures.
+  model_dir, metrics = digits_run
+  images, _ = _digits_split("test")
+  values = images[:5].astype(np.float32) + 0.5
+  counts = np.asarray(metrics["class_counts"])
+  prior = np.log((counts + 1) / (counts.sum() + 10))
+  for model in (loading.load(os.path.join(model_dir, "export")),
+                loading.load(model_dir)):
+    per_class = np.stack([model.log_prob(values, np.full([5], y)).numpy()
+                          for y in range(10)], axis=1).astype(np.float64)
+    marginal = np.logaddexp.reduce(per_class + prior, axis=1)
+    np.testing.assert_allclose(model.log_prob(values), marginal, rtol=1e-5)
+    bits = np.stack([model.bits_per_dim(images[:5], (1, 2), np.full([5], y)).numpy()
+                     for y in range(10)], axis=1).astype(np.float64)
+    expected = -np.logaddexp.reduce(-bits * 64 * np.log(2) + prior, axis=1) / (
+        64 * np.log(2))
+    np.testing.assert_allclose(model.bits_per_dim(images[:5], (1, 2)), expected,
+                               rtol=1e-5)
+    # Samples of p(x): each is the sample of its drawn label with the same seed.
+    drawn = model.sample(6, 0.7, (3, 4))["values"].numpy()
+    per_label = np.stack([model.sample(6, 0.7, (3, 4), labels=np.full([6], y))[
+        "values"].numpy() for y in range(10)])
+    errors = np.abs(per_label - drawn).reshape(10, 6, -1).max(axis=2)
+    assert np.all(errors.min(axis=0) < 1e-4), errors
 
 
 def test_train_py_refuses_a_dataset_without_labels_in_one_line(tmp_path):

@@ -90,11 +90,8 @@ def main(argv):
     model = cli.load_trained_model(FLAGS.mixed_precision)
     info = model_images.data_info(model, FLAGS.dataset, FLAGS.image_dir,
                                   FLAGS.data_dir, FLAGS.manual_dir)
-    if model.num_classes:
-      data.require_labels(info, model.num_classes)  # its own classes
-    images = data.make_dataset(
-        info, FLAGS.split, batch_size=FLAGS.batch_size, training=False, seed=FLAGS.seed,
-        labels=bool(model.num_classes))
+    images = model_images.evaluation_dataset(model, info, FLAGS.split,
+                                             FLAGS.batch_size, FLAGS.seed)
     metrics = _likelihood(model, info, images)
     if model.num_classes:
       metrics["classifier"] = classifier.classifier_metrics(model, images)
@@ -134,20 +131,13 @@ def _figures(model, images):
   written = {}
   for temperature in (float(t) for t in FLAGS.temperatures):
     path = os.path.join(_output_dir(), f"samples_t{temperature:g}.png")
-    if model.num_classes:
-      grid = figures.class_sample_grid(model, FLAGS.samples_per_class, temperature,
-                                       [FLAGS.seed, 0])
-    else:
-      grid = figures.sample_grid(model, FLAGS.num_samples, temperature,
-                                 [FLAGS.seed, 0])
+    grid = figures.sample_grid(model, temperature, [FLAGS.seed, 0], FLAGS.num_samples,
+                               FLAGS.samples_per_class)
     figures.write_png(path, grid)
     written.setdefault("sample_grids", []).append(path)
   if FLAGS.manifold:
-    batch = next(iter(images))
-    first, labels = batch if model.num_classes else (batch, None)
     path = os.path.join(_output_dir(), "manifold.png")
-    figures.write_png(path, figures.manifold_grid(
-        model, first.numpy(), labels=None if labels is None else labels.numpy()))
+    figures.write_png(path, figures.manifold_grid(model, next(iter(images))))
     written["manifold"] = path
   return written
 

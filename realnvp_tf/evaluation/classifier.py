@@ -9,28 +9,12 @@ from realnvp_tf.model import conditional
 from realnvp_tf.model import flow as flow_lib
 
 
-def model_log_prior(model):
-  """log p(y) of a loaded class-conditional model: from the training split's label
-  counts it records, uniform when it has none."""
-  return conditional.log_prior(model.metadata.get("class_counts"), model.num_classes)
-
-
-def class_log_likelihoods(model, images):
-  """log p(x | y) [B, n] of dequantized float32 images: the model's `log_prob`
-  signature once per class, on the whole batch."""
-  count = int(images.shape[0])
-  return np.stack([model.log_prob(images, np.full([count], y, np.int32)).numpy()
-                   for y in range(model.num_classes)], axis=1).astype(np.float64)
-
-
 def classifier_metrics(model, dataset):
-  """The generative classifier of a loaded class-conditional model (its `log_prob`
-  signature once per class, its recorded prior) on a labelled evaluation dataset
+  """The generative classifier of a loaded class-conditional model (its
+  `class_log_likelihoods`, its recorded prior) on a labelled evaluation dataset
   ((images, labels) batches of dequantized images): see `evaluate_classifier`."""
-  return evaluate_classifier(
-      lambda images: class_log_likelihoods(model, images), dataset,
-      model_log_prior(model), model.image_shape,
-      "training label counts" if model.metadata.get("class_counts") else "uniform")
+  return evaluate_classifier(model.class_log_likelihoods, dataset, model.log_prior,
+                             model.image_shape, model.prior)
 
 
 def evaluate_classifier(log_likelihoods_fn, dataset, log_prior, image_shape, prior):

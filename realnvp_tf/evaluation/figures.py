@@ -26,32 +26,31 @@ def image_grid(images, num_levels, columns=None):
   return grid
 
 
-def sample_grid(model, num_samples, temperature, seed):
-  """A uint8 grid image of `num_samples` samples of a loaded model at `temperature`."""
-  out = model.sample(num_samples, temperature=temperature, seed=seed)
-  return image_grid(out["images"].numpy(), model.num_levels)
+def sample_grid(model, temperature, seed, num_samples=64, per_class=8):
+  """A uint8 grid image of a loaded model's samples at `temperature`: `num_samples`
+  of them, or for a class-conditional model a row per class of `per_class` each."""
+  labels, columns = None, None
+  if model.num_classes:
+    labels, columns = conditional.grid_labels(model.num_classes, per_class), per_class
+  out = model.sample(None if model.num_classes else num_samples,
+                     temperature=temperature, seed=seed, labels=labels)
+  return image_grid(out["images"].numpy(), model.num_levels, columns=columns)
 
 
-def class_sample_grid(model, per_class, temperature, seed):
-  """A uint8 grid image of a class-conditional loaded model's samples: a row per
-  class, `per_class` samples in each."""
-  labels = conditional.grid_labels(model.num_classes, per_class)
-  out = model.sample(temperature=temperature, seed=seed, labels=labels)
-  return image_grid(out["images"].numpy(), model.num_levels, columns=per_class)
-
-
-def manifold_grid(model, images, size=8, labels=None):
+def manifold_grid(model, batch, size=8):
   """The paper's figure of the latent manifold (its equation 19).
 
-  With z1..z4 the latents of four images, decodes
+  With z1..z4 the latents of four images of `batch` (images, or (images, labels) as
+  an evaluation dataset gives them), decodes
     z = cos(a) (cos(b) z1 + sin(b) z2) + sin(a) (cos(b) z3 + sin(b) z4)
-  over a `size` x `size` grid of angles a, b in [0, pi/2]. A class-conditional
-  model (`labels` given, one per image) uses four images of the first image's class
-  and decodes with that class.
+  over a `size` x `size` grid of angles a, b in [0, pi/2]. With labels (a
+  class-conditional model), it uses four images of the first image's class and
+  decodes with that class.
   """
+  images, *labels = batch if isinstance(batch, tuple) else (batch,)
   images, cls = np.asarray(images), None
-  if labels is not None:
-    labels = np.asarray(labels)
+  if labels:
+    labels = np.asarray(labels[0])
     cls = int(labels[0])
     images = images[labels == cls]
     if len(images) < 4:

@@ -41,3 +41,13 @@ def split_inputs(model, dataset=None, image_dir=None, split="test", data_dir=Non
   images = data.make_uint8_dataset(info, split)
   return image_inputs.dataset_inputs(info, split, model.image_shape, model.num_levels,
                                      images)
+
+
+def evaluation_dataset(model, info, split, batch_size, seed):
+  """The evaluation batches of `split` for `model`: dequantized images with seeded
+  noise, and for a class-conditional model (images, labels), its own classes
+  required of the data, so that its figure is -log p(x | y)."""
+  if model.num_classes:
+    data.require_labels(info, model.num_classes)
+  return data.make_dataset(info, split, batch_size=batch_size, training=False,
+                           seed=seed, labels=bool(model.num_classes))

@@ -7,23 +7,38 @@ import tensorflow as tf
 from realnvp_tf.model import flow as flow_lib
 
 
-def class_log_likelihoods(flow, images, num_classes):
+def class_log_likelihoods(log_prob_fn, images, num_classes):
   """log p(x | y) of float32 images [B, H, W, C] for every class: [B, num_classes].
 
-  One pass of the flow per class (each on the whole batch), in a loop, so the graph
-  holds the flow once whatever the number of classes.
+  `log_prob_fn(images, labels)` is log p(x | y): `flow_lib.log_prob` bound to a
+  flow, or a loaded model's `log_prob` signature. It runs once per class, each time
+  on the whole batch, in a loop, so that a graph holds the flow once whatever the
+  number of classes (eagerly, the loop is a Python loop).
   """
   count = tf.shape(images)[0]
   per_class = tf.map_fn(
-      lambda y: flow_lib.log_prob(flow, images, tf.fill([count], y)),
+      lambda y: log_prob_fn(images, tf.fill([count], y)),
       tf.range(num_classes), fn_output_signature=tf.float32)
   return tf.transpose(per_class)
 
 
-def marginal_log_prob(flow, images, num_classes, log_prior):
+def marginal_log_prob(log_prob_fn, images, num_classes, log_prior):
   """log p(x) = logsumexp_y log p(x | y) + log p(y) of float32 images: [B]."""
-  return posterior(class_log_likelihoods(flow, images, num_classes),
+  return posterior(class_log_likelihoods(log_prob_fn, images, num_classes),
                    log_prior)["log_prob"]
+
+
+def log_prob(flow, images, labels=None, log_prior=None):
+  """The density of any flow with labels optional: log p(x | y) with `labels`;
+  without them log p(x), the flow's own for an unconditional flow and the marginal
+  sum_y p(x | y) p(y) for a class-conditional one (`log_prior` log p(y), uniform
+  when None)."""
+  num_classes = flow.bijector.config.num_classes
+  if labels is not None or not num_classes:
+    return flow_lib.log_prob(flow, images, labels)
+  return marginal_log_prob(
+      lambda x, y: flow_lib.log_prob(flow, x, y), images, num_classes,
+      uniform_log_prior(num_classes) if log_prior is None else log_prior)
 
 
 def log_prior_from_counts(counts):

@@ -17,14 +17,23 @@ class RealNVPServing(tf.Module):
   Everything runs in inference mode (batch norm on its moving averages). Pixel values
   are dequantized intensities in [0, K); images are uint8 in 0..K-1.
 
+    log_prob(images[, labels]), bits_per_dim(images[, labels], seed): log p(x)
+    sample(num_samples | labels, temperature, seed), encode(images[, labels]),
+    decode(z[, labels]), ood_scores(images, seed), classify(images, seed)
+
+  A class-conditional flow (`num_classes` > 0) takes `labels` (int32, one per image,
+  in 0..num_classes-1) as the second input wherever the density depends on them,
+  and its `sample` draws one sample per label. Its `classify` is the generative
+  classifier p(y | x) = p(x | y) p(y) / p(x), with p(y) the variable `log_prior`
+  (from the training split's label counts, `metadata["class_counts"]`; uniform
+  without them); its `ood_scores` are those of the marginal p(x) = sum_y p(x | y)
+  p(y). `runs.loading.LoadedModel` makes the labels optional on top of these.
+
   `metadata["typicality_reference"]` (dict(mean, std, ...) of held-out bits/dim, see
   `ood.scores.reference_statistics`), when given, is also kept as the variable
   `typicality_reference` = [mean, std], and `ood_scores` then returns the typicality
-  scores as well. A class-conditional flow is served by `ConditionalServing`
-  (`serving_module` picks).
+  scores as well.
   """
-
-  SIGNATURES = ("log_prob", "bits_per_dim", "ood_scores", "sample", "encode", "decode")
 
   def __init__(self, flow, metadata=None):
     super().__init__(name="realnvp_serving")
@@ -37,31 +46,62 @@ class RealNVPServing(tf.Module):
     height, width, channels = config.image_shape
     self._num_levels = config.num_levels
     self._image_shape = config.image_shape
+    self._num_classes = config.num_classes
     reference = metadata.get("typicality_reference")
     self.typicality_reference = None if reference is None else tf.Variable(
         [reference["mean"], reference["std"]], trainable=False, dtype=tf.float32,
         name="typicality_reference")
-    self._specs = dict(
+    self.log_prior = None if not self._num_classes else tf.Variable(
+        conditional.log_prior(metadata.get("class_counts"), self._num_classes),
+        trainable=False, name="log_prior")
+    self._define_functions(
         pixels=tf.TensorSpec([None, height, width, channels], tf.float32,
                              name="images"),
         images=tf.TensorSpec([None, height, width, channels], tf.uint8, name="images"),
         latents=tf.TensorSpec([None, height, width, channels], tf.float32, name="z"),
         seed=tf.TensorSpec([2], tf.int32, name="seed"),
         temperature=tf.TensorSpec([], tf.float32, name="temperature"))
-    self._define_functions(**self._specs)
 
   def _define_functions(self, pixels, images, latents, seed, temperature):
-    self.log_prob = tf.function(self._log_prob, input_signature=[pixels])
-    self.bits_per_dim = tf.function(self._bits_per_dim, input_signature=[images, seed])
+    self.log_prob = self._function(self._log_prob, pixels)
+    self.bits_per_dim = self._function(self._bits_per_dim, images, seed)
     self.ood_scores = tf.function(self._ood_scores, input_signature=[images, seed])
-    self.sample = tf.function(self._sample, input_signature=[
-        tf.TensorSpec([], tf.int32, name="num_samples"), temperature, seed])
-    self.encode = tf.function(self._encode, input_signature=[pixels])
-    self.decode = tf.function(self._decode, input_signature=[latents])
+    self.encode = self._function(self._encode, pixels)
+    self.decode = self._function(self._decode, latents)
+    if not self._num_classes:
+      self.sample = tf.function(self._sample, input_signature=[
+          tf.TensorSpec([], tf.int32, name="num_samples"), temperature, seed])
+      return
+    self.sample = tf.function(
+        lambda labels, temperature, seed: self._sample(
+            tf.size(labels), temperature, seed, labels=labels),
+        input_signature=[self._labels_spec(), temperature, seed])
+    self.classify = tf.function(self._classify, input_signature=[images, seed])
+
+  @staticmethod
+  def _labels_spec():
+    return tf.TensorSpec([None], tf.int32, name="labels")
+
+  def _function(self, method, first, *rest):
+    """`method` as a tf.function of (first, *rest), with `labels` as the second
+    input for a class-conditional flow (passed on as `labels=`)."""
+    if not self._num_classes:
+      return tf.function(method, input_signature=[first, *rest])
+
+    def with_labels(inputs, labels, *more):
+      return method(inputs, *more, labels=labels)
+
+    return tf.function(with_labels,
+                       input_signature=[first, self._labels_spec(), *rest])
+
+  @property
+  def signature_names(self):
+    return ("log_prob", "bits_per_dim", "ood_scores", "sample", "encode", "decode"
+            ) + (("classify",) if self._num_classes else ())
 
   def signatures(self):
     """{name: function} for `tf.saved_model.save` (`serving_default` = log_prob)."""
-    return dict({name: getattr(self, name) for name in self.SIGNATURES},
+    return dict({name: getattr(self, name) for name in self.signature_names},
                 serving_default=self.log_prob)
 
   def _check_pixels(self, images):
@@ -71,8 +111,8 @@ class RealNVPServing(tf.Module):
             tf.debugging.assert_less(images, float(self._num_levels), message=message)]
 
   def _density(self, values, labels=None):
-    """log p(x) (log p(x | y) with labels) of dequantized values."""
-    return flow_lib.log_prob(self._flow, values, labels)
+    """log p(x | y) with labels, else log p(x) (the marginal of a conditional flow)."""
+    return conditional.log_prob(self._flow, values, labels, self.log_prior)
 
   def _log_prob(self, images, labels=None):
     with tf.control_dependencies(self._check_pixels(images)):
@@ -84,9 +124,20 @@ class RealNVPServing(tf.Module):
 
   def _ood_scores(self, images, seed):
     """`ood.scores.scores` of uint8 images (bits/dim with the noise of `bits_per_dim`)."""
-    bits = flow_lib.bits_per_dim(self._density(self._dequantized(images, seed)),
-                                 self._image_shape)
+    bits = self._bits_per_dim(images, seed)["bits_per_dim"]
     return scores.scores(bits, scores.png_bits_per_dim(images), self.typicality_reference)
+
+  def _classify(self, images, seed):
+    """p(y | x) of uint8 images (dequantized as `bits_per_dim` does): probabilities
+    [B, n], labels (argmax) [B], log_likelihoods log p(x | y) [B, n], and
+    bits_per_dim of the marginal p(x) [B]."""
+    likelihoods = conditional.class_log_likelihoods(
+        lambda x, y: flow_lib.log_prob(self._flow, x, y),
+        self._dequantized(images, seed), self._num_classes)
+    out = conditional.posterior(likelihoods, self.log_prior)
+    return {"probabilities": out["probabilities"], "labels": out["labels"],
+            "log_likelihoods": likelihoods,
+            "bits_per_dim": flow_lib.bits_per_dim(out["log_prob"], self._image_shape)}
 
   def _dequantized(self, images, seed):
     checks = []
@@ -124,57 +175,6 @@ class RealNVPServing(tf.Module):
       return self._images_of(self._flow.bijector.forward(tf.identity(z), **kwargs))
 
 
-class ConditionalServing(RealNVPServing):
-  """The functions of a class-conditional RealNVP: labels (int32, one per image, in
-  0..num_classes-1) wherever the density depends on them.
-
-  log_prob(images, labels), bits_per_dim(images, labels, seed): log p(x | y);
-  sample(labels, temperature, seed): one sample per label; encode(images, labels),
-  decode(z, labels); classify(images, seed): the generative classifier p(y | x) =
-  p(x | y) p(y) / p(x) with p(y) the variable `log_prior` (from the training
-  split's label counts, `metadata["class_counts"]`; uniform without them);
-  ood_scores(images, seed): the scores of the marginal p(x) = sum_y p(x | y) p(y).
-  """
-
-  SIGNATURES = RealNVPServing.SIGNATURES + ("classify",)
-
-  def _define_functions(self, pixels, images, latents, seed, temperature):
-    metadata = json.loads(self.metadata.numpy())
-    self._num_classes = metadata["model"]["num_classes"]
-    self.log_prior = tf.Variable(
-        conditional.log_prior(metadata.get("class_counts"), self._num_classes),
-        trainable=False, name="log_prior")
-    labels = tf.TensorSpec([None], tf.int32, name="labels")
-    self.log_prob = tf.function(self._log_prob, input_signature=[pixels, labels])
-    self.bits_per_dim = tf.function(lambda images, labels, seed: self._bits_per_dim(
-        images, seed, labels), input_signature=[images, labels, seed])
-    self.ood_scores = tf.function(self._ood_scores, input_signature=[images, seed])
-    self.classify = tf.function(self._classify, input_signature=[images, seed])
-    self.sample = tf.function(lambda labels, temperature, seed: self._sample(
-        tf.size(labels), temperature, seed, labels),
-                              input_signature=[labels, temperature, seed])
-    self.encode = tf.function(self._encode, input_signature=[pixels, labels])
-    self.decode = tf.function(self._decode, input_signature=[latents, labels])
-
-  def _density(self, values, labels=None):
-    if labels is not None:
-      return super()._density(values, labels)
-    return conditional.marginal_log_prob(self._flow, values, self._num_classes,
-                                         self.log_prior)
-
-  def _classify(self, images, seed):
-    """p(y | x) of uint8 images (dequantized as `bits_per_dim` does): probabilities
-    [B, n], labels (argmax) [B], log_likelihoods log p(x | y) [B, n], and
-    bits_per_dim of the marginal p(x) [B]."""
-    values = self._dequantized(images, seed)
-    likelihoods = conditional.class_log_likelihoods(self._flow, values,
-                                                    self._num_classes)
-    out = conditional.posterior(likelihoods, self.log_prior)
-    return {"probabilities": out["probabilities"], "labels": out["labels"],
-            "log_likelihoods": likelihoods,
-            "bits_per_dim": flow_lib.bits_per_dim(out["log_prob"], self._image_shape)}
-
-
 def model_metadata(dataset, data_spec, step, typicality_reference=None,
                    class_counts=None, class_names=None, **more):
   """The metadata of trained weights, as an export keeps it and a run directory
@@ -189,16 +189,14 @@ def model_metadata(dataset, data_spec, step, typicality_reference=None,
 
 
 def serving_module(flow, metadata=None):
-  """The serving module of `flow`: `ConditionalServing` for a class-conditional one,
-  else `RealNVPServing`."""
-  conditional_flow = flow.bijector.config.conditional
-  return (ConditionalServing if conditional_flow else RealNVPServing)(flow, metadata)
+  """The serving module of `flow` (`RealNVPServing`), for either kind of flow."""
+  return RealNVPServing(flow, metadata)
 
 
 def export_saved_model(flow, export_dir, metadata=None):
   """Writes `flow` as a SavedModel with signatures log_prob, bits_per_dim,
   ood_scores, sample, encode and decode (`serving_default` = log_prob), and classify
-  for a class-conditional flow (see `ConditionalServing`). Returns `export_dir`.
+  for a class-conditional flow (see `RealNVPServing`). Returns `export_dir`.
 
   `metadata` (a JSON-able dict, e.g. the dataset name) is stored with the model
   config in the SavedModel's `metadata` variable; its `typicality_reference` (see

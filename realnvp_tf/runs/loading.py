@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from realnvp_tf import data
+from realnvp_tf.model import conditional
 from realnvp_tf.model import flow as flow_lib
 from realnvp_tf.runs import best
 from realnvp_tf.runs import checkpoints
@@ -22,9 +23,14 @@ class LoadedModel:
   Both expose the SavedModel's functions (`log_prob`, `bits_per_dim`, `ood_scores`,
   `sample`, `encode`, `decode`; `classify` for a class-conditional model) through
   `self.serving`, wrapped here as methods that take and return numpy-friendly
-  values, and the model's `metadata` dict. A class-conditional model
-  (`num_classes` > 0) takes `labels` (one class per image or sample) wherever the
-  density depends on them; labels are checked here, with one-line errors.
+  values, and the model's `metadata` dict.
+
+  One interface for both kinds of model: `labels` (one class per image or sample) is
+  optional. A class-conditional model (`num_classes` > 0) gives log p(x | y) with
+  labels and the marginal p(x) = sum_y p(x | y) p(y) without them (p(y):
+  `log_prior`), and samples from p(x) when `sample` gets no labels; only its
+  `encode` and `decode`, whose latents depend on the class, need them. An
+  unconditional model refuses labels. Labels are checked here, with one-line errors.
   """
 
   def __init__(self, serving, metadata, source):
@@ -38,20 +44,35 @@ class LoadedModel:
     self.class_names = list(metadata.get("class_names") or [])
     self.dataset = metadata.get("dataset")
 
-  def _labels(self, labels, count):
-    """`labels` as an int32 tensor of `count` classes (None for an unconditional
-    model), or a one-line ValueError."""
+  @property
+  def log_prior(self):
+    """log p(y) [num_classes] of a class-conditional model: from the training split's
+    label counts it records, uniform when it has none."""
+    self._require_classes("has no label prior")
+    return conditional.log_prior(self.metadata.get("class_counts"), self.num_classes)
+
+  @property
+  def prior(self):
+    """What `log_prior` is, for a report: "training label counts" or "uniform"."""
+    return ("training label counts" if self.metadata.get("class_counts")
+            else "uniform")
+
+  def _require_classes(self, what):
     if not self.num_classes:
-      if labels is not None:
-        raise ValueError(f"{self.source} is not class-conditional: it takes no labels.")
-      return None
+      raise ValueError(f"{self.source} is not class-conditional: it {what}; train one "
+                       f"with class labels (class_conditional).")
+
+  def _labels(self, labels, count):
+    """`labels` as an int32 tensor of `count` classes, None when there are none, or
+    a one-line ValueError: the one check of labels."""
     if labels is None:
-      raise ValueError(f"{self.source} is class-conditional ({self.num_classes} "
-                       f"classes): pass labels, one class per image.")
+      return None
+    if not self.num_classes:
+      raise ValueError(f"{self.source} is not class-conditional: it takes no labels.")
     if tf.is_tensor(labels) and not tf.executing_eagerly():
       return tf.cast(labels, tf.int32)  # in a tf.function: the signature checks them
     values = np.asarray(labels)
-    if values.ndim != 1 or len(values) != count:
+    if values.ndim != 1 or (count is not None and len(values) != count):
       raise ValueError(f"labels must be a vector of {count} classes (one per image); "
                        f"got shape {values.shape}.")
     if values.size and not np.issubdtype(values.dtype, np.integer):
@@ -62,26 +83,39 @@ class LoadedModel:
                        f"{values[bad[0]]} at index {bad[0]}.")
     return tf.constant(values, tf.int32)
 
-  def _call(self, name, *args, labels=None, count=None):
-    """The signature `name`, with the labels after the images for a conditional
-    model."""
-    labels = self._labels(labels, count)
+  def _call(self, name, *args, labels=None):
+    """The signature `name`, with the labels (checked) after the first input."""
     if labels is not None:
       args = args[:1] + (labels,) + args[1:]
     return getattr(self.serving, name)(*args)
 
   def log_prob(self, images, labels=None):
-    """log p(x) (log p(x | y) with labels) of float32 images [N, H, W, C] of
-    dequantized pixels in [0, K)."""
+    """log p(x | y) with labels, else log p(x) (the marginal of a class-conditional
+    model), of float32 images [N, H, W, C] of dequantized pixels in [0, K)."""
     images = tf.convert_to_tensor(images, tf.float32)
-    return self._call("log_prob", images, labels=labels,
-                      count=images.shape[0])["log_prob"]
+    labels = self._labels(labels, images.shape[0])
+    if labels is None and self.num_classes:
+      return conditional.posterior(self.class_log_likelihoods(images),
+                                   self.log_prior)["log_prob"]
+    return self._call("log_prob", images, labels=labels)["log_prob"]
+
+  def class_log_likelihoods(self, images):
+    """log p(x | y) [N, num_classes] of float32 images [N, H, W, C] of a
+    class-conditional model: its `log_prob` once per class, on the whole batch."""
+    self._require_classes("has no classes")
+    return conditional.class_log_likelihoods(
+        lambda x, y: self.serving.log_prob(x, y)["log_prob"],
+        tf.convert_to_tensor(images, tf.float32), self.num_classes)
 
   def bits_per_dim(self, images, seed=(0, 0), labels=None):
-    """Bits/dim of uint8 images [N, H, W, C], dequantized with seeded noise."""
+    """Bits/dim of uint8 images [N, H, W, C], dequantized with seeded noise: of
+    p(x | y) with labels, else of p(x)."""
     images = tf.convert_to_tensor(images, tf.uint8)
-    return self._call("bits_per_dim", images, tf.constant(seed, tf.int32),
-                      labels=labels, count=images.shape[0])["bits_per_dim"]
+    seed = tf.constant(seed, tf.int32)
+    labels = self._labels(labels, images.shape[0])
+    if labels is None and self.num_classes:
+      return self.serving.classify(images, seed)["bits_per_dim"]
+    return self._call("bits_per_dim", images, seed, labels=labels)["bits_per_dim"]
 
   def ood_scores(self, images, seed=(0, 0)):
     """`ood` scores of uint8 images [N, H, W, C]: a dict of numpy arrays
@@ -98,9 +132,7 @@ class LoadedModel:
     """The generative classifier on uint8 images [N, H, W, C]: a dict of numpy
     arrays: probabilities p(y | x) [N, n], labels [N], log_likelihoods log p(x | y)
     [N, n], bits_per_dim of p(x) [N]."""
-    if not self.num_classes:
-      raise ValueError(f"{self.source} is not class-conditional: it cannot classify; "
-                       f"train one with class labels (class_conditional).")
+    self._require_classes("cannot classify")
     out = self.serving.classify(tf.convert_to_tensor(images, tf.uint8),
                                 tf.constant(seed, tf.int32))
     return {name: value.numpy() for name, value in out.items()}
@@ -111,26 +143,47 @@ class LoadedModel:
     return self.metadata.get("typicality_reference")
 
   def sample(self, num_samples=None, temperature=1.0, seed=(0, 0), labels=None):
-    """Samples at `temperature`: dict(images=uint8, values=float32); a
-    class-conditional model draws one per entry of `labels`."""
+    """Samples at `temperature`: dict(images=uint8, values=float32). With `labels`,
+    one sample of p(x | y) per label (`num_samples`, if given, is their number);
+    without, `num_samples` of p(x) (for a class-conditional model, labels drawn
+    from p(y) with the seed)."""
+    labels = self._labels(labels, num_samples)
+    if labels is None and num_samples is None:
+      raise ValueError("sample needs num_samples (or labels, one class per sample).")
     rest = (tf.constant(temperature, tf.float32), tf.constant(seed, tf.int32))
+    if labels is None and self.num_classes:
+      labels = tf.random.stateless_categorical(
+          self.log_prior[None], num_samples, tf.random.experimental.stateless_fold_in(
+              rest[1], _LABEL_DRAW), dtype=tf.int32)[0]
     if self.num_classes:
-      if labels is None or (num_samples is not None and num_samples != len(labels)):
-        raise ValueError(f"{self.source} is class-conditional: pass labels, one class "
-                         f"per sample (num_samples is their number).")
-      return self.serving.sample(self._labels(labels, len(labels)), *rest)
-    self._labels(labels, num_samples)
+      return self.serving.sample(labels, *rest)
     return self.serving.sample(tf.constant(num_samples, tf.int32), *rest)
 
   def encode(self, images, labels=None):
-    """The latents z (image-shaped) of float32 images in [0, K)."""
+    """The latents z (image-shaped) of float32 images in [0, K); a class-conditional
+    model needs the labels (its latents depend on the class)."""
     images = tf.convert_to_tensor(images, tf.float32)
-    return self._call("encode", images, labels=labels, count=images.shape[0])["z"]
+    return self._call("encode", images,
+                      labels=self._required_labels("encode", labels, images))["z"]
 
   def decode(self, z, labels=None):
-    """Images of latents: dict(images=uint8, values=float32)."""
+    """Images of latents: dict(images=uint8, values=float32); a class-conditional
+    model needs the labels z was encoded with."""
     z = tf.convert_to_tensor(z, tf.float32)
-    return self._call("decode", z, labels=labels, count=z.shape[0])
+    return self._call("decode", z, labels=self._required_labels("decode", labels, z))
+
+  def _required_labels(self, name, labels, images):
+    labels = self._labels(labels, images.shape[0])
+    if labels is None and self.num_classes:
+      raise ValueError(f"{self.source} is class-conditional ({self.num_classes} "
+                       f"classes): {name} needs labels, one class per image (its "
+                       f"latents depend on the class).")
+    return labels
+
+
+# Folded into `sample`'s seed for the labels it draws, so that they do not reuse the
+# stream of the latents.
+_LABEL_DRAW = 1
 
 
 def load_saved_model(path):

@@ -39,16 +39,12 @@ class Evaluator:
     # Traced once for the run (each evaluation sees the variables' current values):
     # a new function per evaluation would trace the whole flow again every time, and
     # so would each new batch size (the last, partial batch) without the signature's
-    # open batch dimension. Without classes, p(x) is the marginal: one function.
+    # open batch dimension. p(x) without labels; p(x | y) with them.
     images = tf.TensorSpec([None, *info.image_shape], tf.float32)
-    if self.num_classes:
-      self._log_prob = tf.function(
-          self.log_prob, input_signature=[images, tf.TensorSpec([None], tf.int32)])
-      self._marginal_log_prob = tf.function(self.marginal_log_prob,
-                                            input_signature=[images])
-    else:
-      self._log_prob = tf.function(lambda x: self.log_prob(x), input_signature=[images])
-      self._marginal_log_prob = self._log_prob
+    self._marginal_log_prob = tf.function(lambda x: self.log_prob(x),
+                                          input_signature=[images])
+    self._log_prob = self._marginal_log_prob if not self.num_classes else tf.function(
+        self.log_prob, input_signature=[images, tf.TensorSpec([None], tf.int32)])
     self._grid_labels, self._grid_columns, count = None, None, config.num_samples
     if self.num_classes:
       self._grid_columns = max(1, count // self.num_classes)
@@ -79,16 +75,9 @@ class Evaluator:
         self._log_prob, self.dataset(split, max_images), self.info.image_shape)
 
   def log_prob(self, images, labels=None):
-    """log p(x), or log p(x | y) of a class-conditional flow, in inference mode."""
-    return flow_lib.log_prob(self.flow, images, labels)
-
-  def marginal_log_prob(self, images):
-    """log p(x): the flow's, or for a class-conditional one
-    logsumexp_y log p(x | y) p(y)."""
-    if not self.num_classes:
-      return self.flow.log_prob(images)
-    return conditional.marginal_log_prob(self.flow, images, self.num_classes,
-                                         self._log_prior())
+    """log p(x | y) with labels, else log p(x) (for a class-conditional flow the
+    marginal logsumexp_y log p(x | y) p(y)), in inference mode."""
+    return conditional.log_prob(self.flow, images, labels, self.log_prior)
 
   def sample_grid(self, step):
     """A grid of `num_samples` samples drawn with the seed of `step` (a row per class
@@ -100,9 +89,10 @@ class Evaluator:
   def classify(self, split="test"):
     """The generative classifier of a class-conditional flow on `split` (see
     `evaluation.classifier.evaluate_classifier`), with the run's prior."""
-    flow, count = self.flow, self.num_classes
+    flow = self.flow
     likelihoods = tf.function(
-        lambda images: conditional.class_log_likelihoods(flow, images, count),
+        lambda images: conditional.class_log_likelihoods(
+            lambda x, y: flow_lib.log_prob(flow, x, y), images, self.num_classes),
         reduce_retracing=True)
     prior = ("training label counts" if self.log_prior is not None else "uniform")
     return classifier.evaluate_classifier(
@@ -110,8 +100,9 @@ class Evaluator:
         self._log_prior(), self.info.image_shape, prior)
 
   def _log_prior(self):
-    return (self.log_prior if self.log_prior is not None else
-            conditional.uniform_log_prior(self.num_classes))
+    if not self.num_classes or self.log_prior is not None:
+      return self.log_prior
+    return conditional.uniform_log_prior(self.num_classes)
 
   def typicality_reference(self, max_images=TYPICALITY_IMAGES):
     """`ood.scores.reference_statistics`: bits/dim (of p(x), the marginal for a
