@@ -69,3 +69,45 @@ def test_importance_weighted_bound_needs_at_least_one_sample():
   with pytest.raises(ValueError, match="num_dequant_samples"):
     likelihood.evaluate_bits_per_dim(_RecordingLogProb(), dataset, SHAPE,
                                      num_dequant_samples=0)
+
+
+def test_one_noise_rule_for_the_pipeline_the_bound_and_the_export(tmp_path):
+  # Image i of a split evaluated with seed s gets the same noise in the evaluation
+  # pipeline, in the SavedModel's bits_per_dim (seed (s, i)) and, for the bound's
+  # extra draws, whatever the batch size; each against fold_in computed here.
+  import realnvp_tf
+  from realnvp_tf import data
+  from realnvp_tf.runs import export
+  seed, shape = 3, (8, 8, 1)
+
+  def noise(index, stream, draw=None):
+    key = tf.constant([seed, stream], tf.int64)
+    if draw is not None:
+      key = tf.random.experimental.stateless_fold_in(key, draw)
+    key = tf.random.experimental.stateless_fold_in(key, tf.constant(index, tf.int64))
+    return tf.random.stateless_uniform(shape, key).numpy()
+
+  batch = next(iter(data.make_dataset("digits", "test", batch_size=40,
+                                      training=False, seed=seed))).numpy()
+  pixels = np.floor(batch)
+  np.testing.assert_array_equal(batch, pixels + np.stack([noise(i, 0)
+                                                          for i in range(40)]))
+  log_prob = _RecordingLogProb()
+  tf.config.run_functions_eagerly(True)
+  try:
+    results = [likelihood.evaluate_bits_per_dim(
+        log_prob, data.make_dataset("digits", "test", batch_size=size, training=False,
+                                    seed=seed).take(2), shape, num_dequant_samples=2,
+        seed=seed) for size in (7, 20)]
+  finally:
+    tf.config.run_functions_eagerly(False)
+  np.testing.assert_array_equal(results[0]["per_image"], results[1]["per_image"][:14])
+  second_draw = log_prob.inputs[1]  # batch 0's extra draw, batch size 7
+  np.testing.assert_array_equal(second_draw, pixels[:7] + np.stack(
+      [noise(i, 4, draw=1) for i in range(7)]))
+  flow = realnvp_tf.build_realnvp(realnvp_tf.RealNVPConfig(
+      image_shape=shape, num_levels=17, num_scales=1, num_res_blocks=1, num_filters=4))
+  model = realnvp_tf.load(export.export_saved_model(flow, str(tmp_path / "export")))
+  exported = model.bits_per_dim(pixels[10:30].astype(np.uint8), (seed, 10)).numpy()
+  direct = -flow.log_prob(batch[10:30]).numpy() / (64 * math.log(2.0))
+  np.testing.assert_allclose(exported, direct, rtol=1e-5)

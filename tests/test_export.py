@@ -89,9 +89,12 @@ def test_fresh_tensorflow_only_process_serves_the_export(exported, tmp_path):
   np.testing.assert_allclose(out["roundtrip"], x, rtol=1e-3, atol=1e-3)
   np.testing.assert_array_equal(out["roundtrip_images"],
                                 np.floor(out["roundtrip"]).clip(0, 16))
-  # bits_per_dim: image i's noise is U[0, 1) from stateless_uniform(its shape, seed
-  # + (0, i)).
-  noise = tf.stack([tf.random.stateless_uniform(SHAPE, [4, 5 + i]) for i in range(5)])
+  # bits_per_dim with seed (4, 5): image i's noise is the evaluation noise of image
+  # 5 + i with seed 4, U[0, 1) keyed by fold_in((4, 0), 5 + i).
+  noise = tf.stack([tf.random.stateless_uniform(
+      SHAPE, tf.random.experimental.stateless_fold_in(
+          tf.constant([4, 0], tf.int64), tf.constant(5 + i, tf.int64)))
+      for i in range(5)])
   dequantized = np.floor(x) + noise.numpy()
   want_bits = -flow.log_prob(tf.constant(dequantized)).numpy() / (64 * np.log(2.0))
   assert relative_error(out["bits"], want_bits) < 1e-4

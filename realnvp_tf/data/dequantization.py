@@ -4,13 +4,12 @@ in 0..K-1 (so that floor gives back the pixels)."""
 import tensorflow as tf
 
 # Seeds derived as `seed * SEED_STRIDE + index` differ for every (seed, index) with
-# index < SEED_STRIDE: a prime larger than any epoch or noise-draw count.
+# index < SEED_STRIDE: a prime larger than any epoch count.
 SEED_STRIDE = 1_000_003
 
 
 def derived_seed(seed, index):
-  """The seed of stream `index` (an epoch's data, the index-th extra noise draw) of
-  a run seeded `seed`."""
+  """The seed of stream `index` (an epoch's data) of a run seeded `seed`."""
   return seed * SEED_STRIDE + index
 
 
@@ -32,11 +31,28 @@ def dequantize(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
                                                   dtype=tf.float32))
 
 
-def per_image_noise(image_shape, count, seed):
-  """U[0, 1) noise for `count` images of `image_shape`: image i gets
-  `stateless_uniform(image_shape, (seed[0], seed[1] + i))`, so that a caller passing
-  (s, index of the batch's first image) gets the same noise for an image whatever the
-  batch size (the SavedModel's `bits_per_dim` and `ood_scores`)."""
-  seeds = tf.stack([tf.fill([count], seed[0]), seed[1] + tf.range(count)], axis=1)
-  return tf.map_fn(lambda s: tf.random.stateless_uniform(image_shape, s), seeds,
+# The streams of a run's seed for evaluation noise (the pipeline's flips, crops and
+# training noise have theirs in `pipeline`): the dequantization of image i, and the
+# extra draws of the importance-weighted bound.
+EVALUATION_NOISE, EXTRA_NOISE = 0, 4
+
+
+def image_noise(image_shape, seed, index, draw=0):
+  """U[0, 1) noise of image `index` of a split evaluated with `seed`: the one rule
+  for evaluation noise. Draw 0 is the evaluation pipeline's, the SavedModel's and
+  score.py's; draws 1, 2, ... are independent ones (the importance-weighted bound's
+  extra samples). An image gets the same noise whatever batch, batch size or input
+  pipeline it is in."""
+  key = tf.stack([tf.cast(seed, tf.int64), tf.constant(EVALUATION_NOISE, tf.int64)])
+  if draw:
+    key = tf.random.experimental.stateless_fold_in(
+        tf.stack([tf.cast(seed, tf.int64), tf.constant(EXTRA_NOISE, tf.int64)]), draw)
+  key = tf.random.experimental.stateless_fold_in(key, tf.cast(index, tf.int64))
+  return tf.random.stateless_uniform(image_shape, key, dtype=tf.float32)
+
+
+def batch_noise(image_shape, seed, first_index, count, draw=0):
+  """`image_noise` of the `count` images numbered from `first_index`: [count, ...]."""
+  indices = tf.cast(first_index, tf.int64) + tf.range(tf.cast(count, tf.int64))
+  return tf.map_fn(lambda i: image_noise(image_shape, seed, i, draw), indices,
                    fn_output_signature=tf.float32)

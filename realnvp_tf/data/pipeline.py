@@ -32,8 +32,9 @@ _STREAM_SHUFFLE_BUFFER = 10_000
 # Each input pipeline (one per host) shuffles with `seed + stride * pipeline_id`: a
 # prime, so that hosts' shuffle orders differ for every run seed.
 _PIPELINE_SEED_STRIDE = 7919
-# Seed streams, so noise, flips and crops never share random numbers.
-_EVAL_NOISE, _TRAIN_NOISE, _TRAIN_FLIP, _TRAIN_CROP = 0, 1, 2, 3
+# Seed streams, so noise, flips and crops never share random numbers (evaluation
+# noise: `dequantization.image_noise`'s streams).
+_TRAIN_NOISE, _TRAIN_FLIP, _TRAIN_CROP = 1, 2, 3
 
 
 def _info(name) -> DatasetInfo:
@@ -105,8 +106,9 @@ def _evaluation_pipeline(ds, info, batch_size, seed, num_pipelines, pipeline_id,
   crop = _center_crop(info) if info.crop else (lambda image: image)
 
   def evaluate(index, image):
-    return dequantization.dequantize(crop(image),
-                                 transforms.element_seed(seed, _EVAL_NOISE, index))
+    image = tf.cast(crop(image), tf.float32)
+    return dequantization.add_noise(
+        image, dequantization.image_noise(tf.shape(image), seed, index))
 
   ds = ds.map(_on_indexed_image(evaluate, labels), num_parallel_calls=AUTOTUNE)
   ds = ds.batch(batch_size, drop_remainder=False)

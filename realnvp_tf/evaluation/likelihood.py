@@ -25,7 +25,9 @@ def evaluate_bits_per_dim(log_prob_fn, dataset, image_shape, num_dequant_samples
     num_dequant_samples: S. With S > 1 the figure is the importance-weighted bound
       -log mean_s p(x + u_s) of the discrete image x (Theis et al.), tighter as S
       grows; the first u_s is the dataset's own noise, so S = 1 is the usual figure.
-    seed: seed of the extra noise draws u_2..u_S.
+    seed: the seed the dataset's noise was drawn with (`make_dataset`'s), which
+      the extra draws u_2..u_S of image i also come from
+      (`dequantization.image_noise(..., seed, i, draw=s)`).
 
   Returns:
     dict(bits_per_dim, bits_per_dim_stderr, num_images, per_image) with per_image a
@@ -35,15 +37,15 @@ def evaluate_bits_per_dim(log_prob_fn, dataset, image_shape, num_dequant_samples
     raise ValueError(f"num_dequant_samples must be >= 1; got {num_dequant_samples}.")
   if not isinstance(log_prob_fn, tf.types.experimental.PolymorphicFunction):
     log_prob_fn = tf.function(log_prob_fn, reduce_retracing=True)
-  per_image = []
-  for batch_index, batch in enumerate(dataset):
+  per_image, first = [], 0
+  for batch in dataset:
     batch, *labels = batch if isinstance(batch, tuple) else (batch,)
     log_probs = [log_prob_fn(batch, *labels)]
-    pixels = tf.floor(batch)
+    pixels, count = tf.floor(batch), int(batch.shape[0])
     for s in range(1, num_dequant_samples):
-      noise = tf.random.stateless_uniform(
-          tf.shape(batch), [dequantization.derived_seed(seed, s), batch_index])
+      noise = dequantization.batch_noise(batch.shape[1:], seed, first, count, draw=s)
       log_probs.append(log_prob_fn(dequantization.add_noise(pixels, noise), *labels))
+    first += count
     log_probs = tf.cast(tf.stack(log_probs), tf.float64)
     # log mean_s p(x + u_s); for S = 1 exactly log p(x + u_1).
     bound = (tf.reduce_logsumexp(log_probs, axis=0) - math.log(num_dequant_samples)

@@ -6,9 +6,9 @@
 
 Rows: `index` (the row's number), `image` (the file, or array/split and index), then
 the scores (`scores.SCORE_NAMES`; `typicality` only when the model has a held-out
-reference). Image number r of the rows is dequantized with the noise
-`bits_per_dim` gives it alone with seed (seed, r), so rows do not depend on the batch
-size and two runs agree to the last digit.
+reference). Image number r of the rows is dequantized with the noise evaluation with
+`seed` gives image r (`data.dequantization.image_noise`), so rows do not depend on
+the batch size and two runs agree to the last digit.
 """
 
 import csv

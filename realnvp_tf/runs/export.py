@@ -146,8 +146,9 @@ class RealNVPServing(tf.Module):
           images, tf.constant(self._num_levels, tf.uint8),
           message=f"images must hold integer pixels in [0, {self._num_levels})"))
     with tf.control_dependencies(checks):
-      noise = dequantization.per_image_noise(self._image_shape, tf.shape(images)[0],
-                                             seed)
+      # Image i: the noise evaluation with seed[0] gives image seed[1] + i.
+      noise = dequantization.batch_noise(self._image_shape, seed[0], seed[1],
+                                         tf.shape(images)[0])
       return dequantization.add_noise(tf.cast(images, tf.float32), noise)
 
   def _images_of(self, values):
