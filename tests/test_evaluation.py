@@ -71,6 +71,8 @@ def test_importance_weighted_bound_needs_at_least_one_sample():
                                      num_dequant_samples=0)
 
 
+# The pipeline's own functions stay traced under run_functions_eagerly, as wanted.
+@pytest.mark.filterwarnings("ignore:Even though the `tf.config.experimental_run")
 def test_one_noise_rule_for_the_pipeline_the_bound_and_the_export(tmp_path):
   # Image i of a split evaluated with seed s gets the same noise in the evaluation
   # pipeline, in the SavedModel's bits_per_dim (seed (s, i)) and, for the bound's
