@@ -31,9 +31,15 @@ CONFIGS = {
                        num_res_blocks=2, num_filters=16, num_levels=17),
     "mnist16": dict(dataset="mnist", image_shape=(28, 28, 1), num_scales=3,
                     num_res_blocks=2, num_filters=16),
+
     "image64": dict(dataset="celeb_a", image_shape=(64, 64, 3), num_scales=4,
                     num_res_blocks=2, num_filters=32),
 }
+
+
+# configs/mnist_fast.cfg's model, under that name (the file trains it in bfloat16:
+# pass --mixed_precision=bfloat16 as well).
+CONFIGS["mnist_fast"] = CONFIGS["mnist16"]
 
 
 def config(name, precision="float32", num_classes=0):

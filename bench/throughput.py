@@ -35,6 +35,16 @@ Prints one JSON line. Usage:
   python bench/throughput.py --mixed_precision=bfloat16
   python bench/throughput.py --num_classes=10     # the class-conditional model
   python bench/throughput.py --config=quickstart --steps_per_loop=10
+  python bench/throughput.py --config=mnist_fast --mixed_precision=bfloat16 \
+      --batch_sizes=16,32,64,128 --profile        # what a step's fixed cost is made of
+
+`ops_per_step` is the number of TensorFlow ops one training step executes (one call
+under the profiler, a loop body counted once per iteration); `--profile` adds
+`profile_by_op_type` (count and milliseconds per op type in that call, the slowest
+first) and `--batch_sizes` adds `step_s_by_batch_size`, `fixed_cost_s`,
+`per_image_s` and `fixed_cost_fraction` (of the --batch_size step); both together
+add `fixed_cost_ms_by_op_type`, the same fit per op type (kernel milliseconds summed
+over threads, so the types' figures add up to more than the step's wall time).
 """
 
 import dataclasses
@@ -49,6 +59,7 @@ from absl import flags
 import benchlib
 from realnvp_tf.apps import cli
 from realnvp_tf.model import flops
+import step_cost
 
 FLAGS = flags.FLAGS
 
@@ -73,6 +84,15 @@ flags.DEFINE_integer("steps_per_loop", 1, "Training steps per call of the step "
 flags.DEFINE_integer("num_classes", 0, "Time the class-conditional model with this "
                      "many classes (random labels; 0: the unconditional model).",
                      lower_bound=0)
+flags.DEFINE_list("batch_sizes", [], "Also time the training step at these batch "
+                  "sizes (e.g. 16,32,64,128) and fit step time = fixed_cost_s + "
+                  "per_image_s * batch.")
+flags.DEFINE_bool("profile", False, "Also report the time per op type of one training "
+                  "step (TensorFlow's profiler).")
+flags.register_validator(
+    "batch_sizes", lambda v: not v or (len(set(v)) >= 2 and all(
+        s.isdigit() and int(s) >= 1 for s in v)),
+    message="--batch_sizes takes two or more distinct integers >= 1, e.g. 16,32,64")
 
 def conv_only_step_seconds(tf, flow, batch, dtype, repeats, steps):
   """Seconds of the model's convolutions alone: every s/t conv forward + backward.
@@ -120,6 +140,40 @@ def conv_benchmark(reference, warmup, repeats, steps):
   step, flops, _, _, _ = reference
   seconds, all_seconds, _ = timed(lambda: step()[0].numpy(), warmup, repeats, steps)
   return flops / seconds / 1e9, flops / min(all_seconds) / 1e9
+
+
+def _fixed_cost(tf, model_config, dataset, model_dir, main_step, warmup, repeats,
+                steps):
+  """The training step timed at each --batch_sizes (--batch_size's is `main_step`:
+  the main timing's seconds and profile) and the line fitted through them; with
+  --profile, the fit per op type too (of its kernel time, summed over threads)."""
+  import os  # pylint: disable=g-import-not-at-top
+  seconds, profiles = {FLAGS.batch_size: main_step[0]}, {FLAGS.batch_size: main_step[1]}
+  for size in sorted({int(s) for s in FLAGS.batch_sizes} - {FLAGS.batch_size}):
+    trainer, iterator = benchlib.random_image_training(
+        model_config, dataset, size, FLAGS.seed, os.path.join(model_dir, str(size)))
+
+    def call(trainer=trainer, iterator=iterator):
+      return float(trainer.step_fn(iterator, FLAGS.steps_per_loop).bits[-1])
+
+    seconds[size] = timed(call, warmup, repeats, steps)[0] / FLAGS.steps_per_loop
+    if FLAGS.profile:
+      profiles[size] = step_cost.executed_ops(tf, call)[1]
+    trainer.close()
+  sizes = sorted(seconds)
+  fixed, per_image = step_cost.fit_fixed_cost(sizes, [seconds[b] for b in sizes])
+  result = {"step_s_by_batch_size": {str(b): seconds[b] for b in sizes},
+            "fixed_cost_s": fixed, "per_image_s": per_image,
+            "fixed_cost_fraction": fixed / seconds[FLAGS.batch_size]}
+  if FLAGS.profile:
+    by_type = {}
+    for name in set().union(*profiles.values()):
+      ms = [1e3 * profiles[b].get(name, (0, 0.0))[1] / FLAGS.steps_per_loop
+            for b in sizes]
+      by_type[name] = step_cost.fit_fixed_cost(sizes, ms)[0]
+    result["fixed_cost_ms_by_op_type"] = dict(
+        sorted(by_type.items(), key=lambda item: -item[1]))
+  return result
 
 
 def main(argv):
@@ -198,6 +252,15 @@ def main(argv):
                           [t / FLAGS.steps_per_loop for t in train_all])
     last_bits, last_finite = train_call()
     rss["after_train"] = benchlib.peak_rss_mb()
+    ops, by_type = step_cost.executed_ops(tf, train_call)
+    result["ops_per_step"] = ops / FLAGS.steps_per_loop
+    if FLAGS.profile:
+      result["profile_by_op_type"] = {
+          name: {"count": count, "ms": 1e3 * seconds} for name, (count, seconds) in
+          sorted(by_type.items(), key=lambda item: -item[1][1])}
+    if FLAGS.batch_sizes:
+      result.update(_fixed_cost(tf, model_config, dataset, model_dir,
+                                (train_s, by_type), warmup, repeats, steps))
 
   # Evaluation and sampling on a flow built outside any strategy, as eval.py does.
   flow = realnvp_tf.build_realnvp(model_config)
@@ -248,6 +311,7 @@ def main(argv):
 
   result.update({
       "parameters": count(flow.trainable_variables),
+      "trainable_variables": len(flow.trainable_variables),
       "non_trainable_parameters": count(flow.non_trainable_variables),
       "couplings": num_couplings,
       "forward_gflop_per_image": fwd_flops / 1e9,

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from realnvp_tf.model.config import RealNVPConfig
@@ -92,13 +93,72 @@ def test_reference_conv_runs_the_forward_it_counts():
 def test_throughput_bfloat16_prints_every_figure():
   # The smoke model: what is checked here is the bfloat16 path, not the bench model
   # (the test above runs that), and the bench model's step is 4x the time.
+  # With the fixed-cost measurement and the op profile (the step-cost issue's
+  # figures, measured on configs/mnist_fast.cfg's bfloat16 model).
   out = _json_line(_run("throughput.py", *_SMALL, "--config=smoke",
-                        "--mixed_precision=bfloat16"))
+                        "--mixed_precision=bfloat16", "--batch_sizes=8,32",
+                        "--profile"))
   assert out["mixed_precision"] == "bfloat16" and out["config"] == "smoke"
   assert out["model_config"]["compute_dtype"] == "bfloat16"
   _assert_finite(out, ["train_images_per_s", "eval_images_per_s",
-                       "sample_images_per_s", "conv_gflops_per_s_bfloat16"])
+                       "sample_images_per_s", "conv_gflops_per_s_bfloat16",
+                       "ops_per_step", "fixed_cost_s", "per_image_s",
+                       "fixed_cost_fraction"])
   assert all(out["finite"].values()), out["finite"]
+  # The fit against numpy's, on the step times it printed (16: the main timing's).
+  times = out["step_s_by_batch_size"]
+  assert sorted(times, key=int) == ["8", "16", "32"]
+  slope, intercept = np.polyfit([8, 16, 32], [times[b] for b in ("8", "16", "32")], 1)
+  # (The JSON keeps 5 decimals.)
+  assert out["fixed_cost_s"] == pytest.approx(intercept, abs=2e-5)
+  assert out["per_image_s"] == pytest.approx(slope, abs=6e-6)
+  assert out["fixed_cost_fraction"] == pytest.approx(
+      out["fixed_cost_s"] / times["16"], rel=1e-3)
+  profile = out["profile_by_op_type"]
+  assert sum(entry["count"] for entry in profile.values()) == out["ops_per_step"]
+  assert profile["ResourceApplyAdam"]["count"] == out["trainable_variables"]
+  assert set(out["fixed_cost_ms_by_op_type"]) >= {"ResourceApplyAdam"}
+
+
+def test_fit_fixed_cost_is_least_squares():
+  import step_cost
+  rng = np.random.default_rng(1)
+  sizes = [16, 32, 64, 128]
+  seconds = list(0.1 + 0.002 * np.array(sizes) + rng.normal(0, 0.01, 4))
+  slope, intercept = np.polyfit(sizes, seconds, 1)
+  fixed, per_image = step_cost.fit_fixed_cost(sizes, seconds)
+  assert fixed == pytest.approx(intercept, rel=1e-9)
+  assert per_image == pytest.approx(slope, rel=1e-9)
+  with pytest.raises(ValueError, match="two or more distinct batch sizes"):
+    step_cost.fit_fixed_cost([64, 64], [0.1, 0.2])
+
+
+def test_executed_ops_counts_a_loop_body_once_per_iteration():
+  # Kernels executed, not ops in the graph: a loop of n iterations costs a + b n ops
+  # (b > 0, the body's and the condition's), and the variables' updates after it are
+  # counted once each whatever n.
+  import step_cost
+  import tensorflow as tf
+  variables = [tf.Variable(tf.ones([3, 3])) for _ in range(4)]
+
+  @tf.function
+  def f(x, n):
+    _, y = tf.while_loop(lambda i, x: i < n,
+                         lambda i, x: (i + 1, tf.matmul(x, variables[0]) + 1.0), [0, x])
+    for variable in variables:
+      variable.assign_add(y)
+    return tf.reduce_sum(y)
+
+  counts = {}
+  for n in (2, 3, 5):
+    f(tf.ones([3, 3]), tf.constant(n))
+    total, by_type = step_cost.executed_ops(
+        tf, lambda n=n: f(tf.ones([3, 3]), tf.constant(n)).numpy())
+    assert total == sum(count for count, _ in by_type.values())
+    assert by_type["AssignAddVariableOp"][0] == 4
+    counts[n] = total
+  per_iteration = counts[3] - counts[2]
+  assert per_iteration > 0 and counts[5] - counts[3] == 2 * per_iteration, counts
 
 
 def test_throughput_of_the_class_conditional_model():
