@@ -137,8 +137,9 @@ def test_executed_ops_counts_a_loop_body_once_per_iteration():
   # Kernels executed, not ops in the graph: a loop of n iterations costs a + b n ops
   # (b > 0, the body's and the condition's), and the variables' updates after it are
   # counted once each whatever n.
-  import step_cost
   import tensorflow as tf
+
+  import step_cost
   variables = [tf.Variable(tf.ones([3, 3])) for _ in range(4)]
 
   @tf.function

@@ -166,3 +166,56 @@ def test_coupling_resnet_starts_at_zero_and_rejects_bad_sizes():
   assert len(net.weight_scale_variables) == 2 + 2 * 2 + 1
   with pytest.raises(ValueError, match="positive"):
     nets.CouplingResNet(0, num_filters=8, num_blocks=1)
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
+@pytest.mark.parametrize("cpu", [True, False])
+def test_both_kernel_paths_have_tensorflows_own_gradient(cpu, dtype):
+  # The CPU path (reserve_space_3 left out, bfloat16 ReluGrad through XLA) and the
+  # plain path other devices take (all reserve spaces, TF's ReluGrad), both run here
+  # on the CPU, against TF's own gradient of FusedBatchNormV3 -> ReLU -> conv.
+  x = tf.cast(tf.random.stateless_normal([6, 5, 5, 4], [6, 1]) * 2.0 + 0.5, dtype)
+  gamma = tf.constant([1.0, 0.5, 2.0, 1.5])
+  beta = tf.constant([0.1, -0.2, 0.0, 0.3])
+  kernel = tf.cast(tf.random.stateless_normal([3, 3, 4, 3], [6, 2]), dtype)
+  weights = tf.random.stateless_normal([6, 5, 5, 3], [6, 3])
+  inputs = [x, gamma, beta, kernel]
+
+  @tf.function
+  def gradients(unit):
+    with tf.GradientTape() as tape:
+      tape.watch(inputs)
+      outputs = unit(*inputs)
+      loss = tf.reduce_sum(tf.cast(outputs, tf.float32) * weights)
+    return [outputs] + tape.gradient(loss, inputs)
+
+  def tensorflows(x, gamma, beta, kernel):
+    empty = tf.constant([], tf.float32)
+    normalized = tf.raw_ops.FusedBatchNormV3(
+        x=x, scale=gamma, offset=beta, mean=empty, variance=empty, epsilon=1e-3,
+        is_training=True)[0]
+    return tf.nn.conv2d(tf.nn.relu(normalized), kernel, 1, "SAME")
+
+  got = gradients(lambda *a: recompute.relu_batch_norm_conv(*a, 1e-3, cpu=cpu)[0])
+  want = gradients(tensorflows)
+  tolerance = 1e-4 if dtype == tf.float32 else 2e-2
+  for name, a, b in zip(["outputs", "x", "gamma", "beta", "kernel"], got, want,
+                        strict=True):
+    a, b = tf.cast(a, tf.float32), tf.cast(b, tf.float32)
+    scale = float(tf.reduce_max(tf.abs(b)))
+    assert float(tf.reduce_max(tf.abs(a - b))) <= tolerance * scale + 1e-4, name
+
+
+def test_the_cpu_choices_key_on_the_device():
+  with tf.device("/cpu:0"):
+    on_cpu = tf.constant(1.0)
+  assert recompute.on_cpu(on_cpu)
+  assert not recompute.on_cpu(_tensor_on("/job:localhost/task:0/device:GPU:0"))
+  assert recompute.on_cpu(_tensor_on("/device:CPU:0"))
+
+
+def _tensor_on(device):
+  """A graph tensor placed on `device` (which need not exist: it is never run)."""
+  with tf.Graph().as_default():
+    with tf.device(device):
+      return tf.constant(1.0)
