@@ -85,7 +85,7 @@ def test_one_noise_rule_for_the_pipeline_the_bound_and_the_export(tmp_path):
   def noise(index, stream, draw=None):
     key = tf.constant([seed, stream], tf.int64)
     if draw is not None:
-      key = tf.random.experimental.stateless_fold_in(key, draw)
+      key = tf.random.experimental.stateless_fold_in(key, tf.constant(draw, tf.int64))
     key = tf.random.experimental.stateless_fold_in(key, tf.constant(index, tf.int64))
     return tf.random.stateless_uniform(shape, key).numpy()
 

@@ -3,6 +3,8 @@ in 0..K-1 (so that floor gives back the pixels)."""
 
 import tensorflow as tf
 
+from realnvp_tf.data import transforms
+
 # Seeds derived as `seed * SEED_STRIDE + index` differ for every (seed, index) with
 # index < SEED_STRIDE: a prime larger than any epoch count.
 SEED_STRIDE = 1_000_003
@@ -43,11 +45,8 @@ def image_noise(image_shape, seed, index, draw=0):
   score.py's; draws 1, 2, ... are independent ones (the importance-weighted bound's
   extra samples). An image gets the same noise whatever batch, batch size or input
   pipeline it is in."""
-  key = tf.stack([tf.cast(seed, tf.int64), tf.constant(EVALUATION_NOISE, tf.int64)])
-  if draw:
-    key = tf.random.experimental.stateless_fold_in(
-        tf.stack([tf.cast(seed, tf.int64), tf.constant(EXTRA_NOISE, tf.int64)]), draw)
-  key = tf.random.experimental.stateless_fold_in(key, tf.cast(index, tf.int64))
+  key = (transforms.element_seed(seed, EXTRA_NOISE, draw, index) if draw else
+         transforms.element_seed(seed, EVALUATION_NOISE, index))
   return tf.random.stateless_uniform(image_shape, key, dtype=tf.float32)
 
 

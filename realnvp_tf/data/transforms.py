@@ -92,9 +92,10 @@ def random_flip_batch(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
   return tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
 
 
-def element_seed(seed: int, stream: int, *indices) -> tf.Tensor:
-  """A stateless-RNG seed (shape [2]) for `(seed, stream, *indices)`."""
-  key = tf.constant([seed, stream], dtype=tf.int64)
+def element_seed(seed, stream: int, *indices) -> tf.Tensor:
+  """A stateless-RNG seed (shape [2], int64) for `(seed, stream, *indices)`; `seed`
+  and the indices may be tensors."""
+  key = tf.stack([tf.cast(seed, tf.int64), tf.constant(stream, tf.int64)])
   for index in indices:
     key = tf.random.experimental.stateless_fold_in(key, tf.cast(index, tf.int64))
   return key
