@@ -121,6 +121,13 @@ def _leave_identity(tf, trainer):
                                                  0.5))
 
 
+def _steps(trainer, iterator, count):
+  """`count` single steps: the trace the float32 timing at N = 1 reuses (a loop of N
+  steps is a second trace, about twice as long as the step's)."""
+  for _ in range(count):
+    trainer.step_fn(iterator, 1)
+
+
 def _images_per_s(trainer, iterator, steps_per_loop):
   trainer.step_fn(iterator, steps_per_loop)  # traces on the first call
   calls = max(1, -(-FLAGS.steps // steps_per_loop))
@@ -162,9 +169,7 @@ def _precision_settings(tf, strategy, reference, start, images, model_dir):
 def _gradients(tf, trainer, iterator):
   """The all-reduced gradients of one training step on the next global batch, as the
   first replica holds them (the step's own gradient computation; nothing applied)."""
-  compute = tf.function(lambda batch: trainer.strategy.run(
-      trainer.step_fn.compute_gradients, args=(batch,)))
-  out = compute(next(iterator))
+  out = trainer.strategy.run(trainer.step_fn.compute_gradients, args=(next(iterator),))
   local = trainer.strategy.experimental_local_results
   return np.concatenate([np.asarray(local(g)[0]).ravel() for g in out.gradients])
 
@@ -182,11 +187,13 @@ def _two_devices_vs_one(tf, devices, strategy, start, model_dir):
     strategy = by_count[count]
     trainer, iterator = _trainer("float32", strategy, f"{model_dir}/devices_{count}")
     _set_weights(trainer, start)
-    gradients.append(_gradients(tf, trainer, iterator))
-    _set_weights(trainer, start)  # the gradient pass moved the moving statistics
-    trainer.step_fn(iterator, 3)
+    _steps(trainer, iterator, 3)
     weights.append([np.asarray(strategy.experimental_local_results(v)[0])
                     for v in trainer.state.flow.trainable_variables])
+    # The gradients last and eagerly (a trace of their own cost more than the step's
+    # on two devices; run first, they also left state a step saw).
+    _set_weights(trainer, start)
+    gradients.append(_gradients(tf, trainer, iterator))
   scale = float(np.max(np.abs(gradients[0])))
   gradient_difference = float(np.max(np.abs(gradients[1] - gradients[0]))) / scale
   difference = max(float(np.max(np.abs(a - b))) for a, b in zip(*weights, strict=True))
@@ -220,7 +227,7 @@ def main(argv):
     # train on).
     reference, iterator = _trainer("float32", strategy, f"{model_dir}/reference")
     _leave_identity(tf, reference)
-    reference.step_fn(iterator, 3)
+    _steps(reference, iterator, 3)
     start = [v.numpy() for v in reference.state.flow.variables]
     images = next(iter(reference.strategy.experimental_local_results(
         next(iterator))))
