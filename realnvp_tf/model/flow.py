@@ -89,11 +89,17 @@ def sample(flow, num_samples, temperature=1.0, seed=None, labels=None):
   standard Normal before the per-class prior, so T = 0 gives each class's mode.
   Returns float32 values about [0, K) (see `to_images`).
   """
+  kwargs = {} if labels is None else {"labels": labels}
+  return flow.bijector.forward(
+      sample_latents(flow, num_samples, temperature, seed), **kwargs)
+
+
+def sample_latents(flow, num_samples, temperature=1.0, seed=None):
+  """The latents `sample` maps to images: T z with z ~ N(0, I) (see `sample`)."""
   shape = tf.concat([[num_samples], flow.event_shape_tensor()], 0)
   z = (tf.random.normal(shape) if seed is None else
        tf.random.stateless_normal(shape, seed))
-  kwargs = {} if labels is None else {"labels": labels}
-  return flow.bijector.forward(tf.cast(temperature, tf.float32) * z, **kwargs)
+  return tf.cast(temperature, tf.float32) * z
 
 
 def weight_scale_variables(flow):
