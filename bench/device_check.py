@@ -9,11 +9,12 @@ random images through the library's own training step under that strategy:
   evaluated with the other precision's networks on one batch (training-mode batch
   statistics), must agree within the precision's tolerance;
 - where two devices exist (GPUs, or --logical_cpus=2 to try the path on a CPU): from
-  the same weights on the same global batch, the gradients of one float32 step on
-  two devices must equal those on one (a gradient, not weights after Adam steps:
-  Adam's update does not change when every gradient is off by the same factor, as
-  a replica reduction that averages instead of summing would make it), and so must
-  the weights after a few steps.
+  the same weights on the same global batch, the gradient of one float32 step on
+  two devices must equal that on one (its norm before clipping and Adam's first
+  moments after the step, not weights after Adam steps: Adam's update does not
+  change when every gradient is off by the same factor, as a replica reduction that
+  averages instead of summing would make it), and so must the weights after a few
+  steps.
 
 A precision a device cannot run (bfloat16 on GPUs before Ampere, say) is reported
 as unsupported, not as a failure. Prints one JSON line; exits 1 when a check fails
@@ -70,7 +71,8 @@ flags.register_validator(
 # bits and float16 11: the s/t outputs differ by about 2**-8 and 2**-11 relative.
 TOLERANCE = {"float32": 0.0, "bfloat16": 0.05, "float16": 0.01}
 # Two devices against one: the largest |weight difference| after the check's steps,
-# and the largest gradient difference relative to the gradients' largest entry.
+# and the largest gradient difference: of the norm, relative to it, and of Adam's
+# first moments after one step, relative to their largest entry.
 TWO_DEVICE_TOLERANCE = 1e-4
 TWO_DEVICE_GRADIENT_TOLERANCE = 1e-4
 
@@ -166,36 +168,43 @@ def _precision_settings(tf, strategy, reference, start, images, model_dir):
   return settings
 
 
-def _gradients(tf, trainer, iterator):
-  """The all-reduced gradients of one training step on the next global batch, as the
-  first replica holds them (the step's own gradient computation; nothing applied)."""
-  out = trainer.strategy.run(trainer.step_fn.compute_gradients, args=(next(iterator),))
+def _step_gradients(trainer, iterator):
+  """One step of a fresh trainer, and what it saw of its gradient, as the first
+  replica holds it: the norm of the all-reduced gradient before clipping, and
+  Adam's first moments after it, (1 - beta_1) times the clipped gradient (the
+  step's own computation: no trace of its own)."""
+  out = trainer.step_fn(iterator, 1)
   local = trainer.strategy.experimental_local_results
-  return np.concatenate([np.asarray(local(g)[0]).ravel() for g in out.gradients])
+  moments = np.concatenate([np.asarray(local(m)[0]).ravel()
+                            for m in trainer.state.optimizer.first_moments])
+  return float(out.grad_norm[-1]), moments
 
 
 def _two_devices_vs_one(tf, devices, strategy, start, model_dir):
-  """One float32 step's gradients, and the weights after 3 steps, on two devices and
+  """One float32 step's gradient, and the weights after 3 steps, on two devices and
   on one, from the weights `start` on the same global batches."""
   # One strategy per device set (`strategy` where it is one of them): collective
   # keys of two strategies over the same devices would collide.
   by_count = {strategy.num_replicas_in_sync: strategy}
-  gradients, weights = [], []
+  norms, moments, weights = [], [], []
   for count in (1, 2):
     if count not in by_count:
       by_count[count] = tf.distribute.MirroredStrategy(devices[:count])
     strategy = by_count[count]
     trainer, iterator = _trainer("float32", strategy, f"{model_dir}/devices_{count}")
     _set_weights(trainer, start)
-    _steps(trainer, iterator, 3)
+    norm, moment = _step_gradients(trainer, iterator)
+    norms.append(norm)
+    moments.append(moment)
+    _steps(trainer, iterator, 2)
     weights.append([np.asarray(strategy.experimental_local_results(v)[0])
                     for v in trainer.state.flow.trainable_variables])
-    # The gradients last and eagerly (a trace of their own cost more than the step's
-    # on two devices; run first, they also left state a step saw).
-    _set_weights(trainer, start)
-    gradients.append(_gradients(tf, trainer, iterator))
-  scale = float(np.max(np.abs(gradients[0])))
-  gradient_difference = float(np.max(np.abs(gradients[1] - gradients[0]))) / scale
+  # The norm shows a constant factor even where clipping hides it from the moments;
+  # the moments show the direction.
+  scale = float(np.max(np.abs(moments[0])))
+  gradient_difference = max(
+      abs(norms[1] - norms[0]) / norms[0],
+      float(np.max(np.abs(moments[1] - moments[0]))) / scale)
   difference = max(float(np.max(np.abs(a - b))) for a, b in zip(*weights, strict=True))
   gradient_tolerance = TWO_DEVICE_GRADIENT_TOLERANCE * FLAGS.tolerance_scale
   tolerance = TWO_DEVICE_TOLERANCE * FLAGS.tolerance_scale
