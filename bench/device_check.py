@@ -70,10 +70,11 @@ flags.register_validator(
 # |bits/dim - float32's| allowed for the same weights. bfloat16 keeps 8 mantissa
 # bits and float16 11: the s/t outputs differ by about 2**-8 and 2**-11 relative.
 TOLERANCE = {"float32": 0.0, "bfloat16": 0.05, "float16": 0.01}
-# Two devices against one: the largest |weight difference| after the check's steps,
-# and the largest gradient difference: of the norm, relative to it, and of Adam's
-# first moments after one step, relative to their largest entry.
-TWO_DEVICE_TOLERANCE = 1e-4
+# Two devices against one: the weights' difference after the check's steps relative
+# to how far the steps moved them, and the largest gradient difference: of the norm,
+# relative to it, and of Adam's first moments after one step, relative to their
+# largest entry.
+TWO_DEVICE_TOLERANCE = 1e-2
 TWO_DEVICE_GRADIENT_TOLERANCE = 1e-4
 
 
@@ -193,6 +194,7 @@ def _two_devices_vs_one(tf, devices, strategy, start, model_dir):
     strategy = by_count[count]
     trainer, iterator = _trainer("float32", strategy, f"{model_dir}/devices_{count}")
     _set_weights(trainer, start)
+    trainable = [i for i, v in enumerate(trainer.state.flow.variables) if v.trainable]
     norm, moment = _step_gradients(trainer, iterator)
     norms.append(norm)
     moments.append(moment)
@@ -205,14 +207,20 @@ def _two_devices_vs_one(tf, devices, strategy, start, model_dir):
   gradient_difference = max(
       abs(norms[1] - norms[0]) / norms[0],
       float(np.max(np.abs(moments[1] - moments[0]))) / scale)
-  difference = max(float(np.max(np.abs(a - b))) for a, b in zip(*weights, strict=True))
+  one, two, begin = (np.concatenate([w.ravel() for w in ws])
+                     for ws in (*weights, [start[i] for i in trainable]))
+  # Where the true gradient is zero (a conv bias before a batch norm), round-off of
+  # either summation order steers Adam by up to a learning rate per step: the weights
+  # are compared against how far training moved them, not weight by weight.
+  relative = float(np.linalg.norm(two - one) / np.linalg.norm(one - begin))
   gradient_tolerance = TWO_DEVICE_GRADIENT_TOLERANCE * FLAGS.tolerance_scale
   tolerance = TWO_DEVICE_TOLERANCE * FLAGS.tolerance_scale
   return {"devices": devices[:2], "steps": 3,
           "max_relative_gradient_difference": gradient_difference,
           "gradient_tolerance": gradient_tolerance,
-          "max_abs_weight_difference": difference, "tolerance": tolerance,
-          "ok": gradient_difference <= gradient_tolerance and difference <= tolerance}
+          "max_abs_weight_difference": float(np.max(np.abs(two - one))),
+          "relative_weight_difference": relative, "tolerance": tolerance,
+          "ok": gradient_difference <= gradient_tolerance and relative <= tolerance}
 
 
 def _save_inputs(directory, weights, images):
