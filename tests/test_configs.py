@@ -24,18 +24,6 @@ SHRINK = ["--num_res_blocks=1", "--num_filters=4", "--batch_size=4", "--train_st
           "--batch_norm_recalibration_batches=0", "--noexport"]
 
 
-def _file_flags(path):
-  """{name: value} of the --name=value lines of a flagfile."""
-  values = {}
-  with open(path) as f:
-    for line in f:
-      line = line.strip()
-      if line.startswith("--") and "=" in line:
-        name, value = line[2:].split("=", 1)
-        values[name] = value
-  return values
-
-
 def _as_run_saw(settings, name):
   """The value of flag `name` as config.json records it."""
   if name == "mixed_precision":
@@ -67,7 +55,7 @@ def test_each_shipped_config_trains_at_a_shrunken_size(tmp_path, group):
     assert f"ran {name}" in result.stdout.splitlines(), result.stdout
     run = tmp_path / name
     settings = json.loads((run / "config.json").read_text())
-    for flag, value in _file_flags(path).items():
+    for flag, value in fx.flagfile_values(path).items():
       if flag in shrunk:
         continue
       saw = _as_run_saw(settings, flag)

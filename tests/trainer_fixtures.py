@@ -76,6 +76,18 @@ def train_cmd(model_dir, *flags):
           f"--model_dir={model_dir}", *flags]
 
 
+def flagfile_values(path):
+  """{name: value} of the --name=value lines of a flagfile."""
+  values = {}
+  with open(path) as f:
+    for line in f:
+      line = line.strip()
+      if line.startswith("--") and "=" in line:
+        name, value = line[2:].split("=", 1)
+        values[name] = value
+  return values
+
+
 def model_config(use_batch_norm=True):
   return realnvp_tf.RealNVPConfig(image_shape=IMAGE_SHAPE, num_levels=17, num_scales=2,
                                   num_res_blocks=1, num_filters=4,
