@@ -7,11 +7,12 @@ The public API, one import away:
     import realnvp_tf
     flow = realnvp_tf.build_realnvp(realnvp_tf.RealNVPConfig(image_shape=(28, 28, 1)))
     model = realnvp_tf.load("runs/mnist/export")
+    model = realnvp_tf.load_pretrained("digits")  # shipped in the package
 
 The names below are loaded on first use, so that importing the package costs nothing
 and changes nothing in the process (the programs in `realnvp_tf.apps` quiet
 TensorFlow's start-up themselves). The sub-packages: `model`, `data`, `training`,
-`runs`, `evaluation`, `ood`, `apps` (docs/architecture.md).
+`runs`, `evaluation`, `ood`, `pretrained`, `apps` (docs/architecture.md).
 """
 
 import importlib
@@ -23,12 +24,14 @@ _PUBLIC = {
     "bits_per_dim": "realnvp_tf.model.flow",
     "build_realnvp": "realnvp_tf.model.flow",
     "load": "realnvp_tf.runs.loading",
+    "load_pretrained": "realnvp_tf.pretrained",
     "log_prob": "realnvp_tf.model.flow",
     "sample": "realnvp_tf.model.flow",
     "to_images": "realnvp_tf.model.flow",
     "weight_scale_variables": "realnvp_tf.model.flow",
 }
-_SUBPACKAGES = ("apps", "data", "evaluation", "model", "ood", "runs", "training")
+_SUBPACKAGES = ("apps", "data", "evaluation", "model", "ood", "pretrained", "runs",
+                "training")
 
 __all__ = sorted(_PUBLIC)
 

@@ -250,3 +250,12 @@ def test_pip_install_gives_console_scripts_that_work_from_any_directory(tmp_path
                  "--model_dir=run"], cwd=elsewhere)
   assert parsed.returncode != 0
   assert "--dataset=digits: 8x8 images are not divisible" in parsed.stderr
+  # The shipped models come with the install: loaded from the venv, nothing fetched.
+  shipped = _run([str(bin_dir / "python"), "-c",
+                  "import realnvp_tf; from realnvp_tf import pretrained; "
+                  "m = realnvp_tf.load_pretrained('digits'); "
+                  "print(pretrained.saved_model_path('digits'), m.image_shape)"],
+                 cwd=elsewhere)
+  assert shipped.returncode == 0, shipped.stderr[-2000:]
+  assert shipped.stdout.strip().startswith(str(venv)), shipped.stdout
+  assert shipped.stdout.strip().endswith("(8, 8, 1)"), shipped.stdout

@@ -10,6 +10,7 @@ from absl import app
 from absl import flags
 
 from realnvp_tf import data
+from realnvp_tf import pretrained
 from realnvp_tf.apps import messages
 from realnvp_tf.apps import process
 from realnvp_tf.model import config as model_config_lib
@@ -113,24 +114,29 @@ def define_data_flags():
 
 
 def define_trained_model_flags():
-  """--saved_model, --model_dir and --select: the trained model an app reads
-  (`load_trained_model` loads it)."""
+  """--saved_model, --model_dir, --pretrained and --select: the trained model an app
+  reads (`load_trained_model` loads it)."""
   flags.DEFINE_string("saved_model", None, "An export/ directory written by train.py.")
   flags.DEFINE_string("model_dir", None, "A train.py model_dir: the weights it "
                       "selects (its best validation figure's by default, see "
                       "--select).")
+  flags.DEFINE_string("pretrained", None, "A model shipped in the package, by name ("
+                      + ", ".join(pretrained.names()) + ").")
   flags.DEFINE_enum("select", None, ["best", "last"], "With --model_dir: the weights "
                     "of the best validation figure (model_dir/best/) or the last ones "
                     "(default: what the run selects).")
 
 
 def load_trained_model(mixed_precision=None):
-  """The model that exactly one of --saved_model and --model_dir names, with --select
-  and, for a checkpoint, s/t networks in `mixed_precision` (None: as trained). Raises
-  ValueError (one line) for neither or both, or a setting a SavedModel cannot take."""
-  if bool(FLAGS.saved_model) == bool(FLAGS.model_dir):
-    raise ValueError("pass exactly one of --saved_model and --model_dir.")
-  if not FLAGS.saved_model:
+  """The model that exactly one of --saved_model, --model_dir and --pretrained
+  names, with --select and, for a checkpoint, s/t networks in `mixed_precision`
+  (None: as trained). Raises ValueError (one line) for none or several, or a setting
+  a SavedModel cannot take."""
+  given = [name for name in ("saved_model", "model_dir", "pretrained")
+           if getattr(FLAGS, name)]
+  if len(given) != 1:
+    raise ValueError("pass exactly one of --saved_model, --model_dir and --pretrained.")
+  if FLAGS.model_dir:
     return loading.load_checkpoint(FLAGS.model_dir, mixed_precision, FLAGS.select)
   if mixed_precision:
     raise ValueError("--mixed_precision applies to --model_dir; a SavedModel keeps the "
@@ -138,6 +144,8 @@ def load_trained_model(mixed_precision=None):
   if FLAGS.select:
     raise ValueError("--select applies to --model_dir; a SavedModel holds the weights "
                      "it was exported with.")
+  if FLAGS.pretrained:
+    return pretrained.load_pretrained(FLAGS.pretrained)
   return loading.load_saved_model(FLAGS.saved_model)
 
 

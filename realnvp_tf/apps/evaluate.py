@@ -5,7 +5,9 @@
   python eval.py --saved_model=runs/mnist/export --manual_dir=/path/to/mnist_files
 
 or --model_dir=runs/mnist to evaluate the run's selected weights (those of the best
-validation figure by default) from its checkpoints instead of the export.
+validation figure by default) from its checkpoints instead of the export, or
+--pretrained=NAME for a model shipped in the package (`python eval.py
+--pretrained=digits`: no training first).
 A class-conditional model reports -log p(x | y), the marginal -log p(x) and the
 accuracy of its generative classifier, and draws grids with a row per class.
 Out-of-distribution detection (AUROC, AUPR, FPR95 of each score, against the test

@@ -5,6 +5,7 @@
       --output=scores.jsonl
   python score.py --saved_model=runs/fashion/export --dataset=mnist --split=test \\
       --manual_dir=/path/to/mnist_files --output=mnist.csv
+  python score.py --pretrained=digits --images=my_digits/ --output=scores.csv
 
 Each row: index, image, bits_per_dim, png_bits_per_dim, complexity_corrected and
 typicality (see realnvp_tf.ood.scores); higher scores mean "less like the training

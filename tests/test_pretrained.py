@@ -1,0 +1,173 @@
+"""The models shipped in the package: each serves the figure its card states in a
+process that imports only TensorFlow, round-trips and samples, matches its card's
+config, fits the size limits; names resolve in one line; eval.py and score.py take
+--pretrained with no training."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import realnvp_tf
+from realnvp_tf import data
+from realnvp_tf import pretrained
+from realnvp_tf.evaluation import model_images
+
+import trainer_fixtures as fx
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.environ.get("REALNVP_TF_SHARED_DATA")
+# The models this version ships (the test fails if one goes missing).
+SHIPPED = ["digits"]
+MEGABYTE = 1e6
+
+
+def _env():
+  return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+
+
+def _manual_dir(dataset):
+  if dataset == "digits":
+    return None
+  if not SHARED_DATA:
+    pytest.fail(f"the {dataset} model's check needs REALNVP_TF_SHARED_DATA (a folder "
+                f"with mnist/ and fashion_mnist/ holding the official files).")
+  return os.path.join(SHARED_DATA, dataset)
+
+
+def _check_images(model, count):
+  """The card's fixed images: the first `count` of the model's test split."""
+  info = model_images.data_info(model, manual_dir=_manual_dir(model.dataset))
+  images = np.concatenate([b.numpy() for b in data.make_uint8_dataset(
+      info, "test").batch(256)])
+  assert len(images) >= count
+  return images[:count]
+
+
+def test_the_shipped_models_are_listed_and_an_unknown_name_fails_in_one_line():
+  assert pretrained.names() == sorted(SHIPPED)
+  with pytest.raises(ValueError) as error:
+    realnvp_tf.load_pretrained("nope")
+  message = str(error.value)
+  assert "\n" not in message and "'nope'" in message
+  assert all(name in message for name in SHIPPED)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_a_tensorflow_only_process_gives_the_cards_check_figure(name, tmp_path):
+  card = pretrained.card(name)
+  model = realnvp_tf.load_pretrained(name)
+  images = _check_images(model, card["check"]["images"])
+  np.save(tmp_path / "images.npy", images)
+  script = textwrap.dedent(f"""
+      import sys
+      import numpy as np
+      import tensorflow as tf
+      m = tf.saved_model.load({pretrained.saved_model_path(name)!r})
+      images = np.load({str(tmp_path / 'images.npy')!r})
+      bits = m.bits_per_dim(images, {card["check"]["seed"]!r})["bits_per_dim"]
+      loaded = sorted(n for n in sys.modules
+                      if n.split(".")[0] in ("realnvp_tf", "tensorflow_probability"))
+      assert not loaded, loaded
+      print(float(np.mean(bits.numpy())))
+  """)
+  result = subprocess.run([sys.executable, "-c", script], env=_env(),
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+  assert result.returncode == 0, result.stderr[-3000:]
+  figure = float(result.stdout.strip().splitlines()[-1])
+  assert abs(figure - card["check"]["bits_per_dim"]) <= 1e-3, (figure, card["check"])
+  # A model that learned something: far below a uniform model's log2(K).
+  assert figure < 0.8 * np.log2(model.num_levels)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_a_shipped_model_round_trips_and_samples(name):
+  model = realnvp_tf.load_pretrained(name)
+  images = _check_images(model, 16)
+  x = images.astype(np.float32) + 0.5
+  decoded = model.decode(model.encode(x))["values"].numpy()
+  np.testing.assert_allclose(decoded, x, atol=1e-3)
+  samples = model.sample(16, temperature=0.7, seed=(1, 2))
+  assert samples["images"].shape == (16, *model.image_shape)
+  assert np.all(np.isfinite(samples["values"].numpy()))
+  again = model.sample(16, temperature=0.7, seed=(1, 2))["images"].numpy()
+  np.testing.assert_array_equal(samples["images"].numpy(), again)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_a_cards_config_is_the_models_and_the_sizes_hold(name):
+  card = pretrained.card(name)
+  model = realnvp_tf.load_pretrained(name)
+  flags = fx.flagfile_values(os.path.join(REPO, card["config"]))
+  assert flags["dataset"] == model.dataset == card["dataset"]
+  settings = model.metadata["model"]
+  for flag in ("num_scales", "num_res_blocks", "num_filters"):
+    assert int(flags[flag]) == settings[flag], flag
+  assert card["commands"] and all(f"--flagfile={card['config']}" in c
+                                  for c in card["commands"] if "train.py" in c)
+  folder = pretrained.saved_model_path(name)
+  size = sum(os.path.getsize(os.path.join(root, f))
+             for root, _, files in os.walk(folder) for f in files)
+  assert size == card["size_bytes"] and size <= 10 * MEGABYTE, size
+  # The card's text is the card's, in the package and in docs/pretrained.md.
+  with open(os.path.join(pretrained.path(name), "card.md")) as f:
+    assert f.read() == pretrained.card_text(card)
+  with open(os.path.join(REPO, "docs", "pretrained.md")) as f:
+    assert pretrained.docs_card_text(card) in f.read()
+
+
+def test_all_shipped_models_together_fit_25_megabytes():
+  package = os.path.dirname(pretrained.path(SHIPPED[0]))
+  total = sum(os.path.getsize(os.path.join(root, f))
+              for root, _, files in os.walk(package) for f in files)
+  assert total <= 25 * MEGABYTE, total
+
+
+def test_eval_py_pretrained_needs_no_training_and_gives_the_cards_figure(tmp_path):
+  output = tmp_path / "eval.json"
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO, "eval.py"), "--pretrained=digits",
+       f"--output={output}"], env=_env(), capture_output=True, text=True, timeout=600,
+      cwd=tmp_path)
+  assert result.returncode == 0, result.stderr[-3000:]
+  metrics = json.loads(output.read_text())
+  card = pretrained.card("digits")
+  assert metrics["num_images"] == card["test_images"]
+  assert metrics["bits_per_dim"] == pytest.approx(card["test_bits_per_dim"], abs=1e-4)
+
+
+def test_score_py_pretrained_scores_a_folder_and_names_fail_in_one_line(tmp_path):
+  model = realnvp_tf.load_pretrained("digits")
+  folder = tmp_path / "digits"
+  folder.mkdir()
+  for i, image in enumerate(_check_images(model, 3)):
+    # 8x8 pixels in 0..16, written as 8-bit PNGs the way a user's scans would be.
+    scaled = np.round(image.astype(np.float32) * 255 / 16).astype(np.uint8)
+    tf.io.write_file(str(folder / f"{i}.png"), tf.io.encode_png(scaled))
+  output = tmp_path / "scores.csv"
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO, "score.py"), "--pretrained=digits",
+       f"--images={folder}", f"--output={output}"], env=_env(), capture_output=True,
+      text=True, timeout=600, cwd=tmp_path)
+  assert result.returncode == 0, result.stderr[-3000:]
+  rows = output.read_text().strip().splitlines()
+  assert len(rows) == 4 and "bits_per_dim" in rows[0]
+  for command, more in (("score.py", [f"--images={folder}", f"--output={output}"]),
+                        ("eval.py", [])):
+    bad = subprocess.run(
+        [sys.executable, os.path.join(REPO, command), "--pretrained=nope", *more],
+        env=_env(), capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert bad.returncode != 0
+    assert "Traceback" not in bad.stderr, bad.stderr[-2000:]
+    lines = [line for line in bad.stderr.splitlines() if "nope" in line]
+    assert len(lines) == 1 and "digits" in lines[0], bad.stderr[-2000:]
+  both = subprocess.run(
+      [sys.executable, os.path.join(REPO, "eval.py"), "--pretrained=digits",
+       f"--saved_model={tmp_path}"], env=_env(), capture_output=True, text=True,
+      timeout=300, cwd=tmp_path)
+  assert both.returncode != 0 and "exactly one of" in both.stderr

@@ -1,0 +1,174 @@
+"""Puts a finished train.py run into the package as a shipped model, with its card.
+
+  python tools/package_pretrained.py --name=digits --model_dir=runs/pretrained_digits \\
+      --config=configs/pretrained_digits.cfg \\
+      --command="python train.py --flagfile=configs/pretrained_digits.cfg \\
+                 --model_dir=runs/pretrained_digits"
+
+Copies the run's export to realnvp_tf/pretrained/NAME/model/, measures the check
+figure (mean bits/dim of the first --check_images test images, noise seed (0, 0),
+through the export's own signature: what the tests recompute in a TensorFlow-only
+process), draws the learning curve (validation bits/dim against training minutes,
+from the run's TensorBoard events) and a sample grid, and writes card.json, card.md
+and the model's section of docs/pretrained.md. A maintainer's tool: not installed.
+"""
+
+import json
+import os
+import platform
+import shutil
+import sys
+
+from absl import app
+from absl import flags
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [REPO, os.path.join(REPO, "bench")]  # this checkout, and plot_curves
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("name", None, "The model's name (realnvp_tf.load_pretrained's).",
+                    required=True)
+flags.DEFINE_string("model_dir", None, "The finished train.py run.", required=True)
+flags.DEFINE_string("config", None, "The flagfile that trained it (repo-relative).",
+                    required=True)
+flags.DEFINE_multi_string("command", [], "The commands that trained it, in order.")
+flags.DEFINE_string("manual_dir", None, "Official files of the dataset, if needed.")
+flags.DEFINE_string("data_dir", None, "tensorflow-datasets data directory.")
+flags.DEFINE_integer("check_images", 1000, "Test images of the check figure.")
+flags.DEFINE_float("temperature", 0.7, "Temperature of the card's sample grid.")
+flags.DEFINE_string("bound", None, "The JSON eval.py --output wrote for this model "
+                    "with --num_dequant_samples=S > 1: the importance-weighted bound "
+                    "goes on the card beside the uniform-dequantization figure.")
+flags.DEFINE_string("notes", "", "Anything else the card should say.")
+
+
+def _events(folder, tag):
+  """[(wall_time, step, value)] of scalar `tag` in a run's TensorBoard folder."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  out = []
+  for path in sorted(tf.io.gfile.glob(os.path.join(folder, "events.out.tfevents.*"))):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.tag == tag:
+          out.append((event.wall_time, event.step,
+                      float(tf.make_ndarray(value.tensor))))
+  return out
+
+
+def _curve(model_dir):
+  """([minutes, step, validation bits/dim], training wall seconds): minutes from
+  the run's first logged step (a resumed run's pause between legs is left out)."""
+  train = _events(os.path.join(model_dir, "train"), "bits_per_dim")
+  validation = _events(os.path.join(model_dir, "validation"), "bits_per_dim")
+  times = sorted(t for t, _, _ in train)
+  # Each logged step's wall time, with gaps over 10 minutes (a pause between legs)
+  # cut out.
+  elapsed, total, previous = {}, 0.0, times[0]
+  for t in times:
+    total += min(t - previous, 600.0)
+    previous = t
+    elapsed[t] = total
+  start = times[0]
+
+  def minutes(t):
+    before = [s for s in times if s <= t] or [start]
+    return (elapsed[before[-1]] + min(t - before[-1], 600.0)) / 60.0
+
+  return ([[round(minutes(t), 3), step, bits] for t, step, bits in validation],
+          round(total, 1))
+
+
+def _machine():
+  import benchlib  # pylint: disable=g-import-not-at-top
+  info = benchlib.machine_info()
+  amx = " with AMX" if "amx_bf16" in info["cpu_flags"] else ""
+  return f"{info['cpu_model']}{amx}, {info['nproc']} cores ({platform.machine()})"
+
+
+def main(argv):
+  del argv
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  import plot_curves  # pylint: disable=g-import-not-at-top
+  import realnvp_tf  # pylint: disable=g-import-not-at-top
+  from realnvp_tf import data  # pylint: disable=g-import-not-at-top
+  from realnvp_tf import pretrained  # pylint: disable=g-import-not-at-top
+  from realnvp_tf.evaluation import figures  # pylint: disable=g-import-not-at-top
+  from realnvp_tf.evaluation import model_images  # pylint: disable=g-import-not-at-top
+
+  run = FLAGS.model_dir
+  with open(os.path.join(run, "metrics.json")) as f:
+    metrics = json.load(f)
+  folder = os.path.join(REPO, "realnvp_tf", "pretrained", FLAGS.name)
+  shutil.rmtree(folder, ignore_errors=True)
+  shutil.copytree(os.path.join(run, "export"), os.path.join(folder, "model"))
+  model = realnvp_tf.load(os.path.join(folder, "model"))
+
+  info = model_images.data_info(model, data_dir=FLAGS.data_dir,
+                                manual_dir=FLAGS.manual_dir)
+  images = np.concatenate([batch.numpy() for batch in data.make_uint8_dataset(
+      info, "test").batch(256).take(-(-FLAGS.check_images // 256))])
+  images = images[:FLAGS.check_images]
+  check = float(np.mean(model.bits_per_dim(images, seed=(0, 0))))
+
+  curve, seconds = _curve(run)
+  summary = {"curve": curve, "steps": metrics["step"],
+             "selected_test_bits_per_dim": metrics["bits_per_dim"]}
+  plot_curves.draw([(FLAGS.name, summary)], os.path.join(folder, "learning_curve.png"),
+                   f"{FLAGS.name}: validation bits/dim against training minutes")
+  figures.write_png(os.path.join(folder, "samples.png"),
+                    figures.sample_grid(model, FLAGS.temperature, (0, 0)))
+  with open(os.path.join(run, "config.json")) as f:
+    batch_size = json.load(f)["train"]["batch_size"]
+  train_images = info.num_train
+  card = {
+      "name": FLAGS.name, "dataset": model.dataset, "config": FLAGS.config,
+      "commands": FLAGS.command, "steps": metrics["step"],
+      "selected_step": metrics.get("selected_step"),
+      "epochs": round(metrics["step"] * batch_size / train_images, 1),
+      "training_seconds": seconds, "machine": _machine(),
+      "test_bits_per_dim": metrics["bits_per_dim"],
+      "test_bits_per_dim_stderr": metrics["bits_per_dim_stderr"],
+      "test_images": metrics["num_images"],
+      "check": {"images": len(images), "seed": [0, 0], "bits_per_dim": check},
+      "curve": curve, "sample_temperature": FLAGS.temperature,
+      "size_bytes": sum(os.path.getsize(os.path.join(root, name))
+                        for root, _, names in os.walk(os.path.join(folder, "model"))
+                        for name in names),
+      "notes": FLAGS.notes,
+  }
+  if FLAGS.bound:
+    with open(FLAGS.bound) as f:
+      bound = json.load(f)
+    card["importance_weighted"] = {
+        "samples": bound["num_dequant_samples"], "bits_per_dim": bound["bits_per_dim"],
+        "bits_per_dim_stderr": bound["bits_per_dim_stderr"],
+        "test_images": bound["num_images"]}
+  with open(os.path.join(folder, pretrained.CARD_FILE), "w") as f:
+    json.dump(card, f, indent=2)
+    f.write("\n")
+  with open(os.path.join(folder, "card.md"), "w") as f:
+    f.write(pretrained.card_text(card))
+  _update_docs(FLAGS.name, pretrained.docs_card_text(card))
+  print(json.dumps({"name": FLAGS.name, "check": check,
+                    "test_bits_per_dim": card["test_bits_per_dim"],
+                    "size_bytes": card["size_bytes"]}))
+
+
+def _update_docs(name, text):
+  """Replaces model `name`'s section of docs/pretrained.md (between its markers)."""
+  path = os.path.join(REPO, "docs", "pretrained.md")
+  with open(path) as f:
+    doc = f.read()
+  begin, end = f"<!-- card: {name} -->\n", f"<!-- end card: {name} -->\n"
+  section = begin + text + end
+  if begin in doc:
+    doc = doc[:doc.index(begin)] + section + doc[doc.index(end) + len(end):]
+  else:
+    doc += "\n" + section
+  with open(path, "w") as f:
+    f.write(doc)
+
+
+if __name__ == "__main__":
+  app.run(main)
