@@ -13,6 +13,7 @@ from the run's TensorBoard events) and a sample grid, and writes card.json, card
 and the model's section of docs/pretrained.md. A maintainer's tool: not installed.
 """
 
+import itertools
 import json
 import os
 import platform
@@ -56,26 +57,19 @@ def _events(folder, tag):
 
 
 def _curve(model_dir):
-  """([minutes, step, validation bits/dim], training wall seconds): minutes from
-  the run's first logged step (a resumed run's pause between legs is left out)."""
-  train = _events(os.path.join(model_dir, "train"), "bits_per_dim")
+  """([minutes, step, validation bits/dim], training wall seconds): time from the
+  run's first logged step, each gap between logged steps capped at 10 minutes (so a
+  resumed run's pause between legs is left out)."""
+  times = sorted(t for t, _, _ in _events(os.path.join(model_dir, "train"),
+                                         "bits_per_dim"))
+
+  def active_seconds(until):
+    points = [t for t in times if t < until] + [until]
+    return sum(min(b - a, 600.0) for a, b in itertools.pairwise(points))
+
   validation = _events(os.path.join(model_dir, "validation"), "bits_per_dim")
-  times = sorted(t for t, _, _ in train)
-  # Each logged step's wall time, with gaps over 10 minutes (a pause between legs)
-  # cut out.
-  elapsed, total, previous = {}, 0.0, times[0]
-  for t in times:
-    total += min(t - previous, 600.0)
-    previous = t
-    elapsed[t] = total
-  start = times[0]
-
-  def minutes(t):
-    before = [s for s in times if s <= t] or [start]
-    return (elapsed[before[-1]] + min(t - before[-1], 600.0)) / 60.0
-
-  return ([[round(minutes(t), 3), step, bits] for t, step, bits in validation],
-          round(total, 1))
+  return ([[round(active_seconds(t) / 60.0, 3), step, bits]
+           for t, step, bits in validation], round(active_seconds(times[-1]), 1))
 
 
 def _machine():
