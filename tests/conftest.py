@@ -61,6 +61,15 @@ def prepared_data_dir(tmp_path_factory):
                                                prepare))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def pretrained_cache(tmp_path_factory):
+  """The shipped models' SavedModels are written here, not into the user's cache
+  (processes the tests start inherit it)."""
+  if not os.environ.get("REALNVP_TF_CACHE"):
+    os.environ["REALNVP_TF_CACHE"] = str(tmp_path_factory.mktemp("pretrained_cache"))
+  return os.environ["REALNVP_TF_CACHE"]
+
+
 def pytest_collection_modifyitems(items):
   """Tests marked `long` (minutes each) run first. The two workers share the rest as
   they free up (`--dist worksteal`); a long test started near the end would keep one

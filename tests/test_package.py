@@ -7,6 +7,11 @@ import re
 import subprocess
 import sys
 
+import numpy as np
+import tensorflow as tf
+
+from realnvp_tf import data
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(REPO, "realnvp_tf")
 RULES_DOC = os.path.join(REPO, "docs", "architecture.md")
@@ -254,8 +259,22 @@ def test_pip_install_gives_console_scripts_that_work_from_any_directory(tmp_path
   shipped = _run([str(bin_dir / "python"), "-c",
                   "import realnvp_tf; from realnvp_tf import pretrained; "
                   "m = realnvp_tf.load_pretrained('digits'); "
-                  "print(pretrained.saved_model_path('digits'), m.image_shape)"],
+                  "print(pretrained.stored_path('digits'), m.image_shape)"],
                  cwd=elsewhere)
   assert shipped.returncode == 0, shipped.stderr[-2000:]
   assert shipped.stdout.strip().startswith(str(venv)), shipped.stdout
   assert shipped.stdout.strip().endswith("(8, 8, 1)"), shipped.stdout
+  # The README's first command on a fresh install: a folder of 28x28 digit PNGs
+  # (the bundled 8x8 digits, enlarged) scored by the shipped MNIST model.
+  folder = tmp_path / "my_digits"
+  folder.mkdir()
+  digits = next(iter(data.make_uint8_dataset("digits", "test").batch(3))).numpy()
+  for i, image in enumerate(digits):
+    large = tf.image.resize(image.astype(np.float32) * 255 / 16, (28, 28))
+    tf.io.write_file(str(folder / f"{i}.png"),
+                     tf.io.encode_png(tf.cast(tf.round(large), tf.uint8)))
+  scored = _run([str(bin_dir / "realnvp-score"), "--pretrained=mnist",
+                 f"--images={folder}", "--output=scores.csv"], cwd=elsewhere)
+  assert scored.returncode == 0, scored.stderr[-2000:]
+  rows = (elsewhere / "scores.csv").read_text().strip().splitlines()
+  assert len(rows) == 4 and "bits_per_dim" in rows[0], rows

@@ -5,12 +5,14 @@
       --command="python train.py --flagfile=configs/pretrained_digits.cfg \\
                  --model_dir=runs/pretrained_digits"
 
-Copies the run's export to realnvp_tf/pretrained/NAME/model/, measures the check
-figure (mean bits/dim of the first --check_images test images, noise seed (0, 0),
-through the export's own signature: what the tests recompute in a TensorFlow-only
-process), draws the learning curve (validation bits/dim against training minutes,
-from the run's TensorBoard events) and a sample grid, and writes card.json, card.md
-and the model's section of docs/pretrained.md. A maintainer's tool: not installed.
+Stores the run's export in realnvp_tf/pretrained/NAME/model/ (`pretrained.storage`:
+the graph compressed, the kernels in float16), measures the check figure (mean bits/dim
+of the first --check_images test images, noise seed (0, 0), through the restored
+export's own signature: what the tests recompute in a TensorFlow-only process) and the
+same figure of the unrounded export, draws the learning curve (validation bits/dim
+against training minutes, from the run's TensorBoard events) and a sample grid, and
+writes card.json, card.md and the model's section of docs/pretrained.md. A
+maintainer's tool: not installed.
 """
 
 import itertools
@@ -19,6 +21,7 @@ import os
 import platform
 import shutil
 import sys
+import tempfile
 
 from absl import app
 from absl import flags
@@ -40,6 +43,14 @@ flags.DEFINE_float("temperature", 0.7, "Temperature of the card's sample grid.")
 flags.DEFINE_string("bound", None, "The JSON eval.py --output wrote for this model "
                     "with --num_dequant_samples=S > 1: the importance-weighted bound "
                     "goes on the card beside the uniform-dequantization figure.")
+flags.DEFINE_string("eval", None, "The JSON `eval.py --pretrained=NAME --output=...` "
+                    "wrote for the model this tool stored before: the card's test "
+                    "figure is then the shipped model's, and its AUROCs (with "
+                    "--ood_dataset) go on the card.")
+flags.DEFINE_enum("serving_dtype", None, ["float32", "bfloat16", "float16"],
+                  "Store the run's weights exported anew with s/t networks in this "
+                  "precision instead of the run's own export (float32 for a model "
+                  "trained in bfloat16: exact round trips).")
 flags.DEFINE_string("notes", "", "Anything else the card should say.")
 
 
@@ -89,14 +100,25 @@ def main(argv):
   from realnvp_tf import pretrained  # pylint: disable=g-import-not-at-top
   from realnvp_tf.evaluation import figures  # pylint: disable=g-import-not-at-top
   from realnvp_tf.evaluation import model_images  # pylint: disable=g-import-not-at-top
+  from realnvp_tf.pretrained import storage  # pylint: disable=g-import-not-at-top
+  from realnvp_tf.runs import export  # pylint: disable=g-import-not-at-top
+  from realnvp_tf.runs import loading  # pylint: disable=g-import-not-at-top
 
   run = FLAGS.model_dir
   with open(os.path.join(run, "metrics.json")) as f:
     metrics = json.load(f)
   folder = os.path.join(REPO, "realnvp_tf", "pretrained", FLAGS.name)
+  stored = os.path.join(folder, pretrained.MODEL_FOLDER)
   shutil.rmtree(folder, ignore_errors=True)
-  shutil.copytree(os.path.join(run, "export"), os.path.join(folder, "model"))
-  model = realnvp_tf.load(os.path.join(folder, "model"))
+  scratch = tempfile.mkdtemp()
+  export_dir = os.path.join(run, "export")
+  if FLAGS.serving_dtype:
+    flow, _, _ = loading.restore_for_inference(run, FLAGS.serving_dtype)
+    export_dir = export.export_saved_model(flow, os.path.join(scratch, "export"),
+                                           realnvp_tf.load(export_dir).metadata)
+  rounded = storage.store(export_dir, stored)
+  storage.restore(stored, os.path.join(scratch, "model"))
+  model = realnvp_tf.load(os.path.join(scratch, "model"))
 
   info = model_images.data_info(model, data_dir=FLAGS.data_dir,
                                 manual_dir=FLAGS.manual_dir)
@@ -104,6 +126,8 @@ def main(argv):
       info, "test").batch(256).take(-(-FLAGS.check_images // 256))])
   images = images[:FLAGS.check_images]
   check = float(np.mean(model.bits_per_dim(images, seed=(0, 0))))
+  unrounded = float(np.mean(realnvp_tf.load(export_dir).bits_per_dim(images,
+                                                                     seed=(0, 0))))
 
   curve, seconds = _curve(run)
   summary = {"curve": curve, "steps": metrics["step"],
@@ -124,11 +148,11 @@ def main(argv):
       "test_bits_per_dim": metrics["bits_per_dim"],
       "test_bits_per_dim_stderr": metrics["bits_per_dim_stderr"],
       "test_images": metrics["num_images"],
-      "check": {"images": len(images), "seed": [0, 0], "bits_per_dim": check},
+      "check": {"images": len(images), "seed": [0, 0], "bits_per_dim": check,
+                "unrounded_bits_per_dim": unrounded, "float16_tensors": rounded},
       "curve": curve, "sample_temperature": FLAGS.temperature,
       "size_bytes": sum(os.path.getsize(os.path.join(root, name))
-                        for root, _, names in os.walk(os.path.join(folder, "model"))
-                        for name in names),
+                        for root, _, names in os.walk(stored) for name in names),
       "notes": FLAGS.notes,
   }
   if FLAGS.bound:
@@ -138,15 +162,33 @@ def main(argv):
         "samples": bound["num_dequant_samples"], "bits_per_dim": bound["bits_per_dim"],
         "bits_per_dim_stderr": bound["bits_per_dim_stderr"],
         "test_images": bound["num_images"]}
+  if FLAGS.eval:
+    _take_evaluation(card, FLAGS.eval)
   with open(os.path.join(folder, pretrained.CARD_FILE), "w") as f:
     json.dump(card, f, indent=2)
     f.write("\n")
   with open(os.path.join(folder, "card.md"), "w") as f:
     f.write(pretrained.card_text(card))
   _update_docs(FLAGS.name, pretrained.docs_card_text(card))
-  print(json.dumps({"name": FLAGS.name, "check": check,
+  shutil.rmtree(scratch)
+  print(json.dumps({"name": FLAGS.name, "check": check, "unrounded_check": unrounded,
                     "test_bits_per_dim": card["test_bits_per_dim"],
                     "size_bytes": card["size_bytes"]}))
+
+
+def _take_evaluation(card, path):
+  """The shipped model's own test figure and OOD AUROCs, from eval.py's JSON."""
+  with open(path) as f:
+    shipped = json.load(f)
+  card["trained_test_bits_per_dim"] = card["test_bits_per_dim"]
+  card["test_bits_per_dim"] = shipped["bits_per_dim"]
+  card["test_bits_per_dim_stderr"] = shipped["bits_per_dim_stderr"]
+  assert shipped["num_images"] == card["test_images"], (shipped, card)
+  if "ood" in shipped:
+    ood = shipped["ood"]
+    card["ood"] = {"in": ood["in"], "ood": ood["ood"], "num_in": ood["num_in"],
+                   "num_ood": ood["num_ood"],
+                   "auroc": {name: row["auroc"] for name, row in ood["scores"].items()}}
 
 
 def _update_docs(name, text):
