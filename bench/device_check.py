@@ -75,7 +75,10 @@ TOLERANCE = {"float32": 0.0, "bfloat16": 0.05, "float16": 0.01}
 # relative to it, and of Adam's first moments after one step, relative to their
 # largest entry.
 TWO_DEVICE_TOLERANCE = 1e-2
-TWO_DEVICE_GRADIENT_TOLERANCE = 1e-4
+# 1e-4 held on an Intel Xeon; an AMD EPYC (Zen 4) measured 5.4e-3 (oneDNN's kernels
+# for a batch of 32 and of 64 round differently). A replica reduction off by a factor
+# of 2 gives 0.5.
+TWO_DEVICE_GRADIENT_TOLERANCE = 2e-2
 
 
 def _split_cpu(count):

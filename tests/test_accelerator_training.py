@@ -400,7 +400,8 @@ def test_device_check_figures_match_an_evaluation_of_its_own_inputs(tmp_path):
   assert two["ok"] and two["relative_weight_difference"] < 1e-2, two
   # No weight further apart than Adam can move one in 3 steps (learning rate 1e-3).
   assert two["max_abs_weight_difference"] <= 2 * 1e-3 * 3, two
-  assert 0 <= two["max_relative_gradient_difference"] < 1e-4, two
+  # Round-off differs by machine (1e-6 to 5.4e-3 measured); SUM vs MEAN gives 0.5.
+  assert 0 <= two["max_relative_gradient_difference"] <= 2e-2, two
 
 
 @pytest.mark.long
