@@ -200,7 +200,10 @@ def test_several_adam_steps_with_warmup_equal_keras_adam_on_plain_gradients(tmp_
     optimizer.apply(clipped, flow.trainable_variables)
     bits, grad_norm, finite = fx.one_step(trainer, batch)
     assert bool(finite)
-    np.testing.assert_allclose(grad_norm, norm, rtol=1e-4)
+    # From the second step on, the two sets of weights differ by round-off (see below),
+    # so the norms agree to the first moments' 1e-3, not to float32's 1e-4 (1.3e-4 was
+    # seen on an AMD EPYC Zen 4).
+    np.testing.assert_allclose(grad_norm, norm, rtol=1e-3)
     # Adam's first moment, computed here: m <- 0.9 m + 0.1 g (g clipped).
     first_moment = 0.9 * first_moment + 0.1 * _flat(clipped)
     _assert_close(_flat(trainer.state.optimizer.first_moments), first_moment,
