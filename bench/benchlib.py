@@ -171,16 +171,18 @@ def machine_info():
   }
 
 
-def skip_final_collection():
-  """Spares the exit a garbage collection of every traced graph's Python objects.
+def run(main):
+  """absl's `app.run(main)`, then the end of the process with main's exit status
+  without the interpreter's teardown (`realnvp_tf.apps.process`): with a traced
+  training step alive, that teardown's garbage collection alone took 20-40 s on
+  this machine (seen in gdb: Py_FinalizeEx -> gc_collect_main)."""
+  from absl import app  # pylint: disable=g-import-not-at-top
 
-  At interpreter exit Python runs a full cyclic collection; with the flow's traced
-  training step alive that took 20-40 s on this machine (seen in gdb: Py_FinalizeEx ->
-  gc_collect_main). Freezing the heap first makes the collection skip those objects.
-  Call it after the results are printed.
-  """
-  import gc  # pylint: disable=g-import-not-at-top
-  gc.freeze()
+  from realnvp_tf.apps import process  # pylint: disable=g-import-not-at-top
+  try:
+    app.run(main)
+  except SystemExit as end:
+    process.exit_without_teardown(end.code)
 
 
 def clean_json(value, digits=5):

@@ -40,7 +40,6 @@ import sys
 import tempfile
 import time
 
-from absl import app
 from absl import flags
 
 import benchlib
@@ -225,8 +224,7 @@ def main(argv):
       "total_seconds": time.perf_counter() - t_start,
   }
   print(json.dumps(benchlib.clean_json(result), allow_nan=False), flush=True)
-  benchlib.skip_final_collection()
 
 
 if __name__ == "__main__":
-  app.run(main)
+  benchlib.run(main)

@@ -27,7 +27,6 @@ import statistics
 import tempfile
 import time
 
-from absl import app
 from absl import flags
 import numpy as np
 from PIL import Image
@@ -148,4 +147,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  benchlib.run(main)

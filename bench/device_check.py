@@ -34,7 +34,6 @@ import sys
 import tempfile
 import time
 
-from absl import app
 from absl import flags
 import numpy as np
 
@@ -274,11 +273,10 @@ def main(argv):
       "machine": benchlib.machine_info(),
   }
   print(json.dumps(benchlib.clean_json(result, digits=9)), flush=True)
-  benchlib.skip_final_collection()
   if not result["ok"]:
     sys.exit(1)
 
 
 if __name__ == "__main__":
   with contextlib.suppress(KeyboardInterrupt):
-    app.run(main)
+    benchlib.run(main)

@@ -362,8 +362,7 @@ def main(argv):
       "total_s": time.perf_counter() - t_start,
   })
   print(json.dumps(benchlib.clean_json(result), allow_nan=False), flush=True)
-  benchlib.skip_final_collection()
 
 
 if __name__ == "__main__":
-  app.run(main)
+  benchlib.run(main)

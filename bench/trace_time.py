@@ -10,7 +10,6 @@ Prints one JSON line (seconds and the traced graphs' op counts).
 import json
 import time
 
-from absl import app
 from absl import flags
 
 import benchlib
@@ -49,4 +48,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  benchlib.run(main)

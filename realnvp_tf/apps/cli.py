@@ -73,13 +73,18 @@ def expand_config_flag(argv):
 def run_app(main, app_module, argv=None):
   """`app.run(main)` for an app module run through a console script or a thin
   top-level script: --help lists `app_module`'s flags (absl shows the key flags of
-  the script that was started, which defines none itself)."""
+  the script that was started, which defines none itself). The process then ends
+  with main's exit status without the interpreter's teardown
+  (`process.exit_without_teardown`)."""
   for flag in FLAGS.get_key_flags_for_module(app_module):
     FLAGS.register_key_flag_for_module(sys.argv[0], flag)
   FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS["library_logs"])
   process.keep_only_own_info_lines(
       show_all=lambda: FLAGS.is_parsed() and FLAGS.library_logs)
-  app.run(main, argv=argv)
+  try:
+    app.run(main, argv=argv)
+  except SystemExit as end:  # app.run always ends so, main's status in it
+    process.exit_without_teardown(end.code)
 
 
 
