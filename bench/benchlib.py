@@ -172,17 +172,12 @@ def machine_info():
 
 
 def run(main):
-  """absl's `app.run(main)`, then the end of the process with main's exit status
-  without the interpreter's teardown (`realnvp_tf.apps.process`): with a traced
-  training step alive, that teardown's garbage collection alone took 20-40 s on
-  this machine (seen in gdb: Py_FinalizeEx -> gc_collect_main)."""
-  from absl import app  # pylint: disable=g-import-not-at-top
-
+  """`realnvp_tf.apps.process.run_main(main)`: absl's app.run, then the end of the
+  process without the interpreter's teardown, whose garbage collection alone took
+  20-40 s with a traced training step alive (seen in gdb: Py_FinalizeEx ->
+  gc_collect_main)."""
   from realnvp_tf.apps import process  # pylint: disable=g-import-not-at-top
-  try:
-    app.run(main)
-  except SystemExit as end:
-    process.exit_without_teardown(end.code)
+  process.run_main(main)
 
 
 def clean_json(value, digits=5):

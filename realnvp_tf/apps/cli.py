@@ -6,7 +6,6 @@ import math
 import os
 import sys
 
-from absl import app
 from absl import flags
 
 from realnvp_tf import data
@@ -75,16 +74,13 @@ def run_app(main, app_module, argv=None):
   top-level script: --help lists `app_module`'s flags (absl shows the key flags of
   the script that was started, which defines none itself). The process then ends
   with main's exit status without the interpreter's teardown
-  (`process.exit_without_teardown`)."""
+  (`process.run_main`)."""
   for flag in FLAGS.get_key_flags_for_module(app_module):
     FLAGS.register_key_flag_for_module(sys.argv[0], flag)
   FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS["library_logs"])
   process.keep_only_own_info_lines(
       show_all=lambda: FLAGS.is_parsed() and FLAGS.library_logs)
-  try:
-    app.run(main, argv=argv)
-  except SystemExit as end:  # app.run always ends so, main's status in it
-    process.exit_without_teardown(end.code)
+  process.run_main(main, argv=argv)
 
 
 

@@ -20,6 +20,7 @@ import os
 import sys
 import tempfile
 
+from absl import app
 from absl import logging
 
 SHOW_ENV = "REALNVP_TF_STARTUP_LOGS"
@@ -88,6 +89,15 @@ def keep_only_own_info_lines(show_all=lambda: False):
 
   logging.get_absl_handler().python_handler.addFilter(keep)
   return keep
+
+
+def run_main(main, argv=None):
+  """absl's `app.run(main, argv)`, then the end of the process with main's exit
+  status through `exit_without_teardown` (app.run always ends in SystemExit)."""
+  try:
+    app.run(main, argv=argv)
+  except SystemExit as end:
+    exit_without_teardown(end.code)
 
 
 def exit_without_teardown(code):
