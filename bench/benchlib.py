@@ -25,7 +25,7 @@ CONFIGS = {
     # of the results (3 scales, 2 blocks): steps short enough for the host's share of
     # a step to show.
     # The tests' model: seconds, not minutes, for a check of the machinery.
-    "smoke": dict(dataset="digits", image_shape=(8, 8, 1), num_scales=2,
+    "smoke": dict(dataset="digits", image_shape=(8, 8, 1), num_scales=1,
                   num_res_blocks=1, num_filters=4, num_levels=17),
     "quickstart": dict(dataset="digits", image_shape=(8, 8, 1), num_scales=2,
                        num_res_blocks=2, num_filters=16, num_levels=17),

@@ -314,7 +314,7 @@ import sys
 from tensorflow.python.framework import config
 from realnvp_tf import training
 from realnvp_tf.model.config import RealNVPConfig
-model = RealNVPConfig(image_shape=(8, 8, 1), num_levels=17, num_scales=2,
+model = RealNVPConfig(image_shape=(8, 8, 1), num_levels=17, num_scales=1,
                       num_res_blocks=1, num_filters=4)
 for name, deterministic in (("plain", False), ("deterministic", True)):
   training.Trainer(model, training.TrainConfig(
@@ -358,7 +358,7 @@ def _training_bits_per_dim(precision, weights, images):
   from realnvp_tf.model import config as config_lib  # pylint: disable=g-import-not-at-top
   from realnvp_tf.model import flow as flow_lib  # pylint: disable=g-import-not-at-top
   model_config = config_lib.RealNVPConfig(
-      image_shape=(8, 8, 1), num_scales=2, num_res_blocks=1, num_filters=4,
+      image_shape=(8, 8, 1), num_scales=1, num_res_blocks=1, num_filters=4,
       num_levels=17, compute_dtype=precision)
   flow = flow_lib.build_realnvp(model_config)
   assert len(flow.variables) == len(weights)
