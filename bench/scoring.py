@@ -1,7 +1,8 @@
 """score.py's throughput beside eval.py's, in images/s, on one SavedModel.
 
-Exports the bench config (28x28x1, 2 scales, 4 blocks, 32 filters; float32 or
-bfloat16) and times, on the same `--images` random 8-bit images:
+Exports `--config`'s flow (benchlib; the default bench config: 28x28x1, 2 scales, 4
+blocks, 32 filters), float32 or bfloat16, and times, on the same `--images` random
+images of its shape and grey levels:
 
 - `eval_images_per_s`: eval.py's test figure (`likelihood.evaluate_bits_per_dim` over
   the evaluation pipeline: dequantized batches into the SavedModel's `log_prob`);
@@ -12,6 +13,7 @@ bfloat16) and times, on the same `--images` random 8-bit images:
 
 Each figure is the median of `--repeats` timed passes after an untimed one (tracing).
 Prints one JSON line. Usage:  python bench/scoring.py [--precision=bfloat16]
+(`--config=smoke`: the tests' model, seconds for a check that every figure comes).
 """
 
 import json
@@ -34,6 +36,7 @@ from realnvp_tf.runs import export
 from realnvp_tf.runs import loading
 
 FLAGS = flags.FLAGS
+flags.DEFINE_enum("config", "bench", list(benchlib.CONFIGS), "The model (benchlib).")
 flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"], "s/t precision.")
 flags.DEFINE_integer("images", 2048, "Images per pass.")
 flags.DEFINE_integer("batch_size", 256, "Batch size of both commands.")
@@ -52,11 +55,14 @@ def _median_rate(run, count):
 
 def main(argv):
   del argv
-  _, config = benchlib.config("bench", FLAGS.precision)
+  _, config = benchlib.config(FLAGS.config, FLAGS.precision)
+  height, width, channels = config.image_shape
   rng = np.random.default_rng(0)
   # Smooth random images (low-pass noise), so that PNG has something to compress.
-  coarse = rng.integers(0, 256, (FLAGS.images, 7, 7, 1)).astype(np.float32)
-  images = tf.cast(tf.image.resize(coarse, (28, 28)), tf.uint8).numpy()
+  coarse = rng.integers(0, config.num_levels, (
+      FLAGS.images, max(1, height // 4), max(1, width // 4), channels))
+  images = tf.cast(tf.image.resize(coarse.astype(np.float32), (height, width)),
+                   tf.uint8).numpy()
   with tempfile.TemporaryDirectory() as tmp:
     export.export_saved_model(flow_lib.build_realnvp(config), os.path.join(tmp, "m"))
     model = loading.load_saved_model(os.path.join(tmp, "m"))
@@ -78,7 +84,7 @@ def main(argv):
           model, image_inputs.open_inputs(spec, config.image_shape, config.num_levels),
           os.path.join(tmp, "rows.csv"), FLAGS.batch_size), FLAGS.images)
   print(json.dumps(dict(
-      config="bench", precision=FLAGS.precision, images=FLAGS.images,
+      config=FLAGS.config, precision=FLAGS.precision, images=FLAGS.images,
       batch_size=FLAGS.batch_size, eval_images_per_s=round(eval_rate, 1),
       score_npy_images_per_s=round(rates["npy"], 1),
       score_png_folder_images_per_s=round(rates["png_folder"], 1),
