@@ -8,8 +8,6 @@ import textwrap
 
 import numpy as np
 import pytest
-from sklearn import metrics as sk_metrics
-from sklearn.datasets import load_digits
 import tensorflow as tf
 
 import realnvp_tf
@@ -24,6 +22,8 @@ from flow_checks import assert_bijective_and_finite
 from flow_checks import brute_force_log_det
 from flow_checks import perturb_variables
 from flow_checks import relative_error
+import raw_digits
+import reference_metrics
 import trainer_fixtures
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -236,36 +236,26 @@ def digits_run(tmp_path_factory):
     return str(model_dir), json.load(f)
 
 
-def _digits_split(split):
-  """Images and labels of a digits split, straight from scikit-learn."""
-  digits = load_digits()
-  order = np.random.RandomState(0).permutation(len(digits.images))
-  start, end = {"train": (0, 1300), "validation": (1300, 1500),
-                "test": (1500, 1797)}[split]
-  return (digits.images[order[start:end]].astype(np.uint8)[..., None],
-          digits.target[order[start:end]])
-
-
 def test_training_separates_the_classes(digits_run):
   model_dir, metrics = digits_run
   model = loading.load(os.path.join(model_dir, "export"))
   x = trainer_fixtures.images(1, count=4)
   after = np.stack([model.log_prob(x, np.full([4], y)).numpy() for y in range(10)], 1)
   assert np.all(np.ptp(after, axis=1) > 0.1)
-  train_labels = _digits_split("train")[1]
+  train_labels = raw_digits.split("train")[1]
   assert metrics["class_counts"] == np.bincount(train_labels, minlength=10).tolist()
   assert model.metadata["class_counts"] == metrics["class_counts"]
 
 
 def test_the_generative_classifier_beats_chance_on_digits(digits_run):
   model = loading.load(os.path.join(digits_run[0], "export"))
-  images, labels = _digits_split("test")
+  images, labels = raw_digits.split("test")
   out = model.classify(images, seed=(0, 0))
   accuracy = float(np.mean(out["labels"] == labels))
   assert accuracy > 0.6, accuracy  # chance: about 0.1
   np.testing.assert_allclose(out["probabilities"].sum(1), 1.0, rtol=1e-5)
   # p(y | x) from log p(x | y) and the prior of the training label counts.
-  prior = np.log((np.bincount(_digits_split("train")[1], minlength=10) + 1) / 1310)
+  prior = np.log((np.bincount(raw_digits.split("train")[1], minlength=10) + 1) / 1310)
   joint = out["log_likelihoods"] + prior
   expected = np.exp(joint - joint.max(1, keepdims=True))
   np.testing.assert_allclose(out["probabilities"],
@@ -306,12 +296,12 @@ def test_eval_reports_the_classifier_and_draws_a_row_per_class(digits_run, tmp_p
       marginal_bits.std(ddof=1) / np.sqrt(297), rel=1e-3)
   predicted = (likelihoods + prior).argmax(1)
   assert classifier["accuracy"] == pytest.approx(
-      sk_metrics.accuracy_score(labels, predicted), abs=1.5 / 297)
+      reference_metrics.accuracy(labels, predicted), abs=1.5 / 297)
   assert classifier["accuracy_uniform_prior"] == pytest.approx(
-      sk_metrics.accuracy_score(labels, likelihoods.argmax(1)), abs=1.5 / 297)
+      reference_metrics.accuracy(labels, likelihoods.argmax(1)), abs=1.5 / 297)
   np.testing.assert_allclose(
       classifier["per_class_accuracy"],
-      sk_metrics.recall_score(labels, predicted, average=None), atol=1.5 / 29)
+      reference_metrics.per_class_recall(labels, predicted, 10), atol=1.5 / 29)
   grid = tf.io.decode_png(tf.io.read_file(metrics["sample_grids"][0])).numpy()
   assert grid.shape[:2] == (10 * 9 + 1, 3 * 9 + 1)  # 10 rows of 3 samples (8x8 + 1)
 
@@ -376,11 +366,11 @@ def test_the_classifier_figures_on_a_skewed_prior_against_scikit_learn():
   result = classifier.evaluate_classifier(lookup, dataset, prior, (4, 4, 2), "skewed")
   with_prior, without = (likelihoods + prior).argmax(1), likelihoods.argmax(1)
   assert (with_prior != without).sum() >= 5  # the prior matters here
-  assert result["accuracy"] == sk_metrics.accuracy_score(labels, with_prior)
-  assert result["accuracy_uniform_prior"] == sk_metrics.accuracy_score(labels, without)
+  assert result["accuracy"] == reference_metrics.accuracy(labels, with_prior)
+  assert result["accuracy_uniform_prior"] == reference_metrics.accuracy(labels, without)
   np.testing.assert_array_equal(
       result["per_class_accuracy"],
-      sk_metrics.recall_score(labels, with_prior, average=None))
+      reference_metrics.per_class_recall(labels, with_prior, 3))
   marginal = np.logaddexp.reduce(likelihoods + prior, axis=1)
   bits = -marginal / (32 * np.log(2))
   assert result["marginal_bits_per_dim"] == pytest.approx(bits.mean(), rel=1e-12)
@@ -394,7 +384,7 @@ def test_the_classifier_figures_on_a_skewed_prior_against_scikit_learn():
 def test_a_tensorflow_only_process_serves_the_conditional_export(digits_run, tmp_path):
   model_dir = digits_run[0]
   path = os.path.join(model_dir, "export")
-  images, _ = _digits_split("test")
+  images, _ = raw_digits.split("test")
   np.save(tmp_path / "x.npy", images[:6])
   script = textwrap.dedent(f"""
       import sys
@@ -470,7 +460,7 @@ def test_without_labels_a_conditional_model_is_its_marginal(digits_run):
   # One interface: no labels means p(x) = sum_y p(x | y) p(y), for the run
   # directory's model as for its export, against numpy on the per-class figures.
   model_dir, metrics = digits_run
-  images, _ = _digits_split("test")
+  images, _ = raw_digits.split("test")
   values = images[:5].astype(np.float32) + 0.5
   counts = np.asarray(metrics["class_counts"])
   prior = np.log((counts + 1) / (counts.sum() + 10))

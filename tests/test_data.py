@@ -22,6 +22,7 @@ from realnvp_tf.data import tfds_fetch
 from realnvp_tf.data import tfds_source
 from realnvp_tf.data import transforms
 
+import raw_digits
 import tfds_mocks
 
 TFDS_NAMES = [n for n in data.DATASET_NAMES
@@ -295,8 +296,11 @@ def test_digits_counts_range_and_split():
   raw_train = np.stack(list(data.make_uint8_dataset("digits", "train")))
   raw_test = np.stack(list(data.make_uint8_dataset("digits", "test")))
   np.testing.assert_array_equal(np.floor(train), raw_train)
-  from sklearn.datasets import load_digits
-  everything = load_digits().images.astype(np.uint8)[..., None]
+  everything, labels = raw_digits.everything()
+  # The embedded file is the UCI set: its shape, grey levels and class counts.
+  assert everything.shape == (1797, 8, 8, 1) and everything.dtype == np.uint8
+  assert everything.max() == 16
+  np.testing.assert_array_equal(np.bincount(labels), raw_digits.CLASS_COUNTS)
   raw_validation = np.stack(list(data.make_uint8_dataset("digits", "validation")))
   ours = np.concatenate([raw_train, raw_validation, raw_test])
   key = lambda a: sorted(map(bytes, a))  # noqa: E731

@@ -22,6 +22,7 @@ from realnvp_tf.data import tfds_describe
 from realnvp_tf.data import tfds_fetch
 from realnvp_tf.data import tfds_source
 
+import raw_digits
 import tfds_mocks
 
 SHARED_DATA = os.environ.get("REALNVP_TF_SHARED_DATA")
@@ -99,21 +100,10 @@ def test_asking_labels_of_an_unlabelled_set_is_one_line_everywhere():
 # -------------------------------------------------------------------------- digits
 
 
-def _digits_by_hand(split):
-  """scikit-learn's digits under the split permutation, computed here."""
-  from sklearn.datasets import load_digits
-  digits = load_digits()
-  order = np.random.RandomState(0).permutation(len(digits.target))
-  start, end = {"train": (0, 1300), "validation": (1300, 1500),
-                "test": (1500, 1797)}[split]
-  rows = order[start:end]
-  return digits.images[rows].astype(np.uint8)[..., None], digits.target[rows]
-
-
 @pytest.mark.parametrize("split", ["train", "validation", "test"])
-def test_digits_labels_are_sklearns_targets_in_the_split_order(split):
+def test_digits_labels_are_the_files_labels_in_the_split_order(split):
   images, labels = _pairs(data.make_uint8_dataset("digits", split, labels=True))
-  want_images, want_labels = _digits_by_hand(split)
+  want_images, want_labels = raw_digits.split(split)
   np.testing.assert_array_equal(images, want_images)
   np.testing.assert_array_equal(labels, want_labels)
   np.testing.assert_array_equal(
@@ -124,7 +114,7 @@ def test_digits_labels_are_sklearns_targets_in_the_split_order(split):
 def _label_of_image(split):
   """{image bytes: set of labels} of a digits split (a few images repeat)."""
   table = {}
-  for image, label in zip(*_digits_by_hand(split), strict=True):
+  for image, label in zip(*raw_digits.split(split), strict=True):
     table.setdefault(image.tobytes(), set()).add(int(label))
   return table
 
@@ -148,7 +138,7 @@ def test_labelled_pipelines_serve_the_unlabelled_images():
   images, labels = _pairs(data.make_dataset("digits", "test", batch_size=100,
                                             training=False, labels=True))
   np.testing.assert_array_equal(plain, images)
-  np.testing.assert_array_equal(labels, _digits_by_hand("test")[1])
+  np.testing.assert_array_equal(labels, raw_digits.split("test")[1])
   assert images.shape[0] == info.num_test and labels.dtype == np.int32
 
 

@@ -7,6 +7,7 @@ Adding a dataset is adding an entry here: the pipelines read everything they do 
 from __future__ import annotations
 
 import functools
+import os
 from typing import Optional
 
 import numpy as np
@@ -24,29 +25,38 @@ _DIGITS_SPLITS = {"train": (0, 1_300), "validation": (1_300, 1_500),
 _DIGITS_SPLIT_SEED = 0
 
 
-def _digits(split: str, field: str) -> np.ndarray:
-  """`field` ("images" or "target") of scikit-learn's bundled digits, `split`'s rows
-  in the split's order: images and labels both take their rows from here, so they
-  stay paired."""
-  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top  (slow import)
+@functools.lru_cache(maxsize=None)
+def _digits_file() -> dict[str, np.ndarray]:
+  """The embedded digits (`digits.npz` beside this module): `images` uint8
+  [1797, 8, 8] with values 0..16 and `labels` uint8 [1797], the UCI optical
+  recognition of handwritten digits test set as scikit-learn 1.9.1 bundles it
+  (`load_digits()`, written with `np.savez_compressed`; docs/data.md)."""
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "digits.npz")
+  with np.load(path) as stored:
+    return {name: stored[name] for name in stored.files}
 
+
+def _digits(split: str, field: str) -> np.ndarray:
+  """`field` ("images" or "labels") of the embedded digits, `split`'s rows in the
+  split's order: images and labels both take their rows from here, so they stay
+  paired."""
   if split not in _DIGITS_SPLITS:
     raise ValueError(f"digits has the splits {', '.join(_DIGITS_SPLITS)}, not "
                      f"{split!r}")
-  values = getattr(load_digits(), field)
+  values = _digits_file()[field]
   order = np.random.RandomState(_DIGITS_SPLIT_SEED).permutation(len(values))
   start, end = _DIGITS_SPLITS[split]
   return values[order[start:end]]
 
 
 def _digits_arrays(split: str) -> np.ndarray:
-  """scikit-learn's bundled 8x8 digits as uint8 [N, 8, 8, 1], values 0..16."""
-  return _digits(split, "images").astype(np.uint8)[..., None]
+  """The embedded 8x8 digits as uint8 [N, 8, 8, 1], values 0..16."""
+  return _digits(split, "images")[..., None]
 
 
 def _digits_labels(split: str) -> np.ndarray:
   """The digits' classes 0..9 as int32 [N], in `_digits_arrays`' order."""
-  return _digits(split, "target").astype(np.int32)
+  return _digits(split, "labels").astype(np.int32)
 
 
 def _held_out(total, held_out):
