@@ -2,6 +2,7 @@
 Python example, and `pip install .` with its console scripts and bundled configs."""
 
 import ast
+import json
 import os
 import re
 import subprocess
@@ -278,3 +279,8 @@ def test_pip_install_gives_console_scripts_that_work_from_any_directory(tmp_path
   assert scored.returncode == 0, scored.stderr[-2000:]
   rows = (elsewhere / "scores.csv").read_text().strip().splitlines()
   assert len(rows) == 4 and "bits_per_dim" in rows[0], rows
+  # The embedded digits set is package data: the installed eval reads its test split.
+  evaluated = _run([str(bin_dir / "realnvp-eval"), "--pretrained=digits",
+                    "--output=digits.json"], cwd=elsewhere)
+  assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+  assert json.loads((elsewhere / "digits.json").read_text())["num_images"] == 297
