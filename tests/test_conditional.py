@@ -346,7 +346,7 @@ def test_training_reports_the_classifier_and_a_typicality_reference_of_the_margi
   assert reference["std"] == pytest.approx(bits.std(ddof=1), rel=1e-3)
 
 
-def test_the_classifier_figures_on_a_skewed_prior_against_scikit_learn():
+def test_the_classifier_figures_on_a_skewed_prior_against_a_brute_force_count():
   # Likelihoods and a prior where the prior changes decisions, so that accuracy with
   # and without it, per class, differ; each against scikit-learn on the predictions
   # made here, the marginal against numpy's logaddexp.

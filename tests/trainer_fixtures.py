@@ -88,12 +88,12 @@ def flagfile_values(path):
   return values
 
 
-def model_config(use_batch_norm=True, num_scales=1):
+def model_config(use_batch_norm=True):
   """The smoke settings' model (one scale: four checkerboard couplings, half the
   trace of two scales; the multi-scale path has tests of its own in test_flow.py)."""
-  return realnvp_tf.RealNVPConfig(
-      image_shape=IMAGE_SHAPE, num_levels=17, num_scales=num_scales, num_res_blocks=1,
-      num_filters=4, use_batch_norm=use_batch_norm)
+  return realnvp_tf.RealNVPConfig(image_shape=IMAGE_SHAPE, num_levels=17, num_scales=1,
+                                  num_res_blocks=1, num_filters=4,
+                                  use_batch_norm=use_batch_norm)
 
 
 def train_config(**kwargs):
