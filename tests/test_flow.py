@@ -211,10 +211,36 @@ def test_one_network_call_per_coupling_per_log_prob(mode, monkeypatch):
     (dict(num_scales=0), "num_scales"),
     (dict(image_shape=(28, 28)), "image_shape"),
     (dict(image_shape=(0, 28, 1)), "image_shape"),
+    (dict(dropout_rate=1.0), "dropout_rate"),
+    (dict(dropout_rate=-0.1), "dropout_rate"),
 ])
 def test_invalid_configs(kwargs, match):
   with pytest.raises(ValueError, match=match):
     realnvp_tf.RealNVPConfig(**kwargs)
+
+
+def test_dropout_acts_in_the_training_step_only():
+  """Same weights, dropout 0.5 against none: inference mode and the batch-norm
+  re-estimation pass give the same log-densities to the last bit, the training step
+  other ones (and other ones again on a second call: fresh masks)."""
+  plain = _flow((8, 8, 1), 2, num_res_blocks=2)
+  dropped = _flow((8, 8, 1), 2, num_res_blocks=2, dropout_rate=0.5)
+  assert len(plain.variables) == len(dropped.variables)  # dropout adds none
+  for source, target in zip(plain.variables, dropped.variables, strict=True):
+    target.assign(source)
+  x = _pixels([4, 8, 8, 1], 5)
+
+  def log_probs(training):
+    return [realnvp_tf.model.flow.log_prob(flow, x, training=training).numpy()
+            for flow in (plain, dropped)]
+
+  inference, estimation = log_probs(False), log_probs(nets.ESTIMATE_STATISTICS)
+  np.testing.assert_array_equal(inference[0], inference[1])
+  np.testing.assert_array_equal(estimation[0], estimation[1])
+  first, second = log_probs(True)[1], log_probs(True)[1]
+  assert np.all(np.isfinite(first))
+  assert np.abs(first - log_probs(True)[0]).min() > 1e-3
+  assert np.abs(first - second).min() > 1e-3
 
 
 def test_invalid_inputs():

@@ -168,6 +168,32 @@ def test_coupling_resnet_starts_at_zero_and_rejects_bad_sizes():
     nets.CouplingResNet(0, num_filters=8, num_blocks=1)
 
 
+def test_residual_dropout_zeroes_a_share_and_rescales_the_rest():
+  """With the second convolution replaced by the identity, a block without batch norm
+  is x + relu(drop(h)), h = conv_in(relu(x)): in training mode each unit of relu(h)
+  is 0 or relu(h) / (1 - rate), zero for about `rate` of them; otherwise relu(h)."""
+  rate = 0.25
+  block = nets.ResidualBlock(8, use_batch_norm=False, dropout_rate=rate)
+  block.build((None, 8, 8, 8))
+  block.conv_out = lambda inputs: inputs  # the output is then x + relu(drop(h))
+  x = tf.random.stateless_normal([16, 8, 8, 8], [4, 4])
+  kept = tf.nn.relu(block.conv_in(tf.nn.relu(x))).numpy()
+  np.testing.assert_allclose(block(x) - x, kept, rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(block(x, training=nets.ESTIMATE_STATISTICS) - x, kept,
+                             rtol=1e-6, atol=1e-6)
+  out = (block(x, training=True) - x).numpy()
+  live = kept > 1e-3
+  zeroed = np.abs(out[live]) < 1e-6
+  # About 4,000 live units: the zeroed share is within 5 standard errors of the rate.
+  assert abs(zeroed.mean() - rate) < 5 * np.sqrt(rate * (1 - rate) / live.sum())
+  np.testing.assert_allclose(out[live][~zeroed], kept[live][~zeroed] / (1 - rate),
+                             rtol=1e-4, atol=1e-5)
+  with pytest.raises(ValueError, match="dropout_rate"):
+    nets.CouplingResNet(2, num_filters=8, num_blocks=1, dropout_rate=1.0)
+  assert nets.CouplingResNet.from_config(nets.CouplingResNet(
+      2, 8, 1, dropout_rate=0.1).get_config()).dropout_rate == 0.1
+
+
 @pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
 @pytest.mark.parametrize("cpu", [True, False])
 def test_both_kernel_paths_have_tensorflows_own_gradient(cpu, dtype):

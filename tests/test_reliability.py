@@ -184,13 +184,14 @@ def test_resume_with_other_model_settings_says_which_in_one_line(tmp_path):
   assert len(lines) == 1 and len(lines[0]) < 600, result.stderr[-3000:]
   assert "num_filters=4 (now 8)" in lines[0] and "ema_decay=0.0 (now 0.9" in lines[0]
   assert "new --model_dir" in lines[0]
-  # Changing the precision, the step count or the learning rate is a resume like any
-  # other, and the new rate is the one the optimizer uses (a step decay by hand).
+  # Changing the precision, the dropout, the step count or the learning rate is a
+  # resume like any other, and the new rate is the one the optimizer uses (a step
+  # decay by hand).
   config = fx.train_config(train_steps=4, checkpoint_every=1, learning_rate=2.5e-4,
                            batch_norm_recalibration_batches=0)
   assert config.learning_rate != fx.train_config().learning_rate
   other = config_lib.RealNVPConfig(**dict(
-      vars(fx.model_config()), compute_dtype="bfloat16"))
+      vars(fx.model_config()), compute_dtype="bfloat16", dropout_rate=0.2))
   resumed = training.Trainer(other, config, str(tmp_path), strategy=fx.strategy(1))
   assert resumed.restore() == 3
   assert int(resumed.state.optimizer.iterations.numpy()) == 3

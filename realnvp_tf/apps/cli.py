@@ -169,8 +169,12 @@ def define_model_flags():
   flags.DEFINE_integer("class_embedding_dim", _MODEL_DEFAULTS.class_embedding_dim,
                        "--class_conditional: channels of each coupling's label "
                        "embedding.", lower_bound=1)
+  flags.DEFINE_float("dropout_rate", _MODEL_DEFAULTS.dropout_rate, "Dropout inside "
+                     "the s/t networks' residual blocks while training (0: none); a "
+                     "regulariser for small datasets.", lower_bound=0.0,
+                     upper_bound=0.99)
   define_precision_flag(_MODEL_DEFAULTS.compute_dtype)
-  _require_finite("batch_norm_momentum", "logit_alpha")
+  _require_finite("batch_norm_momentum", "logit_alpha", "dropout_rate")
 
 
 def define_optimization_flags():
@@ -305,7 +309,7 @@ def model_config_from_flags():
       batch_norm_momentum=FLAGS.batch_norm_momentum, logit_alpha=FLAGS.logit_alpha,
       compute_dtype=FLAGS.mixed_precision,
       num_classes=info.num_classes if FLAGS.class_conditional else 0,
-      class_embedding_dim=FLAGS.class_embedding_dim)
+      class_embedding_dim=FLAGS.class_embedding_dim, dropout_rate=FLAGS.dropout_rate)
 
 
 def train_config_from_flags(config_class=TrainConfig):

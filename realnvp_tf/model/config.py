@@ -5,6 +5,7 @@ import math
 from typing import Tuple
 
 from realnvp_tf.model.nets import batch_statistics
+from realnvp_tf.model.nets import resnet
 
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 # The Keras dtype policy of the s/t networks for each compute dtype: variables stay
@@ -53,6 +54,9 @@ class RealNVPConfig:
       embedding of y (see `bijectors.ClassPrior`, `AffineCoupling`).
     class_embedding_dim: channels of each coupling's label embedding (conditional
       flows only).
+    dropout_rate: dropout between the two convolutions of every residual block, in
+      training mode only (0: none). A regulariser for small datasets; it adds no
+      variables, so a run may change it when it resumes.
   """
 
   image_shape: Tuple[int, int, int] = (28, 28, 1)
@@ -67,6 +71,7 @@ class RealNVPConfig:
   compute_dtype: str = "float32"
   num_classes: int = 0
   class_embedding_dim: int = 8
+  dropout_rate: float = 0.0
 
   def __post_init__(self):
     check_finite(self)
@@ -99,6 +104,7 @@ class RealNVPConfig:
     if self.batch_norm_epsilon <= 0:
       raise ValueError(
           f"batch_norm_epsilon must be positive; got {self.batch_norm_epsilon}.")
+    resnet.check_dropout_rate(self.dropout_rate)
     if self.compute_dtype not in COMPUTE_DTYPES:
       raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}; got "
                        f"{self.compute_dtype!r}.")

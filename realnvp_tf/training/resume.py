@@ -10,7 +10,7 @@ import tensorflow as tf
 from realnvp_tf.runs import directory
 
 # Model settings a run may change when it resumes: they create no variables.
-RESUMABLE_MODEL_CHANGES = ("compute_dtype",)
+RESUMABLE_MODEL_CHANGES = ("compute_dtype", "dropout_rate")
 
 
 def check_resumable(run_directory, model_config, train_config, fingerprint=None):

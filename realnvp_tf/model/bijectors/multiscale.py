@@ -114,7 +114,8 @@ def _coupling_steps(config, event_shape, mask_type, count, num_filters, prefix):
         out_channels, num_filters, config.num_res_blocks,
         use_batch_norm=config.use_batch_norm,
         batch_norm_momentum=config.batch_norm_momentum,
-        batch_norm_epsilon=config.batch_norm_epsilon, name=f"{name}_net",
+        batch_norm_epsilon=config.batch_norm_epsilon,
+        dropout_rate=config.dropout_rate, name=f"{name}_net",
         dtype=config_lib.KERAS_POLICIES[config.compute_dtype])
     embedding = (nets.ClassEmbedding(config.num_classes, config.class_embedding_dim,
                                      name=f"{name}_net_class_embedding")

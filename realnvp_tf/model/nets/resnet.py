@@ -7,6 +7,10 @@ and a shift, and the log-scale is squashed as `s = scale * tanh(raw)` with a lea
 per-channel `scale`.
 
 The last convolution starts with zero gain, so every coupling starts as the identity.
+
+Optional dropout between the two convolutions of each residual block (as in Flow++,
+Ho et al., 2019) regularises networks trained on few images; it acts in training mode
+only, so the flow an evaluation or an export computes is deterministic and exact.
 """
 
 import keras
@@ -30,13 +34,27 @@ def _relu_conv(norm, conv, inputs, training):
   return conv(tf.nn.relu(norm(inputs, training=training)))
 
 
+def check_dropout_rate(rate):
+  """Raises ValueError unless `rate` is in [0, 1) (`RealNVPConfig` calls it too)."""
+  if not 0.0 <= rate < 1.0:
+    raise ValueError(f"dropout_rate must be in [0, 1) (0: no dropout); got {rate}.")
+
+
 class ResidualBlock(keras.layers.Layer):
-  """`x + conv(relu(bn(conv(relu(bn(x))))))`, pre-activation as in the paper."""
+  """`x + conv(relu(bn(drop(conv(relu(bn(x)))))))`, pre-activation as in the paper;
+  `drop` is dropout at `dropout_rate` in training mode (identity at 0, the default).
+
+  The dropout draws from TensorFlow's stateful random ops (seeded by the global seed),
+  not from a Keras seed generator: no variable is added, so checkpoints and exports are
+  the same with and without it.
+  """
 
   def __init__(self, filters, use_batch_norm=True,
                batch_norm_momentum=batch_statistics.MOMENTUM,
-               batch_norm_epsilon=batch_statistics.EPSILON, **kwargs):
+               batch_norm_epsilon=batch_statistics.EPSILON, dropout_rate=0.0, **kwargs):
     super().__init__(**kwargs)
+    check_dropout_rate(dropout_rate)
+    self.dropout_rate = float(dropout_rate)
     self.filters = int(filters)
     self.use_batch_norm = bool(use_batch_norm)
     self.batch_norm_momentum = float(batch_norm_momentum)
@@ -66,6 +84,10 @@ class ResidualBlock(keras.layers.Layer):
 
   def call(self, inputs, training=False):
     h = _relu_conv(self.norm_in, self.conv_in, inputs, training)
+    # Only in the training step: not in inference, and not while batch-norm
+    # statistics are re-estimated for inference (training=ESTIMATE_STATISTICS).
+    if self.dropout_rate and training is True:
+      h = tf.nn.dropout(h, self.dropout_rate)
     h = _relu_conv(self.norm_out, self.conv_out, h, training)
     return inputs + h
 
@@ -73,7 +95,8 @@ class ResidualBlock(keras.layers.Layer):
     config = super().get_config()
     config.update(filters=self.filters, use_batch_norm=self.use_batch_norm,
                   batch_norm_momentum=self.batch_norm_momentum,
-                  batch_norm_epsilon=self.batch_norm_epsilon)
+                  batch_norm_epsilon=self.batch_norm_epsilon,
+                  dropout_rate=self.dropout_rate)
     return config
 
 
@@ -81,7 +104,8 @@ class CouplingResNet(keras.layers.Layer):
   """The s/t network of an affine coupling: returns `(s, t)`, each `out_channels` wide.
 
   conv -> `num_blocks` residual blocks -> bn -> relu -> conv to `2 * out_channels`,
-  then `s = scale * tanh(raw_s)` with `scale` learned per channel.
+  then `s = scale * tanh(raw_s)` with `scale` learned per channel. `dropout_rate`: the
+  residual blocks' dropout (training mode only).
 
   With the Keras dtype policy "mixed_bfloat16" (or "mixed_float16") the convolutions
   and normalisations run in that type (variables stay float32); `s` and `t` are
@@ -90,8 +114,9 @@ class CouplingResNet(keras.layers.Layer):
 
   def __init__(self, out_channels, num_filters, num_blocks, use_batch_norm=True,
                batch_norm_momentum=batch_statistics.MOMENTUM,
-               batch_norm_epsilon=batch_statistics.EPSILON, **kwargs):
+               batch_norm_epsilon=batch_statistics.EPSILON, dropout_rate=0.0, **kwargs):
     super().__init__(**kwargs)
+    check_dropout_rate(dropout_rate)
     if out_channels <= 0 or num_filters <= 0 or num_blocks < 0:
       raise ValueError(
           f"out_channels and num_filters must be positive and num_blocks >= 0; got "
@@ -102,12 +127,14 @@ class CouplingResNet(keras.layers.Layer):
     self.use_batch_norm = bool(use_batch_norm)
     self.batch_norm_momentum = float(batch_norm_momentum)
     self.batch_norm_epsilon = float(batch_norm_epsilon)
+    self.dropout_rate = float(dropout_rate)
     norm_args = (self.use_batch_norm, self.batch_norm_momentum, self.batch_norm_epsilon)
     policy = self.dtype_policy
     # No bias before batch norm (see ResidualBlock).
     self.conv_in = WeightNormConv2D(self.num_filters, use_bias=not self.use_batch_norm,
                                     name="conv_in", dtype=policy)
-    self.blocks = [ResidualBlock(self.num_filters, *norm_args, name=f"block_{i}",
+    self.blocks = [ResidualBlock(self.num_filters, *norm_args,
+                                 dropout_rate=self.dropout_rate, name=f"block_{i}",
                                  dtype=policy) for i in range(self.num_blocks)]
     self.norm_out = _normalization(*norm_args, policy, name="norm_out")
     # Zero gain: the network outputs s = t = 0 until trained, so the coupling starts
@@ -162,5 +189,6 @@ class CouplingResNet(keras.layers.Layer):
     config.update(out_channels=self.out_channels, num_filters=self.num_filters,
                   num_blocks=self.num_blocks, use_batch_norm=self.use_batch_norm,
                   batch_norm_momentum=self.batch_norm_momentum,
-                  batch_norm_epsilon=self.batch_norm_epsilon)
+                  batch_norm_epsilon=self.batch_norm_epsilon,
+                  dropout_rate=self.dropout_rate)
     return config
