@@ -94,7 +94,11 @@ def test_a_shipped_model_round_trips_and_samples(name, request):
   images = _check_images(model, 16, request)
   x = images.astype(np.float32) + 0.5
   decoded = model.decode(model.encode(x))["values"].numpy()
-  np.testing.assert_allclose(decoded, x, atol=1e-3)
+  # The pixels come back exactly; the values to float32 round-off through 3 scales of
+  # couplings (Fashion-MNIST's model, trained longest, was 1.2e-3 off at 42.5: a few
+  # ulps amplified by the flow's Jacobian, hence the relative term).
+  np.testing.assert_array_equal(np.floor(decoded), images)
+  np.testing.assert_allclose(decoded, x, rtol=1e-5, atol=1e-3)
   samples = model.sample(16, temperature=0.7, seed=(1, 2))
   assert samples["images"].shape == (16, *model.image_shape)
   assert np.all(np.isfinite(samples["values"].numpy()))
